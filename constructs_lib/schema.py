@@ -1,0 +1,332 @@
+"""The OrasCache OpenAPI schema: the single source of truth.
+
+`crds/orascache.yaml` is generated from this module (`orascache crd`), and the Python
+validator in `validation.py` walks the same dictionaries, so the API server and the
+offline tooling cannot disagree on a field, type, default, enum or bound without a test
+noticing (tests/unit/test_crd.py and the validation oracle in tests/integration).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GROUP = "cache.converged-computing.github.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "OrasCache"
+PLURAL = "orascaches"
+SINGULAR = "orascache"
+
+DEFAULT_IMAGE = "ghcr.io/oras-project/registry:latest"
+DEFAULT_PORT = 5000
+
+# A StatefulSet names its first Pod `<name>-0` and labels every Pod with
+# `controller-revision-hash: <name>-<hash of up to 10 chars>`, a label value capped at 63.
+MAX_NAME_LENGTH = 52
+NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# RFC 1123 subdomain, the rule for Secret and StorageClass names.
+OBJECT_NAME_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# host[:port][/path], no scheme: the form oras and containerd expect for a registry.
+REGISTRY_PATTERN = "^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$"
+QUANTITY_PATTERN = (
+    "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$"
+)
+ACCESS_MODES = ["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]
+
+
+def _str(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "string", "description": description, **extra}
+
+
+def _quantity(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "x-kubernetes-int-or-string": True,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "pattern": QUANTITY_PATTERN,
+    }
+
+
+def _secret_name(description: str) -> dict[str, Any]:
+    return _str(description, minLength=1, maxLength=253, pattern=OBJECT_NAME_PATTERN)
+
+
+_RESOURCE_LIST = {
+    "type": "object",
+    "additionalProperties": _quantity("A resource quantity, e.g. 500m or 1Gi."),
+}
+
+SPEC_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Desired state of an ORAS cache: an OCI registry that workflow pods "
+    "pull inputs from and push outputs to.",
+    "properties": {
+        "image": _str(
+            "Registry image. The default is frozen upstream; pin a maintained "
+            "distribution image by digest in production.",
+            default=DEFAULT_IMAGE,
+            minLength=1,
+            maxLength=512,
+        ),
+        "deploy": {
+            "type": "boolean",
+            "description": "Run the registry in the cluster. false: no workload is "
+            "created and pods use spec.registry instead.",
+            "default": True,
+        },
+        "port": {
+            "type": "integer",
+            "description": "Port the registry listens on and the headless Service exposes.",
+            "default": DEFAULT_PORT,
+            "minimum": 1,
+            "maximum": 65535,
+        },
+        "replicas": {
+            "type": "integer",
+            "description": "Registry replicas. More than one needs secrets.registryHttp and "
+            "ReadWriteMany storage, so every replica serves the same content.",
+            "default": 1,
+            "minimum": 1,
+            "maximum": 20,
+        },
+        "registry": _str(
+            "Remote registry (host[:port][/path], no scheme) that pods use when deploy is "
+            "false; reached over TLS and authenticated with secrets.orasEnv.",
+            maxLength=512,
+            pattern=REGISTRY_PATTERN,
+        ),
+        "secrets": {
+            "type": "object",
+            "description": "Secrets referenced by name; their values are never read or copied.",
+            "properties": {
+                "orasEnv": _secret_name(
+                    "Secret whose keys become the environment (envFrom) of the workflow "
+                    "containers that push and pull: ORAS_USER, ORAS_PUSH_PASS, ORAS_PULL_PASS."
+                ),
+                "registryHttp": _secret_name(
+                    "Secret with key REGISTRY_HTTP_SECRET, injected into the registry with "
+                    "secretKeyRef. Required for more than one replica."
+                ),
+            },
+            "additionalProperties": False,
+        },
+        "storage": {
+            "type": "object",
+            "description": "Persistent storage for the registry. Absent: an emptyDir, lost "
+            "when the Pod goes.",
+            "required": ["size"],
+            "properties": {
+                "size": _quantity("Requested capacity of the volume, e.g. 10Gi."),
+                "storageClassName": _str(
+                    "StorageClass of the claim; absent: the cluster default.",
+                    maxLength=253,
+                    pattern=OBJECT_NAME_PATTERN,
+                ),
+                "accessModes": {
+                    "type": "array",
+                    "description": "Access modes of the claim. With ReadWriteMany all "
+                    "replicas share one claim named <name>-data; otherwise each replica "
+                    "gets its own claim from a volumeClaimTemplate.",
+                    "default": ["ReadWriteOnce"],
+                    "minItems": 1,
+                    "maxItems": 4,
+                    "x-kubernetes-list-type": "set",
+                    "items": {"type": "string", "enum": ACCESS_MODES},
+                },
+            },
+            "additionalProperties": False,
+        },
+        "resources": {
+            "type": "object",
+            "description": "Compute resources of the registry container.",
+            "properties": {
+                "requests": {**_RESOURCE_LIST, "description": "Minimum resources."},
+                "limits": {**_RESOURCE_LIST, "description": "Maximum resources."},
+            },
+            "additionalProperties": False,
+        },
+        "nodeSelector": {
+            "type": "object",
+            "description": "Node labels the registry Pod must match.",
+            "additionalProperties": {"type": "string"},
+        },
+        "tolerations": {
+            "type": "array",
+            "description": "Tolerations of the registry Pod.",
+            "maxItems": 32,
+            "items": {
+                "type": "object",
+                "description": "A toleration, as in a Pod spec.",
+                "properties": {
+                    "key": _str("Taint key; empty with operator Exists matches all taints.",
+                                maxLength=316),
+                    "operator": _str("Exists or Equal.", enum=["Exists", "Equal"]),
+                    "value": _str("Taint value for operator Equal.", maxLength=63),
+                    "effect": _str(
+                        "Taint effect to match; empty matches all.",
+                        enum=["NoSchedule", "PreferNoSchedule", "NoExecute"],
+                    ),
+                    "tolerationSeconds": {
+                        "type": "integer",
+                        "description": "How long a NoExecute taint is tolerated.",
+                        "minimum": 0,
+                    },
+                },
+                "additionalProperties": False,
+            },
+        },
+    },
+    "additionalProperties": False,
+    "x-kubernetes-validations": [
+        {
+            "rule": "self.replicas <= 1 || (has(self.secrets) && has(self.secrets.registryHttp))",
+            "message": "replicas > 1 requires secrets.registryHttp",
+            "fieldPath": ".replicas",
+        },
+        {
+            "rule": "self.replicas <= 1 || "
+            "(has(self.storage) && 'ReadWriteMany' in self.storage.accessModes)",
+            "message": "replicas > 1 requires storage with accessModes ReadWriteMany",
+            "fieldPath": ".replicas",
+        },
+        {
+            "rule": "self.deploy || has(self.registry)",
+            "message": "deploy: false requires registry (the remote registry address)",
+            "fieldPath": ".registry",
+        },
+        {
+            "rule": "!self.deploy || !has(self.registry)",
+            "message": "registry is only used with deploy: false",
+            "fieldPath": ".registry",
+        },
+    ],
+}
+
+_CONDITION = {
+    "type": "object",
+    "description": "A standard Kubernetes condition.",
+    "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+    "properties": {
+        "type": _str("Ready, Reconciling or Stalled.", maxLength=316),
+        "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+        "observedGeneration": {
+            "type": "integer",
+            "description": "metadata.generation the condition was computed from.",
+            "minimum": 0,
+        },
+        "lastTransitionTime": _str("When the status last changed.", format="date-time"),
+        "reason": _str("CamelCase reason.", maxLength=1024, minLength=1),
+        "message": _str("Human-readable explanation.", maxLength=32768),
+    },
+}
+
+STATUS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Observed state, written by the sync service.",
+    "properties": {
+        "conditions": {
+            "type": "array",
+            "description": "Ready, Reconciling and Stalled conditions.",
+            "items": _CONDITION,
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+        "observedGeneration": {
+            "type": "integer",
+            "description": "metadata.generation last reconciled.",
+        },
+        "endpoint": _str("Registry address workflow pods use (host:port)."),
+        "readyReplicas": {"type": "integer", "description": "Registry replicas ready."},
+        "inventory": {
+            "type": "array",
+            "description": "Objects applied for this cache.",
+            "items": {
+                "type": "object",
+                "description": "A reference to an applied object.",
+                "properties": {
+                    "apiVersion": _str("API version of the object."),
+                    "kind": _str("Kind of the object."),
+                    "name": _str("Name of the object."),
+                    "namespace": _str("Namespace of the object."),
+                },
+            },
+        },
+    },
+}
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The whole-object schema, with the name rule that keeps StatefulSet names valid."""
+    return {
+        "type": "object",
+        "description": "OrasCache runs an OCI registry that workflow pods use, by name, to "
+        "exchange artifacts with oras.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": _str("API version of the object."),
+            "kind": _str("Kind of the object."),
+            "metadata": {"type": "object"},
+            "spec": SPEC_SCHEMA,
+            "status": STATUS_SCHEMA,
+        },
+        "x-kubernetes-validations": [
+            {
+                "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+                "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters, so "
+                "the StatefulSet's Pod names and revision labels stay valid",
+            },
+            {
+                "rule": f"self.metadata.name.matches('{NAME_PATTERN}')",
+                "message": "metadata.name must be a DNS-1035 label (lower case letters, digits "
+                "and '-', starting with a letter): it names the headless Service",
+            },
+        ],
+    }
+
+
+def crd() -> dict[str, Any]:
+    """The CustomResourceDefinition manifest for crds/orascache.yaml."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {
+                "app.kubernetes.io/name": "oras-cache",
+                "app.kubernetes.io/part-of": "oras-cache",
+            },
+        },
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "categories": ["oras"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {
+                            "name": "Ready",
+                            "type": "string",
+                            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+                        },
+                        {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
+                        {
+                            "name": "Age",
+                            "type": "date",
+                            "jsonPath": ".metadata.creationTimestamp",
+                        },
+                    ],
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                }
+            ],
+        },
+    }

@@ -1,0 +1,1 @@
+"""oras-cache sync service and CLI: sources, rendering to files, apply, status."""

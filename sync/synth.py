@@ -1,0 +1,88 @@
+"""Rendering to files: `orascache synth`, `cdk8s synth` and the committed dist/ tree.
+
+Everything is rendered into memory first and written only when every input is valid,
+so an error never leaves a half-written output directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import yaml
+
+from constructs_lib import SpecError, render, schema, to_yaml
+from sync.load import load
+
+HEADER = "# Rendered by orascache. Do not edit: change the source and run `make synth`.\n"
+NO_NAMESPACE_DIR = "_unnamespaced"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def crd_yaml() -> str:
+    return HEADER + to_yaml([schema.crd()])
+
+
+def cache_files(paths: Iterable[str | Path]) -> dict[str, str] | list[SpecError]:
+    """`<namespace>/<name>.yaml` -> YAML for every cache under `paths`, or every error."""
+    loaded = load(paths)
+    if loaded.errors:
+        return loaded.errors
+    files: dict[str, str] = {}
+    for rendered in render(cache for _, cache in loaded.caches):
+        if not rendered.manifests:
+            continue  # deploy: false renders nothing to run in the cluster
+        cache = rendered.cache
+        rel = f"{cache.namespace or NO_NAMESPACE_DIR}/{cache.name}.yaml"
+        files[rel] = HEADER + to_yaml(rendered.manifests)
+    return with_kustomization(files)
+
+
+def with_kustomization(files: Mapping[str, str]) -> dict[str, str]:
+    """Add a kustomization.yaml listing every file, for `kubectl apply -k` and Argo CD."""
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(files),
+    }
+    return {**files, "kustomization.yaml": HEADER + yaml.safe_dump(kustomization)}
+
+
+def install_files() -> dict[str, str]:
+    return with_kustomization({"crd.yaml": crd_yaml()})
+
+
+def dist_files() -> dict[str, str] | list[SpecError]:
+    """The whole committed dist/ tree; a test fails when dist/ differs from it."""
+    examples = cache_files([REPO_ROOT / "examples"])
+    if isinstance(examples, list):
+        return examples
+    return {
+        **{f"examples/{k}": v for k, v in examples.items()},
+        **{f"install/{k}": v for k, v in install_files().items()},
+    }
+
+
+def write_tree(files: Mapping[str, str], outdir: Path) -> None:
+    """Write `files` under `outdir` and delete files we wrote before that are now stale."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    for rel, text in files.items():
+        write_atomic(outdir / rel, text)
+    for path in sorted(outdir.rglob("*.yaml"), reverse=True):
+        rel = path.relative_to(outdir).as_posix()
+        if rel not in files and path.read_text(encoding="utf-8").startswith(HEADER):
+            path.unlink()
+    for path in sorted((p for p in outdir.rglob("*") if p.is_dir()), reverse=True):
+        if not any(path.iterdir()):
+            path.rmdir()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
