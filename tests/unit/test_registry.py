@@ -1,0 +1,138 @@
+"""OrasCacheRegistry: explicit assertions on the fields that matter, and schema validity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+from hypothesis import HealthCheck, given, settings
+
+from constructs_lib import Manifest, OrasCache, parse_oras_cache, render
+from tests.unit.strategies import document, valid_specs
+
+
+def cache(spec: dict[str, Any], name: str = "oras", namespace: str | None = "ns") -> OrasCache:
+    parsed = parse_oras_cache(document(name, spec, namespace), "test")
+    assert isinstance(parsed, OrasCache), parsed
+    return parsed
+
+
+def manifests(spec: dict[str, Any], **kw: Any) -> dict[str, Manifest]:
+    (rendered,) = render([cache(spec, **kw)])
+    return {m["kind"]: m for m in rendered.manifests}
+
+
+def container(objs: dict[str, Manifest]) -> Manifest:
+    (c,) = objs["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def test_headless_service_named_exactly_like_the_cache() -> None:
+    svc = manifests({})["Service"]
+    assert svc["metadata"] == {**svc["metadata"], "name": "oras", "namespace": "ns"}
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": 5000, "protocol": "TCP", "targetPort": "http"}
+    ]
+
+
+def test_statefulset_serves_the_port_and_probes_v2() -> None:
+    objs = manifests({"port": 8080})
+    sts = objs["StatefulSet"]["spec"]
+    assert sts["serviceName"] == "oras"
+    c = container(objs)
+    assert c["ports"] == [{"containerPort": 8080, "name": "http", "protocol": "TCP"}]
+    assert {"name": "REGISTRY_HTTP_ADDR", "value": ":8080"} in c["env"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/v2/", "port": "http"}
+    assert sts["selector"]["matchLabels"].items() <= sts["template"]["metadata"]["labels"].items()
+
+
+def test_registry_http_secret_is_a_reference_never_a_value() -> None:
+    env = container(manifests({"secrets": {"registryHttp": "my-secret"}}))["env"]
+    (var,) = [e for e in env if e["name"] == "REGISTRY_HTTP_SECRET"]
+    assert var == {
+        "name": "REGISTRY_HTTP_SECRET",
+        "valueFrom": {"secretKeyRef": {"key": "REGISTRY_HTTP_SECRET", "name": "my-secret"}},
+    }
+    assert "REGISTRY_HTTP_SECRET" not in str(manifests({})), "absent unless configured"
+
+
+def test_storage_variants() -> None:
+    pod = manifests({})["StatefulSet"]["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"emptyDir": {}, "name": "data"}]
+
+    own = manifests({"storage": {"size": "5Gi", "storageClassName": "fast"}})["StatefulSet"]
+    (template,) = own["spec"]["volumeClaimTemplates"]
+    assert template["metadata"]["name"] == "data"
+    assert template["spec"]["storageClassName"] == "fast"
+    assert template["spec"]["resources"] == {"requests": {"storage": "5Gi"}}
+    assert "volumes" not in own["spec"]["template"]["spec"]
+
+    shared = manifests(
+        {"replicas": 2, "secrets": {"registryHttp": "s"},
+         "storage": {"size": "5Gi", "accessModes": ["ReadWriteMany"]}}
+    )
+    assert shared["PersistentVolumeClaim"]["metadata"]["name"] == "oras-data"
+    assert shared["StatefulSet"]["spec"]["template"]["spec"]["volumes"] == [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "oras-data"}}
+    ]
+    assert "volumeClaimTemplates" not in shared["StatefulSet"]["spec"]
+    mounts = container(shared)["volumeMounts"]
+    assert mounts == [{"mountPath": "/var/lib/registry", "name": "data"}]
+
+
+def test_deploy_false_renders_nothing() -> None:
+    (rendered,) = render([cache({"deploy": False, "registry": "r.example.com"})])
+    assert rendered.manifests == []
+    assert rendered.cache.endpoint() == "r.example.com"
+
+
+def test_endpoint_contract_with_workflow_pods() -> None:
+    assert cache({}).endpoint() == "oras-0.oras.ns.svc.cluster.local:5000"
+    assert cache({}, namespace=None).endpoint() == "oras-0.oras:5000"
+
+
+def test_namespace_less_cache_renders_namespace_less_objects() -> None:
+    for obj in manifests({}, namespace=None).values():
+        assert "namespace" not in obj["metadata"]
+
+
+def test_recommended_labels_everywhere() -> None:
+    for obj in manifests({}).values():
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "oras"
+        assert labels["app.kubernetes.io/managed-by"] == "orascache"
+
+
+def test_privileged_port_gets_only_net_bind_service() -> None:
+    assert container(manifests({"port": 80}))["securityContext"]["capabilities"] == {
+        "add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}
+    assert "add" not in container(manifests({}))["securityContext"]["capabilities"]
+
+
+def test_placement_and_resources() -> None:
+    objs = manifests(
+        {
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoSchedule"}],
+            "resources": {"requests": {"cpu": 1, "memory": "64Mi"}},
+        }
+    )
+    pod = objs["StatefulSet"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"disk": "ssd"}
+    assert pod["tolerations"] == [{"effect": "NoSchedule", "key": "k", "operator": "Exists"}]
+    assert container(objs)["resources"] == {"requests": {"cpu": "1", "memory": "64Mi"}}
+
+
+def test_rendering_is_deterministic() -> None:
+    spec = {"storage": {"size": "1Gi"}, "nodeSelector": {"b": "1", "a": "2"}}
+    assert render([cache(spec)])[0].manifests == render([cache(spec)])[0].manifests
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs())
+def test_any_valid_spec_renders_objects_valid_for_kubernetes_1_37(spec: dict[str, Any]) -> None:
+    (rendered,) = render([cache(spec)])
+    for obj in rendered.manifests:
+        kubernetes_validate.validate(obj, "1.37.0", strict=True)
