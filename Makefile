@@ -76,8 +76,19 @@ test: lint cluster-build ## lint, unit tests, then integration tests on a real c
 .PHONY: demo
 demo: cluster-up ## render the examples, apply them to the local cluster, show their status
 	$(PY) -m sync.cli synth examples -o $(CLUSTER_DIR)/rendered
-	$(PY) -m tests.harness demo --dir $(CLUSTER_DIR)
+	@kubectl=$$($(PY) -m tests.harness build 2>/dev/null | sed -n 's/^KUBECTL=//p'); \
+	k() { echo "+ kubectl $$*" >&2; "$$kubectl" --kubeconfig $(CLUSTER_DIR)/kubeconfig "$$@"; }; \
+	k create namespace workflows --dry-run=client -o yaml | k apply -f - ; \
+	k apply -n default -f examples/ ; \
+	k apply --server-side --field-manager=orascache -n default -k $(CLUSTER_DIR)/rendered ; \
+	k get orascaches,statefulsets,services,persistentvolumeclaims,pods -A -o wide ; \
+	echo "Pods stay Pending: the local control plane has no kubelet."; \
+	echo "Stop it with: make cluster-down"
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, tools and the local cluster state
 	rm -rf $(VENV) $(TOOLS) $(CLUSTER_DIR)
+
+.PHONY: bench
+bench: bootstrap ## render benchmark: 1000 caches, against a cdk8s-plus baseline
+	$(PY) -m bench.render 1000
