@@ -108,7 +108,6 @@ SPEC_SCHEMA: dict[str, Any] = {
                     "secretKeyRef. Required for more than one replica."
                 ),
             },
-            "additionalProperties": False,
         },
         "storage": {
             "type": "object",
@@ -134,7 +133,6 @@ SPEC_SCHEMA: dict[str, Any] = {
                     "items": {"type": "string", "enum": ACCESS_MODES},
                 },
             },
-            "additionalProperties": False,
         },
         "resources": {
             "type": "object",
@@ -143,7 +141,6 @@ SPEC_SCHEMA: dict[str, Any] = {
                 "requests": {**_RESOURCE_LIST, "description": "Minimum resources."},
                 "limits": {**_RESOURCE_LIST, "description": "Maximum resources."},
             },
-            "additionalProperties": False,
         },
         "nodeSelector": {
             "type": "object",
@@ -172,11 +169,9 @@ SPEC_SCHEMA: dict[str, Any] = {
                         "minimum": 0,
                     },
                 },
-                "additionalProperties": False,
             },
         },
     },
-    "additionalProperties": False,
     "x-kubernetes-validations": [
         {
             "rule": "self.replicas <= 1 || (has(self.secrets) && has(self.secrets.registryHttp))",

@@ -116,6 +116,8 @@ def _walk_object(
     extra = node.get("additionalProperties")
     out: dict[str, Any] = {}
     for key, child in value.items():
+        if child is None:
+            continue  # the API server prunes nulls of non-nullable fields before defaulting
         if not isinstance(key, str):
             errors.append(FieldError(path, f"keys must be strings, got {key!r}"))
         elif key in props:
@@ -126,7 +128,7 @@ def _walk_object(
             known = ", ".join(sorted(props))
             errors.append(FieldError(_join(path, key), f"unknown field (known: {known})"))
     for key in node.get("required", []):
-        if key not in value:
+        if value.get(key) is None:
             errors.append(FieldError(_join(path, key), "required"))
     for key, child in props.items():
         if key not in out and "default" in child:

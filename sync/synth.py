@@ -51,7 +51,8 @@ def with_kustomization(files: Mapping[str, str]) -> dict[str, str]:
 
 
 def install_files() -> dict[str, str]:
-    return with_kustomization({"crd.yaml": crd_yaml()})
+    """No kustomization.yaml here: `kubectl apply -f dist/install/` must take every file."""
+    return {"crd.yaml": crd_yaml()}
 
 
 def dist_files() -> dict[str, str] | list[SpecError]:

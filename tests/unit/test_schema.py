@@ -48,6 +48,7 @@ def test_every_field_is_described_and_typed() -> None:
         if path == ".metadata":
             continue
         assert "type" in node or node.get("x-kubernetes-int-or-string"), path
+        assert not ("properties" in node and "additionalProperties" in node), path
         is_field = not path.endswith(("[]", "{}"))
         if is_field and not path.startswith(".status.conditions[]"):
             assert node.get("description"), f"{path} has no description"

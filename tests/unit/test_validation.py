@@ -107,3 +107,9 @@ def test_arbitrary_input_gives_errors_never_a_traceback(spec: dict[str, Any], na
     if isinstance(parsed, list):
         assert parsed and all(isinstance(e, SpecError) for e in parsed)
         assert all(str(e).startswith("f.yaml[0]: ") for e in parsed)
+
+
+def test_nulls_are_pruned_then_defaulted_like_the_api_server() -> None:
+    cache = parse_oras_cache(document("a", {"deploy": None, "port": None}), "x")
+    assert isinstance(cache, OrasCache)
+    assert (cache.spec.deploy, cache.spec.port) == (True, 5000)

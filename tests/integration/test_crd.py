@@ -1,0 +1,125 @@
+"""The CRD on a real API server: explain texts, validation oracle, dist/ dry-run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from constructs_lib import OrasCache, parse_oras_cache, schema
+from constructs_lib.validation import validate_spec
+from sync.synth import REPO_ROOT
+from tests.harness import LocalCluster
+from tests.unit.strategies import BREAKERS, document, valid_specs
+from tests.unit.test_validation import JUNK
+
+ORACLE_SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def server_verdict(api: ApiClient, namespace: str, doc: dict[str, Any]) -> tuple[bool, str, Any]:
+    """Dry-run create with strict field validation: (accepted, message, stored spec)."""
+    body = {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
+    try:
+        stored = client.CustomObjectsApi(api).create_namespaced_custom_object(
+            schema.GROUP,
+            schema.VERSION,
+            namespace,
+            schema.PLURAL,
+            body,
+            dry_run="All",
+            field_validation="Strict",
+        )
+    except ApiException as err:
+        if err.status not in (400, 422):
+            raise
+        return False, json.loads(err.body).get("message", ""), None
+    return True, "", stored["spec"]
+
+
+def python_verdict(doc: dict[str, Any]) -> tuple[bool, list[str], Any]:
+    parsed = parse_oras_cache(doc, "oracle")
+    if isinstance(parsed, OrasCache):
+        return True, [], validate_spec(doc["spec"])[0]
+    return False, [str(e.error) for e in parsed], None
+
+
+def check_agreement(api: ApiClient, namespace: str, doc: dict[str, Any]) -> None:
+    ok_server, message, stored = server_verdict(api, namespace, doc)
+    ok_python, errors, defaulted = python_verdict(doc)
+    assert ok_server == ok_python, f"server={ok_server} {message!r}, python={errors}"
+    if ok_server:
+        assert stored == defaulted, "defaults differ between the API server and schema.py"
+    else:
+        assert errors and message
+
+
+def test_kubectl_explain_shows_field_descriptions(cluster: LocalCluster) -> None:
+    out = cluster.kubectl("explain", "orascache.spec").stdout
+    for field, node in schema.SPEC_SCHEMA["properties"].items():
+        assert field in out
+        assert node["description"].split()[0] in out
+    storage = cluster.kubectl("explain", "orascaches.spec.storage.accessModes").stdout
+    assert "ReadWriteMany" in storage
+
+
+@pytest.mark.parametrize(("path", "spec"), BREAKERS, ids=[str(s) for _, s in BREAKERS])
+def test_oracle_rejects_the_same_broken_specs(
+    api_client: ApiClient, namespace: str, path: str, spec: dict[str, Any]
+) -> None:
+    doc = document("c", spec)
+    ok, message, _ = server_verdict(api_client, namespace, doc)
+    assert not ok
+    check_agreement(api_client, namespace, doc)
+    leaf = path.rsplit(".", maxsplit=1)[-1].split("[", maxsplit=1)[0]
+    assert leaf in message, f"server message does not name {leaf}: {message}"
+
+
+@pytest.mark.parametrize("name", ["a" * 52, "a" * 53, "a" * 60, "Upper", "1abc", "a.b", "ok-1"])
+def test_oracle_name_rules(api_client: ApiClient, namespace: str, name: str) -> None:
+    check_agreement(api_client, namespace, document(name, {}))
+
+
+@ORACLE_SETTINGS
+@given(valid_specs())
+def test_oracle_valid_specs_and_defaults(
+    api_client: ApiClient, namespace: str, spec: dict[str, Any]
+) -> None:
+    check_agreement(api_client, namespace, document("c", spec))
+
+
+@ORACLE_SETTINGS
+@given(st.dictionaries(st.sampled_from(sorted(schema.SPEC_SCHEMA["properties"])), JUNK))
+def test_oracle_junk_specs(api_client: ApiClient, namespace: str, spec: dict[str, Any]) -> None:
+    check_agreement(api_client, namespace, document("c", spec))
+
+
+def test_every_dist_object_passes_server_side_dry_run(
+    cluster: LocalCluster, api_client: ApiClient
+) -> None:
+    core = client.CoreV1Api(api_client)
+    try:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="workflows")))
+    except ApiException as err:
+        if err.status != 409:
+            raise
+    apply = ("apply", "--server-side", "--dry-run=server", "--field-manager=orascache", "-oname")
+    out = cluster.kubectl(*apply, "-f", str(REPO_ROOT / "dist/install")).stdout.split()
+    assert out == [
+        "customresourcedefinition.apiextensions.k8s.io/orascaches.cache.converged-computing.github.io"
+    ]
+    # Namespace-less objects land in the kubeconfig's namespace, as with `kubectl apply -k`.
+    out = cluster.kubectl(*apply, "-k", str(REPO_ROOT / "dist/examples")).stdout.split()
+    assert "statefulset.apps/shared" in out, out
+    assert "persistentvolumeclaim/shared-data" in out, out
+    rendered = [p.read_text() for p in (REPO_ROOT / "dist/examples").rglob("*/*.yaml")]
+    assert len(out) == sum(text.count("\nkind: ") for text in rendered), out
