@@ -55,7 +55,8 @@ def main() -> None:
     print(f"first synth (jsii start-up included):          {first * 1000:8.1f} ms")
     print(f"warm, {n} caches, orascache typed API:        {warm * 1000:8.2f} ms/cache")
     print(f"warm, {n} caches, cdk8s-plus baseline:        {base * 1000:8.2f} ms/cache")
-    print(f"ratio orascache / baseline:                    {warm / base:8.2f}x (target <= 5 ms/cache)")
+    print(f"ratio orascache / baseline:                    {warm / base:8.2f}x")
+    print("target: warm <= 5 ms/cache")
 
 
 if __name__ == "__main__":

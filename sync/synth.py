@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from constructs_lib import SpecError, render, schema, to_yaml
+from constructs_lib.install import render_install
 from sync.load import load
 
 HEADER = "# Rendered by orascache. Do not edit: change the source and run `make synth`.\n"
@@ -51,8 +52,14 @@ def with_kustomization(files: Mapping[str, str]) -> dict[str, str]:
 
 
 def install_files() -> dict[str, str]:
-    """No kustomization.yaml here: `kubectl apply -f dist/install/` must take every file."""
-    return {"crd.yaml": crd_yaml()}
+    """No kustomization.yaml here: `kubectl apply -f dist/install/` must take every file.
+
+    kubectl applies a directory's files in name order, so the CRD (`crd.yaml`, kept
+    byte-identical to crds/orascache.yaml) comes before `sync-service.yaml`, whose first
+    object is the Namespace the others live in.
+    """
+    service = render_install(include_crd=False)
+    return {"crd.yaml": crd_yaml(), "sync-service.yaml": HEADER + to_yaml(service)}
 
 
 def dist_files() -> dict[str, str] | list[SpecError]:

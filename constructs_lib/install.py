@@ -1,0 +1,361 @@
+"""`SyncService`: the construct that renders the sync service's own install manifests.
+
+`dist/install/` is rendered from it (see `sync.synth.install_files`): the CRD, a
+Namespace, a ServiceAccount, least-privilege RBAC, the Deployment and a metrics Service.
+Like `OrasCacheRegistry` it uses the typed low-level API (`cdk8s_plus_34.k8s`), so every
+field below is deliberate and visible in the rendered YAML.
+
+RBAC, and why each rule is there (and nothing else: no wildcards, no Secrets):
+- `orascaches` get/list/watch: the cluster source lists and watches the caches.
+- `orascaches/status` get/patch/update: conditions, observedGeneration, endpoint,
+  inventory are written on the status subresource only.
+- core `services`, `persistentvolumeclaims`, apps `statefulsets`: get/list/watch to follow
+  its children (drift correction), create + patch for server-side apply (applying an
+  object that does not exist yet is authorized as `create` too), delete for pruning.
+  No `update`: server-side apply is a PATCH.
+- core `events` and `events.k8s.io` `events`: create/patch (recorders patch the count of
+  a repeated event); never read.
+- `coordination.k8s.io` `leases`: a Role in the service's own namespace only. get and
+  update are restricted by `resourceNames` to the lease `LEASE_NAME`; `create` cannot be:
+  a create is a POST to the collection, so the authorizer sees no object name in the
+  request path (the name is only in the body) and a `resourceNames` rule never matches it.
+Watching all namespaces grants the namespaced rules through a ClusterRole bound by a
+ClusterRoleBinding; a list of namespaces gets one Role + RoleBinding per namespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cdk8s
+import constructs
+from cdk8s_plus_34 import k8s
+
+from constructs_lib import schema
+
+NAME = "oras-cache-sync"
+LEASE_NAME = NAME
+LEADER_ELECTION_ROLE = f"{NAME}-leader-election"
+METRICS_SERVICE = f"{NAME}-metrics"
+DEFAULT_NAMESPACE = "oras-cache-system"
+DEFAULT_IMAGE = "ghcr.io/converged-computing/oras-cache-sync:0.1.0"
+DEFAULT_METRICS_PORT = 8080
+CONTAINER_NAME = "sync"
+PORT_NAME = "http"
+RUN_AS_USER = 65532  # "nonroot" in distroless and chainguard images; see sync/Dockerfile
+TMP = "/tmp"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+# The rules granted in every watched namespace (or cluster-wide). Plain data so that tests
+# and reviewers can compare them with the rendered YAML.
+WATCH_RULES: list[dict[str, list[str]]] = [
+    {"apiGroups": [schema.GROUP], "resources": [schema.PLURAL], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": [schema.GROUP],
+        "resources": [f"{schema.PLURAL}/status"],
+        "verbs": ["get", "patch", "update"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["persistentvolumeclaims", "services"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {
+        "apiGroups": ["apps"],
+        "resources": ["statefulsets"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+LEADER_ELECTION_RULES: list[dict[str, list[str]]] = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": [LEASE_NAME],
+        "verbs": ["get", "update"],
+    },
+]
+
+
+def sync_labels() -> dict[str, str]:
+    """Recommended labels. No `app.kubernetes.io/instance`: registry Services select on
+    name + instance, and an OrasCache named like this service must never select its Pods.
+    """
+    return {
+        "app.kubernetes.io/name": "oras-cache",
+        "app.kubernetes.io/component": "sync",
+        "app.kubernetes.io/part-of": "oras-cache",
+        "app.kubernetes.io/managed-by": "orascache",
+    }
+
+
+def sync_selector_labels() -> dict[str, str]:
+    return {"app.kubernetes.io/name": "oras-cache", "app.kubernetes.io/component": "sync"}
+
+
+def sync_args(
+    namespace: str, watch_namespaces: Sequence[str] | None, metrics_port: int
+) -> list[str]:
+    """Container args; the image's entrypoint is `orascache`."""
+    scope = (
+        ["--all-namespaces"]
+        if watch_namespaces is None
+        else [arg for ns in watch_namespaces for arg in ("--namespace", ns)]
+    )
+    return [
+        "sync",
+        "--source",
+        "cluster",
+        *scope,
+        "--leader-elect",
+        "--lease-namespace",
+        namespace,
+        "--http-addr",
+        f":{metrics_port}",
+    ]
+
+
+def _rules(rules: Sequence[dict[str, list[str]]]) -> list[k8s.PolicyRule]:
+    return [
+        k8s.PolicyRule(
+            api_groups=rule["apiGroups"],
+            resources=rule["resources"],
+            resource_names=rule.get("resourceNames"),
+            verbs=rule["verbs"],
+        )
+        for rule in rules
+    ]
+
+
+class SyncService(constructs.Construct):
+    """Everything `kubectl apply -f dist/install/` installs, in apply order.
+
+    `watch_namespaces=None` watches every namespace (ClusterRole + ClusterRoleBinding);
+    a list limits the service, and its permissions, to those namespaces (a Role +
+    RoleBinding in each). The raw objects are attributes, as escape hatches.
+    `include_crd=False` leaves the CRD out (dist/install/ writes it as crd.yaml, straight
+    from `schema.crd()`). The Namespace is labelled to enforce the "restricted" Pod
+    Security level: give the service a namespace of its own.
+    """
+
+    def __init__(
+        self,
+        scope: constructs.Construct,
+        id: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        image: str = DEFAULT_IMAGE,
+        watch_namespaces: Sequence[str] | None = None,
+        replicas: int = 2,
+        metrics_port: int = DEFAULT_METRICS_PORT,
+        include_crd: bool = True,
+    ) -> None:
+        super().__init__(scope, id)
+        if watch_namespaces is not None:
+            if isinstance(watch_namespaces, str):
+                raise TypeError("watch_namespaces must be a sequence of names, not a string")
+            watch_namespaces = list(dict.fromkeys(watch_namespaces))
+            if not watch_namespaces:
+                raise ValueError("watch_namespaces=[] watches nothing; use None for all")
+        if replicas < 1:
+            raise ValueError("replicas must be >= 1")
+        if not 1 <= metrics_port <= 65535:
+            raise ValueError("metrics_port must be a TCP port")
+        self.namespace = namespace
+        self.watch_namespaces = watch_namespaces
+        self.crd: cdk8s.ApiObject | None = self._crd() if include_crd else None
+        self.namespace_object = k8s.KubeNamespace(
+            self,
+            "Namespace",
+            metadata=k8s.ObjectMeta(
+                name=namespace,
+                labels={
+                    "app.kubernetes.io/name": "oras-cache",
+                    "app.kubernetes.io/part-of": "oras-cache",
+                    "app.kubernetes.io/managed-by": "orascache",
+                    # The Deployment below meets the "restricted" Pod Security Standard.
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            ),
+        )
+        self.service_account = k8s.KubeServiceAccount(
+            self, "ServiceAccount", metadata=self._metadata(NAME)
+        )
+        self.cluster_role: k8s.KubeClusterRole | None = None
+        self.cluster_role_binding: k8s.KubeClusterRoleBinding | None = None
+        self.roles: list[k8s.KubeRole] = []
+        self.role_bindings: list[k8s.KubeRoleBinding] = []
+        if watch_namespaces is None:
+            self.cluster_role = k8s.KubeClusterRole(
+                self,
+                "ClusterRole",
+                metadata=k8s.ObjectMeta(name=NAME, labels=sync_labels()),
+                rules=_rules(WATCH_RULES),
+            )
+            self.cluster_role_binding = k8s.KubeClusterRoleBinding(
+                self,
+                "ClusterRoleBinding",
+                metadata=k8s.ObjectMeta(name=NAME, labels=sync_labels()),
+                role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name=NAME),
+                subjects=[self._subject()],
+            )
+        else:
+            for ns in watch_namespaces:
+                self._role(f"Watch-{ns}", NAME, ns, WATCH_RULES)
+        self._role("LeaderElection", LEADER_ELECTION_ROLE, namespace, LEADER_ELECTION_RULES)
+        self.metrics_service = k8s.KubeService(
+            self,
+            "MetricsService",
+            metadata=self._metadata(METRICS_SERVICE),
+            spec=k8s.ServiceSpec(
+                selector=sync_selector_labels(),
+                ports=[
+                    k8s.ServicePort(
+                        name="http-metrics",
+                        port=metrics_port,
+                        target_port=k8s.IntOrString.from_string(PORT_NAME),
+                        protocol="TCP",
+                    )
+                ],
+            ),
+        )
+        self.deployment = k8s.KubeDeployment(
+            self,
+            "Deployment",
+            metadata=self._metadata(NAME),
+            spec=k8s.DeploymentSpec(
+                replicas=replicas,
+                selector=k8s.LabelSelector(match_labels=sync_selector_labels()),
+                template=k8s.PodTemplateSpec(
+                    metadata=k8s.ObjectMeta(labels=sync_labels()),
+                    spec=self._pod_spec(
+                        image, sync_args(namespace, watch_namespaces, metrics_port), metrics_port
+                    ),
+                ),
+            ),
+        )
+
+    def _metadata(self, name: str, namespace: str | None = None) -> k8s.ObjectMeta:
+        return k8s.ObjectMeta(
+            name=name, namespace=namespace or self.namespace, labels=sync_labels()
+        )
+
+    def _subject(self) -> k8s.Subject:
+        return k8s.Subject(kind="ServiceAccount", name=NAME, namespace=self.namespace)
+
+    def _role(
+        self, id: str, name: str, namespace: str, rules: Sequence[dict[str, list[str]]]
+    ) -> None:
+        self.roles.append(
+            k8s.KubeRole(
+                self, f"Role-{id}", metadata=self._metadata(name, namespace), rules=_rules(rules)
+            )
+        )
+        self.role_bindings.append(
+            k8s.KubeRoleBinding(
+                self,
+                f"RoleBinding-{id}",
+                metadata=self._metadata(name, namespace),
+                role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="Role", name=name),
+                subjects=[self._subject()],
+            )
+        )
+
+    def _crd(self) -> cdk8s.ApiObject:
+        """The CRD exactly as `schema.crd()` (the single source of truth): the schema is a
+        plain dictionary, set with a JSON patch rather than retyped as JSONSchemaProps."""
+        manifest: dict[str, Any] = schema.crd()
+        crd = cdk8s.ApiObject(
+            self,
+            "CustomResourceDefinition",
+            api_version=manifest["apiVersion"],
+            kind=manifest["kind"],
+            metadata=cdk8s.ApiObjectMetadata(
+                name=manifest["metadata"]["name"], labels=manifest["metadata"]["labels"]
+            ),
+        )
+        crd.add_json_patch(cdk8s.JsonPatch.add("/spec", manifest["spec"]))
+        return crd
+
+    def _probe(self, path: str, period: int) -> k8s.Probe:
+        return k8s.Probe(
+            http_get=k8s.HttpGetAction(path=path, port=k8s.IntOrString.from_string(PORT_NAME)),
+            period_seconds=period,
+            timeout_seconds=3,
+            failure_threshold=3,
+        )
+
+    def _pod_spec(self, image: str, args: list[str], metrics_port: int) -> k8s.PodSpec:
+        def field(path: str) -> k8s.EnvVarSource:
+            return k8s.EnvVarSource(field_ref=k8s.ObjectFieldSelector(field_path=path))
+
+        return k8s.PodSpec(
+            service_account_name=NAME,
+            # The service talks to the API server with this token.
+            automount_service_account_token=True,
+            enable_service_links=False,
+            containers=[
+                k8s.Container(
+                    name=CONTAINER_NAME,
+                    image=image,
+                    args=args,
+                    ports=[
+                        k8s.ContainerPort(
+                            name=PORT_NAME, container_port=metrics_port, protocol="TCP"
+                        )
+                    ],
+                    env=[
+                        # The leader-election identity and the lease's namespace.
+                        k8s.EnvVar(name="POD_NAME", value_from=field("metadata.name")),
+                        k8s.EnvVar(name="POD_NAMESPACE", value_from=field("metadata.namespace")),
+                        # jsii unpacks its assemblies to a temp dir and caches under
+                        # $HOME/.cache: both on the writable emptyDir.
+                        k8s.EnvVar(name="HOME", value=TMP),
+                        k8s.EnvVar(name="TMPDIR", value=TMP),
+                    ],
+                    liveness_probe=self._probe("/healthz", period=20),
+                    readiness_probe=self._probe("/readyz", period=5),
+                    # Python plus the Node process that jsii runs.
+                    resources=k8s.ResourceRequirements(
+                        requests={
+                            "cpu": k8s.Quantity.from_string("50m"),
+                            "memory": k8s.Quantity.from_string("128Mi"),
+                        },
+                        limits={"memory": k8s.Quantity.from_string("384Mi")},
+                    ),
+                    # All of the "restricted" Pod Security Standard, in one place.
+                    security_context=k8s.SecurityContext(
+                        run_as_non_root=True,
+                        run_as_user=RUN_AS_USER,
+                        run_as_group=RUN_AS_USER,
+                        read_only_root_filesystem=True,
+                        allow_privilege_escalation=False,
+                        capabilities=k8s.Capabilities(drop=["ALL"]),
+                        seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+                    ),
+                    volume_mounts=[k8s.VolumeMount(name="tmp", mount_path=TMP)],
+                )
+            ],
+            volumes=[
+                k8s.Volume(
+                    name="tmp",
+                    # jsii's unpacked assemblies take about 35 MB.
+                    empty_dir=k8s.EmptyDirVolumeSource(
+                        size_limit=k8s.Quantity.from_string("256Mi")
+                    ),
+                )
+            ],
+        )
+
+
+def render_install(**options: Any) -> list[dict[str, Any]]:
+    """The manifests of one `SyncService(**options)`, in apply order (CRD, Namespace, ...)."""
+    app = cdk8s.App()
+    chart = cdk8s.Chart(app, "install", disable_resource_name_hashes=True)
+    SyncService(chart, "SyncService", **options)
+    manifests: list[dict[str, Any]] = list(chart.to_json())
+    return manifests

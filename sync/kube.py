@@ -1,0 +1,199 @@
+"""Raw JSON access to the Kubernetes API through the official client's ApiClient.
+
+The typed models of the kubernetes client lose unknown fields and turn 201s into None;
+the sync service compares manifests as plain dictionaries, so it speaks JSON directly,
+while keeping the client's configuration, authentication, TLS and watch machinery.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/api/{self.api_version}" if "/" not in self.api_version else (
+            f"/apis/{self.api_version}"
+        )
+        if self.namespaced and namespace:
+            base = f"{base}/namespaces/{namespace}"
+        base = f"{base}/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+# Kinds the project renders or reads; a fixed table keeps start-up free of discovery.
+RESOURCES: dict[tuple[str, str], Resource] = {
+    (r.api_version, r.kind): r
+    for r in (
+        Resource("v1", "Service", "services"),
+        Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+        Resource("v1", "ConfigMap", "configmaps"),
+        Resource("v1", "Namespace", "namespaces", namespaced=False),
+        Resource("v1", "ServiceAccount", "serviceaccounts"),
+        Resource("v1", "Event", "events"),
+        Resource("apps/v1", "StatefulSet", "statefulsets"),
+        Resource("apps/v1", "Deployment", "deployments"),
+        Resource("coordination.k8s.io/v1", "Lease", "leases"),
+        Resource("cache.converged-computing.github.io/v1alpha1", "OrasCache", "orascaches"),
+        Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition",
+                 "customresourcedefinitions", namespaced=False),
+    )
+}
+
+
+def resource_for(obj: Mapping[str, Any]) -> Resource:
+    key = (obj.get("apiVersion", ""), obj.get("kind", ""))
+    if key not in RESOURCES:
+        raise KeyError(f"unsupported kind {key[1]} ({key[0]})")
+    return RESOURCES[key]
+
+
+def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In-cluster config inside a Pod (no kubeconfig given), else the kubeconfig."""
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, context=context
+    )
+    return api
+
+
+class Kube:
+    """Thin JSON client: one method per verb the service uses."""
+
+    def __init__(self, api: client.ApiClient, *, timeout: float = 30.0) -> None:
+        self.api = api
+        self.timeout = timeout
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: Any = None,
+        stream: bool = False,
+    ) -> Any:
+        params = [(_camel(k), str(v).lower() if isinstance(v, bool) else v)
+                  for k, v in (query or {}).items() if v is not None]
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = self.api.param_serialize(
+            method, path, query_params=params, header_params=headers, body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = self.api.call_api(*request, _request_timeout=timeout)
+        if not 200 <= resp.status <= 299:
+            resp.read()  # type: ignore[no-untyped-call]
+            raise ApiException.from_response(http_resp=resp, body=None, data=None)
+        if stream:
+            return resp.response
+        resp.read()  # type: ignore[no-untyped-call]
+        return resp.data
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        data = self._send(method, path, query=query, body=body, content_type=content_type,
+                          timeout=self.timeout)
+        parsed: Obj = json.loads(data) if data else {}
+        return parsed
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
+        try:
+            return self.request("GET", res.path(namespace, name))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list(self, res: Resource, namespace: str | None = None, **query: Any) -> Obj:
+        return self.request("GET", res.path(namespace), query=query)
+
+    def apply(self, obj: Obj, *, field_manager: str, force: bool, dry_run: bool = False) -> Obj:
+        """Server-side apply (a PATCH with application/apply-patch+yaml; JSON is YAML)."""
+        res = resource_for(obj)
+        meta = obj["metadata"]
+        return self.request(
+            "PATCH",
+            res.path(meta.get("namespace"), meta["name"]),
+            query={"fieldManager": field_manager, "force": "true" if force else None,
+                   "dryRun": "All" if dry_run else None, "fieldValidation": "Strict"},
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+
+    def merge_patch(self, path: str, patch: Obj) -> Obj:
+        return self.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
+
+    def delete(self, res: Resource, namespace: str | None, name: str, uid: str | None) -> bool:
+        """Delete if it is still the object we mean (uid precondition); False if gone."""
+        body: Obj = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self.request("DELETE", res.path(namespace, name), body=body)
+        except ApiException as err:
+            if err.status in (404, 409):  # gone, or replaced by a new object of that name
+                return False
+            raise
+        return True
+
+    def create(self, res: Resource, namespace: str | None, obj: Obj) -> Obj:
+        return self.request("POST", res.path(namespace), body=obj)
+
+    def list_function(self, res: Resource, namespace: str | None) -> Callable[..., Any]:
+        """A list function for kubernetes.watch.Watch.stream (raw JSON, any kind)."""
+
+        def list_fn(**kwargs: Any) -> Any:
+            stream = not kwargs.pop("_preload_content", True)
+            timeout = kwargs.pop("_request_timeout", None)
+            if stream:
+                return self._send("GET", res.path(namespace), query=kwargs, timeout=timeout,
+                                  stream=True)
+            return self.request("GET", res.path(namespace), query=kwargs)
+
+        return list_fn
+
+
+def _camel(name: str) -> str:
+    """Watch.stream passes snake_case keywords (resource_version); the API wants camelCase."""
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def api_error_message(err: ApiException) -> str:
+    """The API server's own message, e.g. a validation error with its field path."""
+    try:
+        return str(json.loads(err.body or "{}").get("message") or err.reason)
+    except ValueError:
+        return f"{err.status} {err.reason}"

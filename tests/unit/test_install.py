@@ -1,0 +1,299 @@
+"""`SyncService`: the install manifests (RBAC, Deployment, ...) and dist/install/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from constructs_lib import schema
+from constructs_lib.install import render_install
+from sync.synth import HEADER, REPO_ROOT, install_files
+
+Obj = dict[str, Any]
+NS = "oras-cache-system"
+SA = {"kind": "ServiceAccount", "name": "oras-cache-sync", "namespace": NS}
+LABELS = {
+    "app.kubernetes.io/name": "oras-cache",
+    "app.kubernetes.io/component": "sync",
+    "app.kubernetes.io/part-of": "oras-cache",
+    "app.kubernetes.io/managed-by": "orascache",
+}
+GROUP = "cache.converged-computing.github.io"
+CHILD_VERBS = ["get", "list", "watch", "create", "patch", "delete"]
+# Written out by hand (not imported from install.py): this is the reviewed contract.
+WATCH_RULES = [
+    {"apiGroups": [GROUP], "resources": ["orascaches"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [GROUP], "resources": ["orascaches/status"], "verbs": ["get", "patch", "update"]},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "services"], "verbs": CHILD_VERBS},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": CHILD_VERBS},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+LEASE_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["oras-cache-sync"],
+        "verbs": ["get", "update"],
+    },
+]
+
+
+def by_kind(manifests: list[Obj], kind: str) -> list[Obj]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def one(manifests: list[Obj], kind: str) -> Obj:
+    (found,) = by_kind(manifests, kind)
+    return found
+
+
+@pytest.fixture(scope="module")
+def default() -> list[Obj]:
+    return render_install()
+
+
+@pytest.fixture(scope="module")
+def scoped() -> list[Obj]:
+    return render_install(watch_namespaces=["team-a", "team-b", "team-a"])
+
+
+def container(manifests: list[Obj]) -> Obj:
+    (only,) = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def test_objects_and_order(default: list[Obj]) -> None:
+    assert [
+        (m["kind"], m["metadata"]["name"], m["metadata"].get("namespace")) for m in default
+    ] == [
+        ("CustomResourceDefinition", f"orascaches.{GROUP}", None),
+        ("Namespace", NS, None),
+        ("ServiceAccount", "oras-cache-sync", NS),
+        ("ClusterRole", "oras-cache-sync", None),
+        ("ClusterRoleBinding", "oras-cache-sync", None),
+        ("Role", "oras-cache-sync-leader-election", NS),
+        ("RoleBinding", "oras-cache-sync-leader-election", NS),
+        ("Service", "oras-cache-sync-metrics", NS),
+        ("Deployment", "oras-cache-sync", NS),
+    ]
+    for m in default[2:]:
+        assert m["metadata"]["labels"] == LABELS, m["kind"]
+    assert render_install() == default  # deterministic
+
+
+def test_crd_is_the_schema_crd(default: list[Obj]) -> None:
+    assert default[0] == schema.crd()
+    assert render_install(include_crd=False) == default[1:]
+
+
+def test_cluster_wide_rbac(default: list[Obj]) -> None:
+    assert one(default, "ClusterRole")["rules"] == WATCH_RULES
+    binding = one(default, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "oras-cache-sync",
+    }
+    assert binding["subjects"] == [SA]
+    (role,) = by_kind(default, "Role")
+    assert role["metadata"]["namespace"] == NS
+    assert role["rules"] == LEASE_RULES
+    (role_binding,) = by_kind(default, "RoleBinding")
+    assert role_binding["roleRef"]["kind"] == "Role"
+    assert role_binding["roleRef"]["name"] == "oras-cache-sync-leader-election"
+    assert role_binding["subjects"] == [SA]
+
+
+def test_namespaced_rbac_is_one_role_per_watched_namespace(scoped: list[Obj]) -> None:
+    assert not by_kind(scoped, "ClusterRole")
+    assert not by_kind(scoped, "ClusterRoleBinding")
+    roles = {
+        (r["metadata"]["namespace"], r["metadata"]["name"]): r for r in by_kind(scoped, "Role")
+    }
+    assert sorted(roles) == [
+        (NS, "oras-cache-sync-leader-election"),
+        ("team-a", "oras-cache-sync"),
+        ("team-b", "oras-cache-sync"),
+    ]
+    assert roles["team-a", "oras-cache-sync"]["rules"] == WATCH_RULES
+    assert roles["team-b", "oras-cache-sync"]["rules"] == WATCH_RULES
+    assert roles[NS, "oras-cache-sync-leader-election"]["rules"] == LEASE_RULES
+    bindings = by_kind(scoped, "RoleBinding")
+    assert sorted((b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings) == sorted(
+        roles
+    )
+    for binding in bindings:
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"] == [SA]
+
+
+def test_watching_the_service_namespace_keeps_role_names_apart() -> None:
+    manifests = render_install(watch_namespaces=[NS])
+    names = sorted(r["metadata"]["name"] for r in by_kind(manifests, "Role"))
+    assert names == ["oras-cache-sync", "oras-cache-sync-leader-election"]
+
+
+@pytest.mark.parametrize("variant", ["default", "scoped"])
+def test_no_wildcards_no_secrets_no_escalation(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    manifests: list[Obj] = request.getfixturevalue(variant)
+    roles = by_kind(manifests, "ClusterRole") + by_kind(manifests, "Role")
+    rules = [rule for role in roles for rule in role["rules"]]
+    assert rules
+    for rule in rules:
+        values = [v for field in rule.values() for v in field]
+        assert not any("*" in v for v in values), rule
+        assert "secrets" not in rule["resources"], rule
+        assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+        assert rule.get("nonResourceURLs") is None
+    # Leases only in the service's own namespace, never cluster-wide.
+    for m in by_kind(manifests, "ClusterRole"):
+        assert all("leases" not in r["resources"] for r in m["rules"])
+    for m in by_kind(manifests, "Role"):
+        if any("leases" in r["resources"] for r in m["rules"]):
+            assert m["metadata"]["namespace"] == NS
+
+
+def test_deployment(default: list[Obj]) -> None:
+    deployment = one(default, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["selector"] == {
+        "matchLabels": {
+            "app.kubernetes.io/name": "oras-cache",
+            "app.kubernetes.io/component": "sync",
+        }
+    }
+    assert spec["template"]["metadata"]["labels"] == LABELS
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "oras-cache-sync"
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
+    c = container(default)
+    assert c["name"] == "sync"
+    assert c["image"] == "ghcr.io/converged-computing/oras-cache-sync:0.1.0"
+    assert "command" not in c  # the image's entrypoint is `orascache`
+    assert c["args"] == [
+        "sync", "--source", "cluster", "--all-namespaces", "--leader-elect",
+        "--lease-namespace", NS, "--http-addr", ":8080",
+    ]  # fmt: skip
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["resources"] == {
+        "requests": {"cpu": "50m", "memory": "128Mi"},
+        "limits": {"memory": "384Mi"},
+    }
+    assert c["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert "securityContext" not in pod  # everything is on the only container
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert c["env"] == [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "TMPDIR", "value": "/tmp"},
+    ]
+
+
+def test_metrics_service_selects_only_the_sync_pods(default: list[Obj]) -> None:
+    service = one(default, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "http-metrics", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert (
+        service["spec"]["selector"] == one(default, "Deployment")["spec"]["selector"]["matchLabels"]
+    )
+    # Registry Services select on name + instance: the sync Pods carry no instance label,
+    # and their component differs from the registry Pods'.
+    assert (
+        "app.kubernetes.io/instance"
+        not in one(default, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    )
+
+
+def test_namespace_enforces_restricted_pod_security(default: list[Obj]) -> None:
+    labels = one(default, "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_options_propagate() -> None:
+    manifests = render_install(
+        namespace="ops", image="example.com/sync:1", watch_namespaces=["a"], replicas=3,
+        metrics_port=9090,
+    )  # fmt: skip
+    c = container(manifests)
+    assert c["image"] == "example.com/sync:1"
+    assert c["args"] == [
+        "sync", "--source", "cluster", "--namespace", "a", "--leader-elect",
+        "--lease-namespace", "ops", "--http-addr", ":9090",
+    ]  # fmt: skip
+    assert c["ports"][0]["containerPort"] == 9090
+    assert one(manifests, "Service")["spec"]["ports"][0]["port"] == 9090
+    assert one(manifests, "Deployment")["spec"]["replicas"] == 3
+    assert one(manifests, "Namespace")["metadata"]["name"] == "ops"
+    placed = sorted(
+        (m["kind"], m["metadata"]["name"], m["metadata"]["namespace"]) for m in manifests[2:]
+    )
+    assert placed == [
+        ("Deployment", "oras-cache-sync", "ops"),
+        ("Role", "oras-cache-sync", "a"),
+        ("Role", "oras-cache-sync-leader-election", "ops"),
+        ("RoleBinding", "oras-cache-sync", "a"),
+        ("RoleBinding", "oras-cache-sync-leader-election", "ops"),
+        ("Service", "oras-cache-sync-metrics", "ops"),
+        ("ServiceAccount", "oras-cache-sync", "ops"),
+    ]
+    for binding in by_kind(manifests, "RoleBinding"):
+        assert binding["subjects"] == [{**SA, "namespace": "ops"}]
+
+
+def test_scoped_args(scoped: list[Obj]) -> None:
+    args = container(scoped)["args"]
+    assert "--all-namespaces" not in args
+    assert args[3:7] == ["--namespace", "team-a", "--namespace", "team-b"]
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"watch_namespaces": []}, ValueError),
+        ({"watch_namespaces": "team-a"}, TypeError),
+        ({"replicas": 0}, ValueError),
+        ({"metrics_port": 0}, ValueError),
+    ],
+)
+def test_invalid_options(options: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        render_install(**options)
+
+
+@pytest.mark.parametrize("variant", ["default", "scoped"])
+def test_every_object_is_valid_kubernetes_1_37(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    for obj in request.getfixturevalue(variant):
+        kubernetes_validate.validate(obj, "1.37.0", strict=True)
+
+
+def test_install_files() -> None:
+    files = install_files()
+    assert sorted(files) == ["crd.yaml", "sync-service.yaml"]  # no kustomization.yaml
+    assert files["crd.yaml"] == (REPO_ROOT / "crds/orascache.yaml").read_text()
+    assert files["sync-service.yaml"].startswith(HEADER)
+    docs = list(yaml.safe_load_all(files["sync-service.yaml"]))
+    assert docs == render_install(include_crd=False)
+    assert docs[0]["kind"] == "Namespace"
