@@ -116,8 +116,8 @@ def _walk_object(
     extra = node.get("additionalProperties")
     out: dict[str, Any] = {}
     for key, child in value.items():
-        known = key in props or isinstance(extra, dict)
-        if known and child is None:
+        declared = key in props or isinstance(extra, dict)
+        if declared and child is None:
             continue  # the API server prunes nulls of non-nullable fields before defaulting
         if not isinstance(key, str):
             errors.append(FieldError(path, f"keys must be strings, got {key!r}"))
