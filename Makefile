@@ -65,7 +65,9 @@ cluster-up: cluster-build ## start the local control plane; kubeconfig in .clust
 	$(PY) -m tests.harness up --dir $(CLUSTER_DIR) --crds crds
 
 .PHONY: cluster-down
-cluster-down: ## stop the local control plane
+cluster-down: ## stop the demo's sync service and the local control plane
+	@if [ -f $(CLUSTER_DIR)/sync.pid ]; then kill $$(cat $(CLUSTER_DIR)/sync.pid) 2>/dev/null || true; \
+	  rm -f $(CLUSTER_DIR)/sync.pid; fi
 	@if [ -x $(PY) ]; then $(PY) -m tests.harness down --dir $(CLUSTER_DIR); fi
 
 .PHONY: test
@@ -74,16 +76,25 @@ test: lint cluster-build ## lint, unit tests, then integration tests on a real c
 	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 
 .PHONY: demo
-demo: cluster-up ## render the examples, apply them to the local cluster, show their status
-	$(PY) -m sync.cli synth examples -o $(CLUSTER_DIR)/rendered
+demo: cluster-up ## start the sync service on the local cluster, apply the examples, show status
 	@kubectl=$$($(PY) -m tests.harness build 2>/dev/null | sed -n 's/^KUBECTL=//p'); \
 	k() { echo "+ kubectl $$*" >&2; "$$kubectl" --kubeconfig $(CLUSTER_DIR)/kubeconfig "$$@"; }; \
+	if [ -f $(CLUSTER_DIR)/sync.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/sync.pid) 2>/dev/null; then \
+	  echo "sync service already running (pid $$(cat $(CLUSTER_DIR)/sync.pid))"; \
+	else \
+	  nohup $(VENV)/bin/orascache sync --kubeconfig $(CLUSTER_DIR)/kubeconfig \
+	    --http-addr 127.0.0.1:8089 > $(CLUSTER_DIR)/sync.log 2>&1 & echo $$! > $(CLUSTER_DIR)/sync.pid; \
+	  echo "sync service started (pid $$(cat $(CLUSTER_DIR)/sync.pid), log $(CLUSTER_DIR)/sync.log)"; \
+	fi; \
 	k create namespace workflows --dry-run=client -o yaml | k apply -f - ; \
-	k apply -n default -f examples/ ; \
-	k apply --server-side --field-manager=orascache -n default -k $(CLUSTER_DIR)/rendered ; \
-	k get orascaches,statefulsets,services,persistentvolumeclaims,pods -A -o wide ; \
-	echo "Pods stay Pending: the local control plane has no kubelet."; \
-	echo "Stop it with: make cluster-down"
+	k apply -f examples/ ; \
+	sleep 4; \
+	k get orascaches -A ; \
+	k get statefulsets,services,persistentvolumeclaims -A -l cache.converged-computing.github.io/cache ; \
+	k get events -A --field-selector involvedObject.kind=OrasCache ; \
+	echo "Metrics: curl -s 127.0.0.1:8089/metrics | grep ^orascache_"; \
+	echo "Ready stays False: the local control plane has no kubelet, so registry Pods stay Pending."; \
+	echo "Stop everything with: make cluster-down"
 
 .PHONY: clean
 clean: cluster-down ## remove the venv, tools and the local cluster state

@@ -1,0 +1,51 @@
+"""Kubernetes Events about an OrasCache (core/v1, what `kubectl describe` shows)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+
+from kubernetes.client.exceptions import ApiException
+
+from sync.kube import RESOURCES, Kube, Obj, api_error_message
+from sync.status import now
+
+log = logging.getLogger(__name__)
+EVENTS = RESOURCES[("v1", "Event")]
+COMPONENT = "orascache"
+
+
+class EventRecorder:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.host = os.environ.get("POD_NAME") or os.uname().nodename
+
+    def emit(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        """Best effort: an event that cannot be written is logged, never fatal."""
+        meta = obj["metadata"]
+        stamp = now()
+        event: Obj = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
+                         "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+                               "name": meta["name"], "namespace": meta["namespace"],
+                               "uid": meta.get("uid"),
+                               "resourceVersion": meta.get("resourceVersion")},
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT, "host": self.host},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self.host,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        log.info("event %s %s: %s", reason, f"{meta['namespace']}/{meta['name']}", message)
+        try:
+            self.kube.create(EVENTS, meta["namespace"], event)
+        except ApiException as err:
+            log.warning("could not record event: %s", api_error_message(err))

@@ -1,0 +1,195 @@
+"""Reconcile one OrasCache: parse -> render -> apply -> prune -> status, a straight line.
+
+`prepare` parses and renders (jsii: call it from one thread only); `finish` talks to the
+API server and is safe to run in parallel for different caches. Each failing step maps
+to its own Ready reason; nothing is pruned unless parse, render and every apply worked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from constructs_lib import OrasCache, SpecError, parse_oras_cache, render, schema
+from sync.applier import Applier, ChangeSet, ObjectRef
+from sync.events import EventRecorder
+from sync.informer import InformerSet
+from sync.kube import RESOURCES, Kube, Obj, api_error_message
+from sync.metrics import Metrics
+from sync.status import Outcome, desired_status, needs_write
+
+log = logging.getLogger(__name__)
+
+OWNER_LABEL = "cache.converged-computing.github.io/cache"
+CHILD_KINDS = (("v1", "Service"), ("apps/v1", "StatefulSet"), ("v1", "PersistentVolumeClaim"))
+CACHES = RESOURCES[(schema.API_VERSION, schema.KIND)]
+
+
+@dataclass
+class Work:
+    """A cache ready for the API-side half of its reconcile."""
+
+    key: str
+    obj: Obj
+    cache: OrasCache | None = None
+    manifests: list[Obj] | None = None
+    errors: list[SpecError] | None = None
+
+
+def decorate(manifest: Obj, cache_obj: Obj) -> Obj:
+    """Owner label and controller ownerReference on a rendered child."""
+    meta = cache_obj["metadata"]
+    child_meta = dict(manifest["metadata"])
+    child_meta["namespace"] = meta["namespace"]
+    child_meta["labels"] = {**child_meta.get("labels", {}), OWNER_LABEL: meta["name"]}
+    child_meta["ownerReferences"] = [{
+        "apiVersion": schema.API_VERSION, "kind": schema.KIND, "name": meta["name"],
+        "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
+    }]
+    return {**manifest, "metadata": child_meta}
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        applier: Applier,
+        caches: InformerSet,
+        children: dict[tuple[str, str], InformerSet],
+        events: EventRecorder,
+        metrics: Metrics,
+    ) -> None:
+        self.kube = kube
+        self.applier = applier
+        self.caches = caches
+        self.children = children
+        self.events = events
+        self.metrics = metrics
+
+    # ----- thread of the caller: parse + render -----------------------------------------
+    def prepare(self, keys: list[str]) -> list[Work]:
+        works: list[Work] = []
+        valid: list[tuple[Work, OrasCache]] = []
+        for key in keys:
+            obj = self.caches.get(key)
+            if obj is None:
+                continue  # deleted: kube-controller-manager collects the children
+            work = Work(key, obj)
+            parsed = parse_oras_cache(obj, f"{CACHES.plural}/{key}")
+            if isinstance(parsed, list):
+                work.errors = parsed
+            else:
+                work.cache = parsed
+                valid.append((work, parsed))
+            works.append(work)
+        for (work, _), rendered in zip(valid, render(c for _, c in valid), strict=True):
+            work.manifests = [decorate(m, work.obj) for m in rendered.manifests]
+        return works
+
+    # ----- any thread: API calls ---------------------------------------------------------
+    def finish(self, work: Work) -> bool:
+        """Returns False when the reconcile should be retried with backoff."""
+        started = time.monotonic()
+        try:
+            ok = self._finish(work)
+        except ApiException as err:
+            log.warning("reconcile %s failed: %s", work.key, api_error_message(err))
+            ok = False
+        self.metrics.reconciles.labels(result="ok" if ok else "error").inc()
+        self.metrics.duration.observe(time.monotonic() - started)
+        return ok
+
+    def _finish(self, work: Work) -> bool:
+        generation = int(work.obj["metadata"].get("generation", 0))
+        if work.errors is not None:
+            message = "; ".join(str(e.error) for e in work.errors)
+            self._report(work, Outcome(generation, False, "InvalidSpec", message, stalled=True),
+                         event=("Warning", "InvalidSpec", message))
+            return True  # retrying cannot help; a new generation will come as an event
+        assert work.cache is not None and work.manifests is not None
+        owner = {OWNER_LABEL: work.cache.name}
+        changes = self.applier.apply(work.manifests, owner_labels=owner, live=self._live)
+        self.metrics.record(changes)
+        conflicts = changes.of("conflict")
+        if conflicts:
+            message = "; ".join(c.message for c in conflicts)
+            self._report(work, Outcome(generation, False, "Conflict", message, stalled=True),
+                         event=("Warning", "Conflict", message))
+            return True
+        failures = changes.of("failed")
+        if failures:
+            message = "; ".join(c.message for c in failures)
+            self._report(work, Outcome(generation, False, "ApplyFailed", message),
+                         event=("Warning", "ApplyFailed", message))
+            return False
+        rendered = {ObjectRef.of(m) for m in work.manifests}
+        pruned = self.applier.prune(
+            o for o in self._children_of(work.cache) if ObjectRef.of(o) not in rendered
+        )
+        self.metrics.record(pruned)
+        if not pruned.ok:
+            message = "; ".join(c.message for c in pruned.of("failed"))
+            self._report(work, Outcome(generation, False, "PruneFailed", message),
+                         event=("Warning", "PruneFailed", message))
+            return False
+        outcome = self._health(work.cache, generation, sorted(rendered))
+        summary = ChangeSet(changes.changes + pruned.changes)
+        event = ("Normal", "Applied", summary.summary()) if summary.writes else None
+        self._report(work, outcome, event=event)
+        return True
+
+    # ----- helpers -------------------------------------------------------------------------
+    def _live(self, ref: ObjectRef) -> Obj | None:
+        informer = self.children.get((ref.api_version, ref.kind))
+        if informer is None:
+            return self.kube.get(RESOURCES[(ref.api_version, ref.kind)], ref.namespace, ref.name)
+        return informer.get(f"{ref.namespace}/{ref.name}")
+
+    def _children_of(self, cache: OrasCache) -> list[Obj]:
+        return [
+            o for informer in self.children.values() for o in informer.items()
+            if o["metadata"].get("namespace") == cache.namespace
+            and (o["metadata"].get("labels") or {}).get(OWNER_LABEL) == cache.name
+        ]
+
+    def _health(self, cache: OrasCache, generation: int, inventory: list[ObjectRef]) -> Outcome:
+        endpoint = cache.endpoint()
+        if not cache.spec.deploy:
+            return Outcome(generation, True, "RemoteRegistry",
+                           f"workflow pods use the remote registry {endpoint}",
+                           endpoint=endpoint, inventory=inventory)
+        sts = self.children[("apps/v1", "StatefulSet")].get(f"{cache.namespace}/{cache.name}")
+        status: dict[str, Any] = (sts or {}).get("status") or {}
+        ready = int(status.get("readyReplicas") or 0)
+        want = cache.spec.replicas
+        current = sts is not None and status.get("observedGeneration", 0) >= (
+            sts["metadata"].get("generation", 0))
+        if current and ready >= want:
+            return Outcome(generation, True, "Available", f"{ready}/{want} replicas ready",
+                           endpoint=endpoint, ready_replicas=ready, inventory=inventory)
+        return Outcome(generation, False, "Progressing", f"{ready}/{want} replicas ready",
+                       endpoint=endpoint, ready_replicas=ready, inventory=inventory)
+
+    def _report(self, work: Work, outcome: Outcome,
+                event: tuple[str, str, str] | None = None) -> None:
+        """Write status only when it changes; warn once per new reason or message."""
+        current = work.obj.get("status")
+        old_ready = {c.get("type"): c for c in (current or {}).get("conditions", [])}.get(
+            "Ready", {})
+        if event and (event[0] == "Normal" or old_ready.get("reason") != outcome.reason
+                      or old_ready.get("message") != outcome.message):
+            self.events.emit(work.obj, *event)
+        desired = desired_status(outcome, current)
+        if not needs_write(desired, current):
+            return
+        cleared = {k: None for k in current or {} if k not in desired}
+        meta = work.obj["metadata"]
+        self.kube.merge_patch(CACHES.path(meta["namespace"], meta["name"]) + "/status",
+                              {"status": {**cleared, **desired}})
+        self.metrics.status_writes.inc()
+
