@@ -105,6 +105,10 @@ def with_hash(obj: Obj) -> Obj:
     return {**obj, "metadata": meta}
 
 
+def _immutable(message: str) -> bool:
+    return "field is immutable" in message or "Forbidden: updates to" in message
+
+
 def is_ours(live: Mapping[str, Any], owner_labels: Mapping[str, str]) -> bool:
     labels = live.get("metadata", {}).get("labels") or {}
     return all(labels.get(k) == v for k, v in owner_labels.items())
@@ -182,11 +186,27 @@ class Applier:
                     return Change(ref, "unchanged")
             result = self.kube.apply(obj, field_manager=FIELD_MANAGER, force=True)
         except ApiException as err:
-            return Change(ref, "failed", f"{ref}: {api_error_message(err)}")
+            message = api_error_message(err)
+            if live is not None and err.status == 422 and _immutable(message):
+                return self._recreate(ref, live, message)
+            return Change(ref, "failed", f"{ref}: {message}")
         with self._lock:
             self._applied[ref] = (obj["metadata"]["annotations"][HASH_ANNOTATION],
                                   project(obj, result))
         return Change(ref, "created" if live is None else "configured")
+
+    def _recreate(self, ref: ObjectRef, live: Obj, message: str) -> Change:
+        """An immutable field changed (e.g. a StatefulSet's volumeClaimTemplates): delete
+        the object, orphaning its Pods so the new one adopts them without downtime, and
+        report a failure so the caller retries and creates it afresh."""
+        res = resource_for(live)
+        try:
+            self.kube.delete(res, ref.namespace or None, ref.name, live["metadata"].get("uid"),
+                             propagation="Orphan")
+        except ApiException as err:
+            return Change(ref, "failed", f"recreate {ref}: {api_error_message(err)}")
+        self.forget([ref])
+        return Change(ref, "failed", f"{ref}: recreating, an immutable field changed ({message})")
 
     def _delete_one(self, live: Obj) -> Change:
         ref = ObjectRef.of(live)

@@ -107,19 +107,24 @@ class Informer:
             except (HTTPError, OSError) as err:
                 log.warning("watch connection failed: %s; retrying in %.1fs", err, delay,
                             extra={"kind": self.resource.kind})
+            except Exception:  # never let the informer thread die: relist from scratch
+                log.exception("watch crashed; relisting in %.1fs", delay,
+                              extra={"kind": self.resource.kind})
+                rv = None
             self._stop.wait(delay)
             delay = min(delay * 2, 10.0)
 
     def _watch_from(self, rv: str) -> str | None:
         """Stream events until the server ends the watch; returns where to resume."""
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        # return_type "object": raw dicts, as for custom objects (deserialize=False breaks
+        # the client's handling of ERROR events).
+        self._watch = watch.Watch(return_type="object")  # type: ignore[no-untyped-call]
         stream = self._watch.stream(  # type: ignore[no-untyped-call]
             self.kube.list_function(self.resource, self.namespace),
             resource_version=rv,
             allow_watch_bookmarks=True,
             timeout_seconds=self.watch_timeout,
             label_selector=self.label_selector,
-            deserialize=False,
         )
         for event in stream:
             if self._stop.is_set():

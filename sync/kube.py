@@ -155,9 +155,12 @@ class Kube:
     def merge_patch(self, path: str, patch: Obj) -> Obj:
         return self.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
 
-    def delete(self, res: Resource, namespace: str | None, name: str, uid: str | None) -> bool:
+    def delete(
+        self, res: Resource, namespace: str | None, name: str, uid: str | None,
+        *, propagation: str = "Background",
+    ) -> bool:
         """Delete if it is still the object we mean (uid precondition); False if gone."""
-        body: Obj = {"propagationPolicy": "Background"}
+        body: Obj = {"propagationPolicy": propagation}
         if uid:
             body["preconditions"] = {"uid": uid}
         try:

@@ -1,0 +1,90 @@
+"""Run `orascache sync` as a real subprocess against the test cluster, and wait on things."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tests.harness.ports import free_ports
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.1,
+             what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class SyncProcess:
+    def __init__(self, kubeconfig: Path, args: list[str], log: Path) -> None:
+        self.port = free_ports(1)[0]
+        self.argv = [
+            sys.executable, "-m", "sync.cli", "sync", "--kubeconfig", str(kubeconfig),
+            "--http-addr", f"127.0.0.1:{self.port}", *args,
+        ]
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> SyncProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, cwd=REPO, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        return self
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+        except OSError:
+            return 0, ""
+
+    def wait_ready(self, timeout: float = 30.0) -> SyncProcess:
+        wait_for(lambda: self.get("/readyz")[0] == 200 or self.exited(), timeout,
+                 what=f"/readyz of {self.argv}")
+        assert not self.exited(), self.output()
+        return self
+
+    def metric(self, name: str) -> float:
+        """Sum of every sample of a metric (all label values)."""
+        _, text = self.get("/metrics")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#"))
+
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"sync did not stop on SIGTERM:\n{self.output()[-3000:]}")

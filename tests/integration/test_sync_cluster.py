@@ -1,0 +1,387 @@
+"""The sync service (cluster source) against the real control plane, as a real process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from constructs_lib import schema
+from constructs_lib.install import LEADER_ELECTION_RULES, WATCH_RULES
+from sync.kube import Kube
+from tests.harness import LocalCluster
+from tests.integration.syncproc import SyncProcess, wait_for
+
+Start = Callable[..., SyncProcess]
+LEASE = ["--leader-elect", "--lease-duration", "4", "--renew-deadline", "3",
+         "--retry-period", "1"]
+
+
+@pytest.fixture
+def kube(api_client: ApiClient) -> Kube:
+    return Kube(api_client)
+
+
+@pytest.fixture
+def start_sync(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[Start]:
+    procs: list[SyncProcess] = []
+
+    def start(*args: str, kubeconfig: Path | None = None, ready: bool = True) -> SyncProcess:
+        log = tmp_path / f"sync-{len(procs)}.log"
+        proc = SyncProcess(kubeconfig or cluster.kubeconfig,
+                           ["--namespace", namespace, "--log-format", "text", *args], log)
+        procs.append(proc.start())
+        return proc.wait_ready() if ready else proc
+
+    yield start
+    for proc in procs:
+        if not proc.exited():
+            proc.stop()
+
+
+def cache_body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": schema.API_VERSION, "kind": schema.KIND,
+            "metadata": {"name": name}, "spec": spec}
+
+
+def custom(api: ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+def create_cache(api: ApiClient, ns: str, name: str, spec: dict[str, Any]) -> None:
+    custom(api).create_namespaced_custom_object(schema.GROUP, schema.VERSION, ns,
+                                                schema.PLURAL, cache_body(name, spec))
+
+
+def patch_spec(api: ApiClient, ns: str, name: str, spec: dict[str, Any]) -> None:
+    custom(api).patch_namespaced_custom_object(schema.GROUP, schema.VERSION, ns, schema.PLURAL,
+                                               name, {"spec": spec})
+
+
+def get_cache(api: ApiClient, ns: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = custom(api).get_namespaced_custom_object(
+        schema.GROUP, schema.VERSION, ns, schema.PLURAL, name)
+    return obj
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    for cond in obj.get("status", {}).get("conditions", []):
+        if cond["type"] == type_:
+            return dict(cond)
+    return {}
+
+
+def get(kube: Kube, path: str) -> dict[str, Any] | None:
+    try:
+        return kube.request("GET", path)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def sts(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
+    return get(kube, f"/apis/apps/v1/namespaces/{ns}/statefulsets/{name}")
+
+
+def svc(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
+    return get(kube, f"/api/v1/namespaces/{ns}/services/{name}")
+
+
+def converged(api: ApiClient, ns: str, name: str) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        obj = get_cache(api, ns, name)
+        gen = obj["metadata"]["generation"]
+        if obj.get("status", {}).get("observedGeneration") == gen and condition(obj, "Ready"):
+            return obj
+        return None
+
+    return check
+
+
+def test_create_update_and_prune(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str
+) -> None:
+    start_sync()
+    create_cache(api_client, namespace, "c1", {})
+    obj = wait_for(converged(api_client, namespace, "c1"), what="first status")
+    statefulset = wait_for(lambda: sts(kube, namespace, "c1"), what="StatefulSet")
+    service = wait_for(lambda: svc(kube, namespace, "c1"), what="Service")
+    uid = obj["metadata"]["uid"]
+    for child in (statefulset, service):
+        assert child["metadata"]["ownerReferences"] == [{
+            "apiVersion": schema.API_VERSION, "kind": schema.KIND, "name": "c1", "uid": uid,
+            "controller": True, "blockOwnerDeletion": True}]
+        assert child["metadata"]["labels"]["cache.converged-computing.github.io/cache"] == "c1"
+        managers = {m["manager"] for m in child["metadata"]["managedFields"]}
+        assert "orascache" in managers
+    assert service["spec"]["clusterIP"] == "None"
+    status = obj["status"]
+    assert status["endpoint"] == f"c1-0.c1.{namespace}.svc.cluster.local:5000"
+    assert condition(obj, "Ready")["status"] == "False"  # no kubelet: never ready here
+    assert condition(obj, "Ready")["reason"] == "Progressing"
+    assert condition(obj, "Reconciling")["status"] == "True"
+    assert condition(obj, "Stalled")["status"] == "False"
+    assert {(i["kind"], i["name"]) for i in status["inventory"]} == {
+        ("StatefulSet", "c1"), ("Service", "c1")}
+    events = client.CoreV1Api(api_client).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=c1").items
+    assert any(e.reason == "Applied" and "created StatefulSet" in e.message for e in events)
+
+    patch_spec(api_client, namespace, "c1", {"port": 6000})
+    wait_for(lambda: get_cache(api_client, namespace, "c1")["status"].get(
+        "observedGeneration") == 2, what="observedGeneration 2")
+    container = sts(kube, namespace, "c1")["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == 6000
+    assert svc(kube, namespace, "c1")["spec"]["ports"][0]["port"] == 6000
+
+    # An immutable StatefulSet field (volumeClaimTemplates) changes: recreated, Pods orphaned.
+    patch_spec(api_client, namespace, "c1", {"storage": {"size": "1Gi"}})
+    wait_for(lambda: (sts(kube, namespace, "c1") or {}).get("spec", {}).get(
+        "volumeClaimTemplates"), timeout=30, what="StatefulSet recreated with a claim")
+
+    patch_spec(api_client, namespace, "c1", {"deploy": False, "registry": "r.example.com",
+                                             "storage": None})
+    wait_for(lambda: sts(kube, namespace, "c1") is None and svc(kube, namespace, "c1") is None,
+             what="children pruned")
+    obj = wait_for(converged(api_client, namespace, "c1"), what="remote status")
+    assert condition(obj, "Ready") | {"lastTransitionTime": ""} == {
+        "type": "Ready", "status": "True", "reason": "RemoteRegistry", "lastTransitionTime": "",
+        "observedGeneration": obj["metadata"]["generation"],
+        "message": "workflow pods use the remote registry r.example.com"}
+    assert obj["status"]["inventory"] == []
+    assert obj["status"]["endpoint"] == "r.example.com"
+
+
+def test_drift_is_corrected(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    start_sync()
+    create_cache(api_client, namespace, "d", {})
+    first = wait_for(lambda: sts(kube, namespace, "d"), what="StatefulSet")
+    cluster.kubectl("-n", namespace, "delete", "statefulset", "d", "--wait=false")
+    wait_for(lambda: (sts(kube, namespace, "d") or {}).get("metadata", {}).get("uid")
+             not in (None, first["metadata"]["uid"]), what="StatefulSet recreated")
+    cluster.kubectl("-n", namespace, "scale", "statefulset", "d", "--replicas=3")
+    cluster.kubectl("-n", namespace, "set", "image", "statefulset/d", "registry=evil:1")
+    wait_for(lambda: (s := sts(kube, namespace, "d")) and s["spec"]["replicas"] == 1
+             and s["spec"]["template"]["spec"]["containers"][0]["image"] == schema.DEFAULT_IMAGE,
+             what="hand edits reverted")
+    cluster.kubectl("-n", namespace, "delete", "service", "d", "--wait=false")
+    wait_for(lambda: svc(kube, namespace, "d"), what="Service recreated")
+
+
+def test_invalid_spec_stalls_and_keeps_children(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    """An older, looser CRD lets an invalid spec in: reported, nothing deleted or changed."""
+    start_sync()
+    create_cache(api_client, namespace, "v", {})
+    before = wait_for(lambda: sts(kube, namespace, "v"), what="StatefulSet")
+    wait_for(converged(api_client, namespace, "v"))
+    loose = [{"op": "replace", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec",
+              "value": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}]
+    crd = f"crd/{schema.PLURAL}.{schema.GROUP}"
+    cluster.kubectl("patch", crd, "--type=json", "-p", json.dumps(loose))
+    try:
+        wait_for(lambda: _try_patch(api_client, namespace, "v", {"replicas": 0}),
+                 what="loose CRD in effect")
+        obj = wait_for(lambda: (o := get_cache(api_client, namespace, "v")) and condition(
+            o, "Stalled").get("status") == "True" and o, what="Stalled")
+    finally:
+        cluster.kubectl("apply", "--server-side", "--force-conflicts",
+                        "--field-manager=oras-cache-harness", "-f", "crds/orascache.yaml")
+    stalled = condition(obj, "Stalled")
+    assert stalled["reason"] == "InvalidSpec"
+    assert "spec.replicas: must be >= 1" in stalled["message"]
+    assert condition(obj, "Ready")["status"] == "False"
+    after = sts(kube, namespace, "v")
+    assert after is not None
+    # kube-controller-manager writes status (resourceVersion moves); spec stays ours.
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"] == before["spec"]
+    events = client.CoreV1Api(api_client).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=v").items
+    assert any(e.reason == "InvalidSpec" and e.type == "Warning" for e in events)
+
+
+def _try_patch(api: ApiClient, ns: str, name: str, spec: dict[str, Any]) -> bool:
+    try:
+        patch_spec(api, ns, name, spec)
+    except ApiException:
+        return False
+    return True
+
+
+def test_object_owned_by_someone_else_is_a_conflict(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service(namespace, {
+        "metadata": {"name": "taken"}, "spec": {"ports": [{"port": 80}]}})
+    start_sync()
+    create_cache(api_client, namespace, "taken", {})
+    obj = wait_for(lambda: (o := get_cache(api_client, namespace, "taken")) and condition(
+        o, "Ready").get("reason") == "Conflict" and o, what="Conflict")
+    assert condition(obj, "Stalled")["status"] == "True"
+    assert "Service/" in condition(obj, "Ready")["message"]
+    service = svc(kube, namespace, "taken")
+    assert service is not None and "ownerReferences" not in service["metadata"]
+    assert service["spec"]["ports"][0]["port"] == 80
+
+
+def test_deleting_the_cache_garbage_collects_children(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str
+) -> None:
+    start_sync()
+    create_cache(api_client, namespace, "gc", {})
+    wait_for(lambda: sts(kube, namespace, "gc") and svc(kube, namespace, "gc"))
+    custom(api_client).delete_namespaced_custom_object(
+        schema.GROUP, schema.VERSION, namespace, schema.PLURAL, "gc")
+    wait_for(lambda: sts(kube, namespace, "gc") is None and svc(kube, namespace, "gc") is None,
+             timeout=30, what="garbage collection by kube-controller-manager")
+
+
+def write_requests(cluster: LocalCluster) -> dict[str, float]:
+    """kube-apiserver's own count of writes to the kinds the service manages."""
+    code, text = cluster.admin_get("/metrics")
+    assert code == 200
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")]
+                      .replace('"', "").split(","))
+        # DELETEs are left out: earlier tests' namespaces are still being deleted by the
+        # namespace controller. The service's own prune count is checked separately.
+        if labels.get("verb") not in ("APPLY", "PATCH", "POST", "PUT"):
+            continue
+        if labels.get("resource") not in ("statefulsets", "services", "orascaches"):
+            continue
+        if labels.get("resource") == "statefulsets" and labels.get("subresource") == "status":
+            continue  # kube-controller-manager's status updates
+        key = f"{labels['verb']} {labels['resource']}/{labels.get('subresource', '')}"
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_idle_resync_makes_zero_writes(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    proc = start_sync("--resync-period", "0.5")
+    for name in ("i1", "i2", "i3"):
+        create_cache(api_client, namespace, name, {"storage": {"size": "1Gi"}} if name == "i3"
+                     else {})
+    for name in ("i1", "i2", "i3"):
+        wait_for(converged(api_client, namespace, name))
+    time.sleep(1.5)  # let follow-up events settle
+    before, reconciles = write_requests(cluster), proc.metric("orascache_reconciles_total")
+    deletes = proc.metric('orascache_objects_total{action="deleted"}')
+    time.sleep(3)
+    after = write_requests(cluster)
+    assert proc.metric('orascache_objects_total{action="deleted"}') == deletes
+    assert proc.metric("orascache_reconciles_total") >= reconciles + 9, "no resync happened"
+    assert after == before, {k: after[k] - before.get(k, 0) for k in after}
+
+
+def test_survives_an_apiserver_restart(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str,
+    restart_apiserver: Callable[[], float], cluster: LocalCluster,
+) -> None:
+    start_sync()
+    create_cache(api_client, namespace, "before", {})
+    wait_for(converged(api_client, namespace, "before"))
+    restart_apiserver()
+    with cluster.api_client() as api:
+        create_cache(api, namespace, "after", {})
+        wait_for(converged(api, namespace, "after"), timeout=40, what="converged after restart")
+        assert sts(Kube(api), namespace, "after") is not None
+        assert get_cache(api, namespace, "before")["status"]["observedGeneration"] == 1
+
+
+def lease_holder(api: ApiClient, ns: str) -> str | None:
+    try:
+        lease = client.CoordinationV1Api(api).read_namespaced_lease("oras-cache-sync", ns)
+    except ApiException:
+        return None
+    return lease.spec.holder_identity if lease.spec else None
+
+
+def test_leader_election_failover_and_release(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str
+) -> None:
+    lease = [*LEASE, "--lease-namespace", namespace]
+    a = start_sync(*lease, "--identity", "a")
+    b = start_sync(*lease, "--identity", "b")
+    leader_id = wait_for(lambda: lease_holder(api_client, namespace), what="a leader")
+    leader, standby = (a, b) if leader_id == "a" else (b, a)
+    assert standby.get("/readyz") == (200, "standby\n")
+    create_cache(api_client, namespace, "l1", {})
+    wait_for(converged(api_client, namespace, "l1"))
+    assert standby.metric("orascache_reconciles_total") == 0, "only the leader writes"
+
+    leader.signal(signal.SIGKILL)
+    started = time.monotonic()
+    wait_for(lambda: lease_holder(api_client, namespace) == ("b" if leader_id == "a" else "a"),
+             timeout=15, what="failover")
+    failover = time.monotonic() - started
+    assert failover < 4 + 3, f"failover took {failover:.1f}s for a 4 s lease"
+    create_cache(api_client, namespace, "l2", {})
+    wait_for(converged(api_client, namespace, "l2"), what="new leader reconciles")
+
+    assert standby.stop() == 0
+    assert lease_holder(api_client, namespace) in (None, ""), "lease released on SIGTERM"
+
+
+def test_runs_as_the_install_service_account(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str,
+    sa_kubeconfig: Callable[[str, str], Path], cluster: LocalCluster,
+) -> None:
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    rules = [*WATCH_RULES, *LEADER_ELECTION_RULES]
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "sync"}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": "sync"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sync"},
+        "subjects": [{"kind": "ServiceAccount", "name": "oras-cache-sync",
+                      "namespace": namespace}]})
+    kubeconfig = sa_kubeconfig(namespace, "oras-cache-sync")
+    start_sync(*LEASE, "--lease-namespace", namespace, kubeconfig=kubeconfig)
+    create_cache(api_client, namespace, "sa", {})
+    obj = wait_for(converged(api_client, namespace, "sa"), what="converged as the SA")
+    assert sts(kube, namespace, "sa") is not None
+    assert lease_holder(api_client, namespace)
+    assert condition(obj, "Stalled")["status"] == "False"
+    denied = cluster.kubectl("get", "secrets", "-n", namespace, kubeconfig=kubeconfig,
+                             check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr
+
+
+def test_start_up_errors_are_clear(
+    start_sync: Start, namespace: str, sa_kubeconfig: Callable[[str, str], Path],
+    tmp_path: Path,
+) -> None:
+    nobody = start_sync(kubeconfig=sa_kubeconfig(namespace, "nobody"), ready=False)
+    wait_for(nobody.exited, what="exit without permission")
+    assert nobody.proc is not None and nobody.proc.returncode == 1
+    assert "not allowed to list orascaches in namespace" in nobody.output()
+
+    unreachable = tmp_path / "unreachable.kubeconfig"
+    unreachable.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "x", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "x", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}]}))
+    gone = start_sync(kubeconfig=unreachable, ready=False)
+    wait_for(gone.exited, timeout=60, what="exit when unreachable")
+    assert gone.proc is not None and gone.proc.returncode == 1
+    assert "cannot reach the API server at https://127.0.0.1:1" in gone.output()
