@@ -285,7 +285,10 @@ class LocalCluster:
         timeout: float = 120.0,
     ) -> subprocess.CompletedProcess[str]:
         """Run the built kubectl, always with an explicit --kubeconfig (never ~/.kube)."""
-        argv = [str(self.kubectl_path), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
+        # Discovery and OpenAPI caches per cluster: ~/.kube/cache is keyed by host:port,
+        # and a later cluster on a reused port would read a stale schema.
+        argv = [str(self.kubectl_path), f"--kubeconfig={kubeconfig or self.kubeconfig}",
+                f"--cache-dir={self.workdir / 'kube-cache'}", *args]
         proc = subprocess.run(
             argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
         )
