@@ -87,4 +87,5 @@ class SyncProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"sync did not stop on SIGTERM:\n{self.output()[-3000:]}") from None
+            tail = self.output()[-3000:]
+            raise AssertionError(f"sync did not stop on SIGTERM:\n{tail}") from None
