@@ -1,0 +1,111 @@
+"""Pure parts of the sync service: work queue, status, apply bookkeeping."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sync.applier import Change, ChangeSet, ObjectRef, content_hash, is_ours, project, with_hash
+from sync.status import Outcome, desired_status, needs_write
+from sync.workqueue import WorkQueue
+
+REF = ObjectRef("apps/v1", "StatefulSet", "ns", "c")
+
+
+def test_queue_coalesces_duplicates() -> None:
+    q = WorkQueue()
+    for _ in range(5):
+        q.add("ns/a")
+    q.add("ns/b")
+    assert q.get_batch(10, timeout=0.1) == ["ns/a", "ns/b"]
+    assert q.get_batch(10, timeout=0.05) == []
+
+
+def test_key_in_flight_runs_again_after_done_not_concurrently() -> None:
+    q = WorkQueue()
+    q.add("k")
+    assert q.get_batch(1, 0.1) == ["k"]
+    q.add("k")  # event while processing
+    assert q.get_batch(1, 0.05) == [], "never handed out twice at once"
+    q.done("k")
+    assert q.get_batch(1, 0.1) == ["k"]
+
+
+def test_backoff_grows_per_key_and_resets_on_success() -> None:
+    q = WorkQueue(base_delay=0.01)
+    delays = [q.retry("bad") for _ in range(4)]
+    assert delays == [0.01, 0.02, 0.04, 0.08]
+    q.add("good")
+    assert q.get_batch(10, 0.1)[0] == "good", "a failing key does not delay others"
+    q.forget("bad")
+    assert q.retry("bad") == 0.01
+
+
+def test_delayed_key_arrives_after_its_delay() -> None:
+    q = WorkQueue()
+    q.add_after("later", 0.1)
+    started = time.monotonic()
+    assert q.get_batch(1, timeout=2) == ["later"]
+    assert time.monotonic() - started >= 0.09
+
+
+def test_shutdown_wakes_waiters() -> None:
+    q = WorkQueue()
+    got: list[list[str]] = []
+    t = threading.Thread(target=lambda: got.append(q.get_batch(1, timeout=10)))
+    t.start()
+    q.shutdown()
+    t.join(2)
+    assert got == [[]]
+
+
+def test_projection_follows_rendered_paths_only() -> None:
+    rendered = {"spec": {"replicas": 1, "template": {"containers": [{"image": "a"}]}}}
+    live = {"spec": {"replicas": 3, "extra": 1, "template": {"containers": [
+        {"image": "a", "imagePullPolicy": "Always"}]}}, "status": {"x": 1}}
+    assert project(rendered, live) == {
+        "spec": {"replicas": 3, "template": {"containers": [{"image": "a"}]}}}
+
+
+def test_hash_is_stable_and_changes_with_content() -> None:
+    obj = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}, "spec": {"x": 1}}
+    assert content_hash(obj) == content_hash(dict(reversed(list(obj.items()))))
+    assert with_hash(obj)["metadata"]["annotations"] != with_hash(
+        {**obj, "spec": {"x": 2}})["metadata"]["annotations"]
+    assert "annotations" not in obj["metadata"], "input not mutated"
+
+
+def test_ownership_is_by_label() -> None:
+    labels = {"cache.converged-computing.github.io/cache": "c"}
+    assert is_ours({"metadata": {"labels": {**labels, "x": "y"}}}, labels)
+    assert not is_ours({"metadata": {}}, labels)
+
+
+def test_changeset_summary() -> None:
+    changes = ChangeSet([Change(REF, "created"), Change(REF, "unchanged")])
+    assert changes.writes == 1 and changes.ok
+    assert changes.summary() == "created StatefulSet/ns/c"
+    assert not ChangeSet([Change(REF, "conflict", "x")]).ok
+
+
+def test_status_is_stable_when_nothing_changes() -> None:
+    outcome = Outcome(2, False, "Progressing", "0/1 replicas ready", endpoint="e:5000",
+                      ready_replicas=0, inventory=[REF])
+    first = desired_status(outcome, None)
+    time.sleep(1.1)
+    assert not needs_write(desired_status(outcome, first), first), "no write when unchanged"
+    ready = desired_status(Outcome(2, True, "Available", "1/1", endpoint="e:5000",
+                                   inventory=[REF]), first)
+    by_type = {c["type"]: c for c in ready["conditions"]}
+    old = {c["type"]: c for c in first["conditions"]}
+    assert by_type["Ready"]["status"] == "True"
+    assert by_type["Ready"]["lastTransitionTime"] != old["Ready"]["lastTransitionTime"]
+    assert by_type["Stalled"]["lastTransitionTime"] == old["Stalled"]["lastTransitionTime"]
+    assert ready["inventory"] == [REF.to_dict()]
+
+
+def test_stalled_is_not_reconciling() -> None:
+    status = desired_status(Outcome(1, False, "InvalidSpec", "spec.port: bad", stalled=True),
+                            None)
+    by_type = {c["type"]: c["status"] for c in status["conditions"]}
+    assert by_type == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
