@@ -136,3 +136,16 @@ def test_any_valid_spec_renders_objects_valid_for_kubernetes_1_37(spec: dict[str
     (rendered,) = render([cache(spec)])
     for obj in rendered.manifests:
         kubernetes_validate.validate(obj, "1.37.0", strict=True)
+
+
+def test_escape_hatch_json_patch_reaches_the_output() -> None:
+    import cdk8s
+
+    from constructs_lib import OrasCacheRegistry
+
+    chart = cdk8s.Chart(cdk8s.App(), "c", disable_resource_name_hashes=True)
+    registry = OrasCacheRegistry(chart, "r", spec=cache({}).spec, name="oras", namespace="ns")
+    assert registry.stateful_set is not None
+    registry.stateful_set.add_json_patch(cdk8s.JsonPatch.add("/spec/minReadySeconds", 5))
+    (sts,) = [m for m in chart.to_json() if m["kind"] == "StatefulSet"]
+    assert sts["spec"]["minReadySeconds"] == 5
