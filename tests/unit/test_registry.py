@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import cdk8s
 import kubernetes_validate
 from hypothesis import HealthCheck, given, settings
 
-from constructs_lib import Manifest, OrasCache, parse_oras_cache, render
+from constructs_lib import Manifest, OrasCache, OrasCacheRegistry, parse_oras_cache, render
 from tests.unit.strategies import document, valid_specs
 
 
@@ -139,10 +140,6 @@ def test_any_valid_spec_renders_objects_valid_for_kubernetes_1_37(spec: dict[str
 
 
 def test_escape_hatch_json_patch_reaches_the_output() -> None:
-    import cdk8s
-
-    from constructs_lib import OrasCacheRegistry
-
     chart = cdk8s.Chart(cdk8s.App(), "c", disable_resource_name_hashes=True)
     registry = OrasCacheRegistry(chart, "r", spec=cache({}).spec, name="oras", namespace="ns")
     assert registry.stateful_set is not None
