@@ -1,0 +1,198 @@
+"""Mutating admission webhook: annotated Pods and Jobs are wired to their cache.
+
+Served over TLS by every replica of the sync service (admission is not leader-only).
+The serving certificate comes from `CertRotator`; this module keeps the CA in the
+MutatingWebhookConfiguration's caBundle, merging the CAs of every replica and dropping
+expired ones, so several replicas with their own CAs can serve behind one Service.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from sync.health import parse_addr
+from sync.kube import Kube, Obj, api_error_message
+from sync.webhook_certs import CertRotator
+
+log = logging.getLogger(__name__)
+MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+
+
+class AdmissionDenied(Exception):
+    """The request is refused; the message reaches the user (kubectl prints it)."""
+
+
+# (object, kind, namespace) -> the mutated object, or None for "leave it as it is".
+Mutate = Callable[[Obj, str, str], Obj | None]
+
+
+class WebhookMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.admissions = Counter("orascache_admissions", "Admission reviews by result "
+                                  "(wired, unchanged, denied, error).", ["result"],
+                                  registry=registry)
+        self.latency = Histogram(
+            "orascache_admission_duration_seconds", "Time to answer an admission review.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1), registry=registry)
+
+
+def review(request_body: bytes, mutate: Mutate, metrics: WebhookMetrics) -> Obj:
+    """Answer one AdmissionReview (v1). Never raises: errors become denials."""
+    started = time.perf_counter()
+    body = json.loads(request_body)
+    req = body.get("request") or {}
+    response: Obj = {"uid": req.get("uid", ""), "allowed": True}
+    result = "unchanged"
+    try:
+        obj = req["object"]
+        mutated = mutate(obj, req["kind"]["kind"], req.get("namespace") or "")
+        if mutated is not None and mutated != obj:
+            patch = [{"op": "replace", "path": "/spec", "value": mutated["spec"]}]
+            if mutated.get("metadata") != obj.get("metadata"):
+                patch.append({"op": "replace", "path": "/metadata",
+                              "value": mutated["metadata"]})
+            response["patchType"] = "JSONPatch"
+            response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+            result = "wired"
+    except AdmissionDenied as err:
+        response = {"uid": response["uid"], "allowed": False,
+                    "status": {"code": 400, "reason": "BadRequest", "message": str(err)}}
+        result = "denied"
+    except Exception as err:  # a bug: deny with a message rather than fail the call
+        log.exception("admission review failed")
+        response = {"uid": response["uid"], "allowed": False,
+                    "status": {"code": 500, "message": f"orascache webhook error: {err}"}}
+        result = "error"
+    metrics.admissions.labels(result=result).inc()
+    metrics.latency.observe(time.perf_counter() - started)
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": response}
+
+
+class WebhookServer:
+    def __init__(self, addr: str, rotator: CertRotator, mutate: Mutate,
+                 metrics: WebhookMetrics) -> None:
+        self.rotator = rotator
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: the API server reuses connections
+
+            def do_POST(self) -> None:
+                if self.path.split("?")[0] != "/mutate":
+                    self._send(404, b"{}")
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                answer = review(self.rfile.read(length), mutate, metrics)
+                self._send(200, json.dumps(answer).encode())
+
+            def _send(self, code: int, body: bytes) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.httpd = ThreadingHTTPServer(parse_addr(addr), Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.socket = rotator.server_context().wrap_socket(
+            self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+
+    def start(self) -> None:
+        threading.Thread(target=self.httpd.serve_forever, name="webhook", daemon=True).start()
+        log.info("serving the admission webhook on port %d", self.port)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _valid_cas(pem_bundle: bytes, now: dt.datetime) -> list[bytes]:
+    certs = x509.load_pem_x509_certificates(pem_bundle) if pem_bundle.strip() else []
+    return [c.public_bytes(serialization.Encoding.PEM) for c in certs
+            if c.not_valid_after_utc > now]
+
+
+def publish_ca_bundle(kube: Kube, config_name: str, ours: bytes) -> None:
+    """Merge our CAs into every webhook's caBundle of the configuration (optimistic lock)."""
+    for _ in range(5):
+        mwc = kube.request("GET", f"{MWC_PATH}/{config_name}")
+        now = dt.datetime.now(dt.UTC)
+        changed = False
+        for hook in mwc.get("webhooks", []):
+            client_config = hook.setdefault("clientConfig", {})
+            current = base64.b64decode(client_config.get("caBundle") or b"")
+            merged: list[bytes] = []
+            for ca in _valid_cas(current, now) + _valid_cas(ours, now):
+                if ca not in merged:
+                    merged.append(ca)
+            encoded = base64.b64encode(b"".join(merged)).decode()
+            if client_config.get("caBundle") != encoded:
+                client_config["caBundle"] = encoded
+                changed = True
+        if not changed:
+            return
+        try:
+            kube.request("PUT", f"{MWC_PATH}/{config_name}", body=mwc)
+            return
+        except ApiException as err:
+            if err.status != 409:
+                raise
+    raise RuntimeError(f"could not update the caBundle of {config_name}: conflicts")
+
+
+class CaBundleKeeper:
+    """Publishes the CA at start and rotates the serving certificate before expiry."""
+
+    def __init__(self, kube: Kube, rotator: CertRotator, config_name: str | None,
+                 check_every: float = 60.0, settle: float = 2.0) -> None:
+        self.kube = kube
+        self.rotator = rotator
+        self.config_name = config_name
+        self.check_every = check_every
+        self.settle = settle
+        self._stop = threading.Event()
+
+    def publish(self) -> None:
+        if self.config_name:
+            try:
+                publish_ca_bundle(self.kube, self.config_name, self.rotator.ca_bundle())
+            except ApiException as err:
+                log.warning("could not publish the webhook caBundle: %s",
+                            api_error_message(err))
+
+    def rotate(self) -> None:
+        """Trust the next CA first, give the API server time to see it, then switch."""
+        self.rotator.prepare()
+        self.publish()
+        self._stop.wait(self.settle)
+        self.rotator.commit()
+        log.info("rotated the webhook serving certificate")
+
+    def start(self) -> None:
+        self.publish()
+
+        def loop() -> None:
+            while not self._stop.wait(self.check_every):
+                if self.rotator.due():
+                    self.rotate()
+
+        threading.Thread(target=loop, name="webhook-certs", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
