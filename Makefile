@@ -70,8 +70,12 @@ cluster-down: ## stop the demo's sync service and the local control plane
 	  rm -f $(CLUSTER_DIR)/sync.pid; fi
 	@if [ -x $(PY) ]; then $(PY) -m tests.harness down --dir $(CLUSTER_DIR); fi
 
+.PHONY: oras-tools-build
+oras-tools-build: bootstrap ## build the registry (distribution) and the oras CLI (cached)
+	$(PY) -m tests.harness.oras_tools build
+
 .PHONY: test
-test: lint cluster-build ## lint, unit tests, then integration tests on a real control plane
+test: lint cluster-build oras-tools-build ## lint, unit tests, then integration tests on a real control plane
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 
@@ -103,3 +107,7 @@ clean: cluster-down ## remove the venv, tools and the local cluster state
 .PHONY: bench
 bench: bootstrap ## render benchmark: 1000 caches, against a cdk8s-plus baseline
 	$(PY) -m bench.render 1000
+
+.PHONY: bench-webhook
+bench-webhook: bootstrap cluster-build ## admission latency at 50 Pod creations per second
+	$(PY) -m bench.webhook 50 20

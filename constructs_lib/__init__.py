@@ -5,6 +5,12 @@ No I/O and no cluster access here; `sync` does both.
 
 from __future__ import annotations
 
+from constructs_lib.annotations import (
+    AnnotationError,
+    ParsedAnnotations,
+    has_oras_annotations,
+    parse_annotations,
+)
 from constructs_lib.model import (
     OrasCache,
     OrasCacheSpec,
@@ -19,23 +25,41 @@ from constructs_lib.model import (
 from constructs_lib.registry import OrasCacheRegistry, recommended_labels, selector_labels
 from constructs_lib.render import Manifest, RenderedCache, render, to_yaml
 from constructs_lib.validation import FieldError
+from constructs_lib.workflow import (
+    Output,
+    WiringError,
+    WorkflowParams,
+    is_wired,
+    wire_pod_spec,
+)
+from constructs_lib.workflow_step import OrasWorkflowStep
 
 __all__ = [
+    "AnnotationError",
     "FieldError",
     "Manifest",
     "OrasCache",
     "OrasCacheRegistry",
     "OrasCacheSpec",
+    "OrasWorkflowStep",
+    "Output",
+    "ParsedAnnotations",
     "RenderedCache",
     "Resources",
     "Secrets",
     "SpecError",
     "Storage",
     "Toleration",
+    "WiringError",
+    "WorkflowParams",
+    "has_oras_annotations",
     "is_oras_cache",
+    "is_wired",
+    "parse_annotations",
     "parse_oras_cache",
     "recommended_labels",
     "render",
     "selector_labels",
     "to_yaml",
+    "wire_pod_spec",
 ]

@@ -15,6 +15,9 @@ RBAC, and why each rule is there (and nothing else: no wildcards, no Secrets):
   No `update`: server-side apply is a PATCH.
 - core `events` and `events.k8s.io` `events`: create/patch (recorders patch the count of
   a repeated event); never read.
+- `admissionregistration.k8s.io` `mutatingwebhookconfigurations` get/update, only the
+  one named `NAME` (a ClusterRole: the object is cluster-scoped): the webhook keeps its
+  caBundle current through certificate rotations.
 - `coordination.k8s.io` `leases`: a Role in the service's own namespace only. get and
   update are restricted by `resourceNames` to the lease `LEASE_NAME`; `create` cannot be:
   a create is a POST to the collection, so the authorizer sees no object name in the
@@ -46,6 +49,16 @@ PORT_NAME = "http"
 RUN_AS_USER = 65532  # "nonroot" in distroless and chainguard images; see sync/Dockerfile
 TMP = "/tmp"
 RBAC_GROUP = "rbac.authorization.k8s.io"
+WEBHOOK_NAME = f"{NAME}-webhook"
+WEBHOOK_PORT = 8443
+WEBHOOK_PORT_NAME = "webhook"
+ANNOTATION_PREFIX = "oras.converged-computing.github.io/"
+# Only annotated objects ever reach the webhook (matchConditions, GA in Kubernetes 1.30):
+# an outage of the service cannot block unannotated Pods anywhere in the cluster.
+MATCH_ANNOTATED = (
+    "has(object.metadata.annotations) && "
+    f"object.metadata.annotations.exists(k, k.startsWith('{ANNOTATION_PREFIX}'))"
+)
 
 # The rules granted in every watched namespace (or cluster-wide). Plain data so that tests
 # and reviewers can compare them with the rendered YAML.
@@ -69,6 +82,15 @@ WATCH_RULES: list[dict[str, list[str]]] = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
+# The webhook keeps the caBundle of its own configuration, and nothing else.
+WEBHOOK_RULES: list[dict[str, list[str]]] = [
+    {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["mutatingwebhookconfigurations"],
+        "resourceNames": [NAME],
+        "verbs": ["get", "update"],
+    },
+]
 LEADER_ELECTION_RULES: list[dict[str, list[str]]] = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     {
@@ -78,6 +100,39 @@ LEADER_ELECTION_RULES: list[dict[str, list[str]]] = [
         "verbs": ["get", "update"],
     },
 ]
+
+
+def webhook_configuration(
+    name: str, client_config: dict[str, Any], namespace_selector: dict[str, Any]
+) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration for Pods and Jobs (the caBundle is kept at run time).
+
+    failurePolicy Fail: an annotated Pod that ran unwired would compute on missing inputs
+    and lose its outputs while looking successful; refusing it is the honest failure, and
+    `matchConditions` keep every unannotated Pod out of the webhook's reach.
+    """
+
+    def hook(kind: str, group: str, resource: str) -> dict[str, Any]:
+        return {
+            "name": f"{kind}.oras.converged-computing.github.io",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded",
+            "timeoutSeconds": 5,
+            "clientConfig": client_config,
+            "rules": [{"apiGroups": [group], "apiVersions": ["v1"], "operations": ["CREATE"],
+                       "resources": [resource], "scope": "Namespaced"}],
+            "matchConditions": [{"name": "oras-annotated", "expression": MATCH_ANNOTATED}],
+            "namespaceSelector": namespace_selector,
+        }
+
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name, "labels": sync_labels()},
+        "webhooks": [hook("pods", "", "pods"), hook("jobs", "batch", "jobs")],
+    }
 
 
 def sync_labels() -> dict[str, str]:
@@ -115,6 +170,12 @@ def sync_args(
         namespace,
         "--http-addr",
         f":{metrics_port}",
+        "--webhook-addr",
+        f":{WEBHOOK_PORT}",
+        "--webhook-host",
+        f"{WEBHOOK_NAME}.{namespace}.svc",
+        "--webhook-config",
+        NAME,
     ]
 
 
@@ -207,6 +268,58 @@ class SyncService(constructs.Construct):
             for ns in watch_namespaces:
                 self._role(f"Watch-{ns}", NAME, ns, WATCH_RULES)
         self._role("LeaderElection", LEADER_ELECTION_ROLE, namespace, LEADER_ELECTION_RULES)
+        self.webhook_role = k8s.KubeClusterRole(
+            self,
+            "WebhookClusterRole",
+            metadata=k8s.ObjectMeta(name=WEBHOOK_NAME, labels=sync_labels()),
+            rules=_rules(WEBHOOK_RULES),
+        )
+        self.webhook_role_binding = k8s.KubeClusterRoleBinding(
+            self,
+            "WebhookClusterRoleBinding",
+            metadata=k8s.ObjectMeta(name=WEBHOOK_NAME, labels=sync_labels()),
+            role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name=WEBHOOK_NAME),
+            subjects=[self._subject()],
+        )
+        self.webhook_service = k8s.KubeService(
+            self,
+            "WebhookService",
+            metadata=self._metadata(WEBHOOK_NAME),
+            spec=k8s.ServiceSpec(
+                selector=sync_selector_labels(),
+                ports=[
+                    k8s.ServicePort(
+                        name="https",
+                        port=443,
+                        target_port=k8s.IntOrString.from_string(WEBHOOK_PORT_NAME),
+                        protocol="TCP",
+                    )
+                ],
+            ),
+        )
+        selector: dict[str, Any] = (
+            {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                   "values": sorted({"kube-system", namespace})}]}
+            if watch_namespaces is None
+            else {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
+                                        "values": sorted(watch_namespaces)}]}
+        )
+        config = webhook_configuration(
+            NAME,
+            {"service": {"name": WEBHOOK_NAME, "namespace": namespace, "path": "/mutate",
+                         "port": 443}},
+            selector,
+        )
+        self.webhook_configuration = cdk8s.ApiObject(
+            self,
+            "MutatingWebhookConfiguration",
+            api_version=config["apiVersion"],
+            kind=config["kind"],
+            metadata=cdk8s.ApiObjectMetadata(name=NAME, labels=sync_labels()),
+        )
+        self.webhook_configuration.add_json_patch(
+            cdk8s.JsonPatch.add("/webhooks", config["webhooks"])
+        )
         self.metrics_service = k8s.KubeService(
             self,
             "MetricsService",
@@ -306,7 +419,10 @@ class SyncService(constructs.Construct):
                     ports=[
                         k8s.ContainerPort(
                             name=PORT_NAME, container_port=metrics_port, protocol="TCP"
-                        )
+                        ),
+                        k8s.ContainerPort(
+                            name=WEBHOOK_PORT_NAME, container_port=WEBHOOK_PORT, protocol="TCP"
+                        ),
                     ],
                     env=[
                         # The leader-election identity and the lease's namespace.

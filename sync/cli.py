@@ -73,6 +73,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         lease_namespace=args.lease_namespace or os.environ.get("POD_NAMESPACE", "default"),
         identity=identity, lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline, retry_period=args.retry_period,
+        webhook_addr=args.webhook_addr, webhook_hosts=tuple(args.webhook_host or ()),
+        webhook_config=args.webhook_config, webhook_cert_validity=args.webhook_cert_validity,
     )
     return SyncService(kube, options).run()
 
@@ -128,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--lease-duration", type=int, default=15, metavar="SECONDS")
     sync.add_argument("--renew-deadline", type=int, default=10, metavar="SECONDS")
     sync.add_argument("--retry-period", type=int, default=2, metavar="SECONDS")
+    hook = sync.add_argument_group("admission webhook (served by every replica)")
+    hook.add_argument("--webhook-addr", metavar="ADDR",
+                      help="serve the mutating webhook over TLS here, e.g. :8443")
+    hook.add_argument("--webhook-host", action="append", metavar="NAME",
+                      help="DNS name or IP in the serving certificate (repeatable)")
+    hook.add_argument("--webhook-config", metavar="NAME",
+                      help="MutatingWebhookConfiguration whose caBundle the service keeps")
+    hook.add_argument("--webhook-cert-validity", type=float, default=7 * 24 * 3600.0,
+                      metavar="SECONDS", help="serving certificate lifetime; rotated when a "
+                      "third is left (default 7 days)")
     sync.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sync.add_argument("--log-format", default="json", choices=["json", "text"])
     sync.set_defaults(func=_cmd_sync)

@@ -8,6 +8,7 @@ one reconcile per cache at a time.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
@@ -20,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from constructs_lib import schema
+from sync.admission import make_mutator
 from sync.applier import Applier
 from sync.events import EventRecorder
 from sync.health import HealthServer
@@ -28,6 +30,8 @@ from sync.kube import RESOURCES, Kube, Obj, api_error_message
 from sync.leader import LeaderElector
 from sync.metrics import Metrics
 from sync.reconciler import CACHES, CHILD_KINDS, OWNER_LABEL, Reconciler, Work
+from sync.webhook import CaBundleKeeper, WebhookMetrics, WebhookServer
+from sync.webhook_certs import CertRotator
 from sync.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,10 @@ class Options:
     lease_duration: int = 15
     renew_deadline: int = 10
     retry_period: int = 2
+    webhook_addr: str | None = None  # serve the admission webhook here (every replica)
+    webhook_hosts: Sequence[str] = ()  # names in the serving certificate
+    webhook_config: str | None = None  # MutatingWebhookConfiguration whose caBundle we keep
+    webhook_cert_validity: float = 7 * 24 * 3600.0
 
 
 def preflight(kube: Kube, namespaces: Sequence[str] | None) -> None:
@@ -106,6 +114,17 @@ class SyncService:
         )
         self.elector: LeaderElector | None = None
         self.health = HealthServer(options.http_addr, self) if options.http_addr else None
+        self.webhook: WebhookServer | None = None
+        self.ca_keeper: CaBundleKeeper | None = None
+        if options.webhook_addr:
+            validity = dt.timedelta(seconds=options.webhook_cert_validity)
+            rotator = CertRotator(list(options.webhook_hosts) or ["127.0.0.1"], validity)
+            self.webhook = WebhookServer(options.webhook_addr, rotator,
+                                         make_mutator(kube, self.caches.get),
+                                         WebhookMetrics(self.metrics.registry))
+            self.ca_keeper = CaBundleKeeper(
+                kube, rotator, options.webhook_config,
+                check_every=min(60.0, options.webhook_cert_validity / 20))
 
     # ----- event handlers (informer threads) -------------------------------------------
     def _on_cache(self, _type: str, obj: Obj) -> None:
@@ -135,6 +154,11 @@ class SyncService:
                 signal.signal(sig, lambda *_: self.stop())
         if self.health:
             self.health.start()
+        if self.webhook and self.ca_keeper:
+            # Every replica admits, leader or not: it needs the caches in memory now.
+            self.caches.start()
+            self.ca_keeper.start()
+            self.webhook.start()
         lost = threading.Event()
         if self.options.leader_elect:
             o = self.options
@@ -151,7 +175,9 @@ class SyncService:
                     return self._shutdown(0)
             self.metrics.leader.set(1)
             log.info("became leader", extra={"identity": o.identity})
-        for informer in [self.caches, *self.children.values()]:
+        if not self.webhook:
+            self.caches.start()
+        for informer in self.children.values():
             informer.start()
         code = self._loop(lost)
         return self._shutdown(code)
@@ -211,6 +237,9 @@ class SyncService:
         if self.elector is not None:
             self.elector.release()
             self.metrics.leader.set(0)
+        if self.webhook and self.ca_keeper:
+            self.ca_keeper.stop()
+            self.webhook.stop()
         if self.health:
             self.health.stop()
         log.info("stopped", extra={"exit_code": code})

@@ -15,6 +15,7 @@ import yaml
 
 from constructs_lib import SpecError, render, schema, to_yaml
 from constructs_lib.install import render_install
+from constructs_lib.workflow_example import pipeline_yaml, render_pipeline
 from sync.load import load
 
 HEADER = "# Rendered by orascache. Do not edit: change the source and run `make synth`.\n"
@@ -62,6 +63,23 @@ def install_files() -> dict[str, str]:
     return {"crd.yaml": crd_yaml(), "sync-service.yaml": HEADER + to_yaml(service)}
 
 
+PIPELINE_CACHE = ("workflows", "shared")  # the example cache the example pipeline uses
+
+
+def pipeline_files() -> dict[str, str]:
+    """The example two-step pipeline (constructs_lib.workflow_example), for review.
+
+    Not listed in the examples' kustomization.yaml: applying it starts Jobs.
+    """
+    caches = {(c.namespace, c.name): c for _, c in load([REPO_ROOT / "examples"]).caches}
+    cache = caches[PIPELINE_CACHE]
+    note = (
+        f"# Two Jobs sharing an artifact through the OrasCache {cache.namespace}/{cache.name}:"
+        " see constructs_lib/workflow_example.py.\n"
+    )
+    return {"two-step.yaml": HEADER + note + pipeline_yaml(render_pipeline(cache))}
+
+
 def dist_files() -> dict[str, str] | list[SpecError]:
     """The whole committed dist/ tree; a test fails when dist/ differs from it."""
     examples = cache_files([REPO_ROOT / "examples"])
@@ -69,6 +87,7 @@ def dist_files() -> dict[str, str] | list[SpecError]:
         return examples
     return {
         **{f"examples/{k}": v for k, v in examples.items()},
+        **{f"examples/pipelines/{k}": v for k, v in pipeline_files().items()},
         **{f"install/{k}": v for k, v in install_files().items()},
     }
 

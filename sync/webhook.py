@@ -12,10 +12,13 @@ import base64
 import datetime as dt
 import json
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -88,6 +91,14 @@ class WebhookServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: the API server reuses connections
+            timeout = 30
+            # Headers and body go out as two writes; with Nagle's algorithm the body waits
+            # for the client's delayed ACK (p50 100 ms per admission, measured).
+            disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                self.request.do_handshake()  # here, in this connection's own thread
 
             def do_POST(self) -> None:
                 if self.path.split("?")[0] != "/mutate":
@@ -107,10 +118,7 @@ class WebhookServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.httpd = ThreadingHTTPServer(parse_addr(addr), Handler)
-        self.httpd.daemon_threads = True
-        self.httpd.socket = rotator.server_context().wrap_socket(
-            self.httpd.socket, server_side=True)
+        self.httpd = _TLSServer(parse_addr(addr), Handler, rotator.server_context())
         self.port = self.httpd.server_address[1]
 
     def start(self) -> None:
@@ -120,6 +128,23 @@ class WebhookServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _TLSServer(ThreadingHTTPServer):
+    """TLS handshakes in the connection threads, not in the accepting one (a slow or
+    stalled client must not hold up everyone else's admission)."""
+
+    daemon_threads = True
+
+    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 context: ssl.SSLContext) -> None:
+        self.context = context
+        super().__init__(addr, handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = self.socket.accept()
+        return self.context.wrap_socket(sock, server_side=True,
+                                        do_handshake_on_connect=False), addr
 
 
 def _valid_cas(pem_bundle: bytes, now: dt.datetime) -> list[bytes]:

@@ -40,12 +40,17 @@ def rendered_names(manifests: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(cluster: LocalCluster) -> str:
-    """`kubectl apply --server-side -f dist/install/`; returns kubectl's stderr."""
+def installed(cluster: LocalCluster) -> Iterator[str]:
+    """`kubectl apply --server-side -f dist/install/`; returns kubectl's stderr.
+
+    The webhook configuration is removed afterwards: nothing serves it in this cluster,
+    and with failurePolicy Fail it would refuse the annotated Pods of later tests.
+    """
     proc = cluster.kubectl(*APPLY, "-oname", "-f", str(REPO_ROOT / "dist/install"))
     expected = rendered_names([schema.crd(), *render_install(include_crd=False)])
     assert proc.stdout.split() == expected
-    return proc.stderr
+    yield proc.stderr
+    cluster.kubectl("delete", "mutatingwebhookconfiguration", "oras-cache-sync")
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +173,16 @@ def test_service_account_cannot(
 ) -> None:
     kubeconfig = cluster.kubeconfig_for_service_account(NS, SA)
     assert not can_i(cluster, kubeconfig, *check, "-n", namespace)
+
+
+def test_webhook_configuration_only_its_own(cluster: LocalCluster, installed: str) -> None:
+    kubeconfig = cluster.kubeconfig_for_service_account(NS, SA)
+    mwc = "mutatingwebhookconfigurations.admissionregistration.k8s.io"
+    assert can_i(cluster, kubeconfig, "get", f"{mwc}/oras-cache-sync")
+    assert can_i(cluster, kubeconfig, "update", f"{mwc}/oras-cache-sync")
+    assert not can_i(cluster, kubeconfig, "update", f"{mwc}/someone-else")
+    assert not can_i(cluster, kubeconfig, "create", mwc)
+    assert not can_i(cluster, kubeconfig, "delete", f"{mwc}/oras-cache-sync")
 
 
 def test_leases_only_in_its_namespace_and_by_name(cluster: LocalCluster, installed: str) -> None:

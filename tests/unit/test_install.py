@@ -32,6 +32,14 @@ WATCH_RULES = [
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
 ]
+WEBHOOK_RULES = [
+    {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["mutatingwebhookconfigurations"],
+        "resourceNames": ["oras-cache-sync"],
+        "verbs": ["get", "update"],
+    }
+]
 LEASE_RULES = [
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
     {
@@ -78,6 +86,10 @@ def test_objects_and_order(default: list[Obj]) -> None:
         ("ClusterRoleBinding", "oras-cache-sync", None),
         ("Role", "oras-cache-sync-leader-election", NS),
         ("RoleBinding", "oras-cache-sync-leader-election", NS),
+        ("ClusterRole", "oras-cache-sync-webhook", None),
+        ("ClusterRoleBinding", "oras-cache-sync-webhook", None),
+        ("Service", "oras-cache-sync-webhook", NS),
+        ("MutatingWebhookConfiguration", "oras-cache-sync", None),
         ("Service", "oras-cache-sync-metrics", NS),
         ("Deployment", "oras-cache-sync", NS),
     ]
@@ -91,9 +103,15 @@ def test_crd_is_the_schema_crd(default: list[Obj]) -> None:
     assert render_install(include_crd=False) == default[1:]
 
 
+def named(manifests: list[Obj], kind: str, name: str) -> Obj:
+    (found,) = [m for m in by_kind(manifests, kind) if m["metadata"]["name"] == name]
+    return found
+
+
 def test_cluster_wide_rbac(default: list[Obj]) -> None:
-    assert one(default, "ClusterRole")["rules"] == WATCH_RULES
-    binding = one(default, "ClusterRoleBinding")
+    assert named(default, "ClusterRole", "oras-cache-sync")["rules"] == WATCH_RULES
+    assert named(default, "ClusterRole", "oras-cache-sync-webhook")["rules"] == WEBHOOK_RULES
+    binding = named(default, "ClusterRoleBinding", "oras-cache-sync")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
@@ -110,8 +128,10 @@ def test_cluster_wide_rbac(default: list[Obj]) -> None:
 
 
 def test_namespaced_rbac_is_one_role_per_watched_namespace(scoped: list[Obj]) -> None:
-    assert not by_kind(scoped, "ClusterRole")
-    assert not by_kind(scoped, "ClusterRoleBinding")
+    (webhook_role,) = by_kind(scoped, "ClusterRole")  # its object is cluster-scoped
+    assert webhook_role["rules"] == WEBHOOK_RULES
+    assert [b["roleRef"]["name"] for b in by_kind(scoped, "ClusterRoleBinding")] == [
+        "oras-cache-sync-webhook"]
     roles = {
         (r["metadata"]["namespace"], r["metadata"]["name"]): r for r in by_kind(scoped, "Role")
     }
@@ -181,9 +201,12 @@ def test_deployment(default: list[Obj]) -> None:
     assert "command" not in c  # the image's entrypoint is `orascache`
     assert c["args"] == [
         "sync", "--source", "cluster", "--all-namespaces", "--leader-elect",
-        "--lease-namespace", NS, "--http-addr", ":8080",
+        "--lease-namespace", NS, "--http-addr", ":8080", "--webhook-addr", ":8443",
+        "--webhook-host", f"oras-cache-sync-webhook.{NS}.svc", "--webhook-config",
+        "oras-cache-sync",
     ]  # fmt: skip
-    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "webhook", "containerPort": 8443, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["resources"] == {
@@ -210,7 +233,7 @@ def test_deployment(default: list[Obj]) -> None:
 
 
 def test_metrics_service_selects_only_the_sync_pods(default: list[Obj]) -> None:
-    service = one(default, "Service")
+    service = named(default, "Service", "oras-cache-sync-metrics")
     assert service["spec"]["ports"] == [
         {"name": "http-metrics", "port": 8080, "targetPort": "http", "protocol": "TCP"}
     ]
@@ -239,14 +262,18 @@ def test_options_propagate() -> None:
     assert c["image"] == "example.com/sync:1"
     assert c["args"] == [
         "sync", "--source", "cluster", "--namespace", "a", "--leader-elect",
-        "--lease-namespace", "ops", "--http-addr", ":9090",
+        "--lease-namespace", "ops", "--http-addr", ":9090", "--webhook-addr", ":8443",
+        "--webhook-host", "oras-cache-sync-webhook.ops.svc", "--webhook-config",
+        "oras-cache-sync",
     ]  # fmt: skip
     assert c["ports"][0]["containerPort"] == 9090
-    assert one(manifests, "Service")["spec"]["ports"][0]["port"] == 9090
+    assert named(manifests, "Service", "oras-cache-sync-metrics")["spec"]["ports"][0][
+        "port"] == 9090
     assert one(manifests, "Deployment")["spec"]["replicas"] == 3
     assert one(manifests, "Namespace")["metadata"]["name"] == "ops"
     placed = sorted(
         (m["kind"], m["metadata"]["name"], m["metadata"]["namespace"]) for m in manifests[2:]
+        if "namespace" in m["metadata"]
     )
     assert placed == [
         ("Deployment", "oras-cache-sync", "ops"),
@@ -255,6 +282,7 @@ def test_options_propagate() -> None:
         ("RoleBinding", "oras-cache-sync", "a"),
         ("RoleBinding", "oras-cache-sync-leader-election", "ops"),
         ("Service", "oras-cache-sync-metrics", "ops"),
+        ("Service", "oras-cache-sync-webhook", "ops"),
         ("ServiceAccount", "oras-cache-sync", "ops"),
     ]
     for binding in by_kind(manifests, "RoleBinding"):
@@ -297,3 +325,27 @@ def test_install_files() -> None:
     docs = list(yaml.safe_load_all(files["sync-service.yaml"]))
     assert docs == render_install(include_crd=False)
     assert docs[0]["kind"] == "Namespace"
+
+
+def test_webhook_configuration(default: list[Obj], scoped: list[Obj]) -> None:
+    config = one(default, "MutatingWebhookConfiguration")
+    pods, jobs = config["webhooks"]
+    assert (pods["rules"][0]["resources"], jobs["rules"][0]["resources"]) == (["pods"], ["jobs"])
+    for hook in (pods, jobs):
+        assert hook["failurePolicy"] == "Fail"
+        assert hook["sideEffects"] == "None"
+        assert hook["reinvocationPolicy"] == "IfNeeded"
+        assert hook["rules"][0]["operations"] == ["CREATE"]
+        assert hook["clientConfig"] == {"service": {
+            "name": "oras-cache-sync-webhook", "namespace": NS, "path": "/mutate", "port": 443}}
+        assert "caBundle" not in hook["clientConfig"]  # kept by the service at run time
+        (condition,) = hook["matchConditions"]
+        assert "oras.converged-computing.github.io/" in condition["expression"]
+        assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == [
+            "kube-system", NS]
+    scoped_hook = one(scoped, "MutatingWebhookConfiguration")["webhooks"][0]
+    assert scoped_hook["namespaceSelector"] == {"matchExpressions": [{
+        "key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}]}
+    service = named(default, "Service", "oras-cache-sync-webhook")
+    assert service["spec"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]

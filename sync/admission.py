@@ -1,0 +1,74 @@
+"""What the webhook does to a Pod or Job: annotations -> cache lookup -> wiring.
+
+Annotations are read from the object being created: a Pod's own, or a Job's (as in the
+original operator's examples), whose pod template is wired once; the Pods the Job then
+creates carry the wiring already and are left alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+from constructs_lib import parse_oras_cache, schema
+from constructs_lib.annotations import AnnotationError, parse_annotations
+from constructs_lib.workflow import WiringError, is_wired, wire_pod_spec
+from sync.kube import RESOURCES, Kube, Obj
+from sync.webhook import AdmissionDenied, Mutate
+
+CACHES = RESOURCES[(schema.API_VERSION, schema.KIND)]
+Lookup = Callable[[str], Obj | None]  # "namespace/name" -> OrasCache, from a watch cache
+
+
+def make_mutator(kube: Kube, cached: Lookup | None = None) -> Mutate:
+    """`cached` answers from memory; a miss (e.g. a cache created a moment ago) is read
+    from the API server, so admission never denies on a stale cache."""
+
+    def find(namespace: str, name: str) -> Obj | None:
+        found = cached(f"{namespace}/{name}") if cached else None
+        return found if found is not None else kube.get(CACHES, namespace, name)
+
+    def mutate(obj: Obj, kind: str, namespace: str) -> Obj | None:
+        if kind == "Pod":
+            path: tuple[str, ...] = ("spec",)
+        elif kind == "Job":
+            path = ("spec", "template", "spec")
+        else:
+            return None
+        spec: Obj = obj
+        for key in path:
+            spec = spec.get(key) or {}
+        if is_wired(spec):
+            return None  # reinvocation, or a Pod of an already wired Job
+        try:
+            parsed = parse_annotations((obj.get("metadata") or {}).get("annotations"))
+        except AnnotationError as err:
+            raise AdmissionDenied(str(err)) from None
+        if parsed is None:
+            return None
+        params = parsed.params
+        if not params.registry:
+            cache_ns = params.namespace or namespace
+            found = find(cache_ns, params.cache)
+            if found is None:
+                raise AdmissionDenied(
+                    f"OrasCache {params.cache!r} not found in namespace {cache_ns!r}: create "
+                    "it, name another with oras.converged-computing.github.io/oras-cache, or "
+                    "use a remote one with oras.converged-computing.github.io/registry")
+            cache = parse_oras_cache(found, f"{cache_ns}/{params.cache}")
+            if isinstance(cache, list):
+                raise AdmissionDenied(f"OrasCache {params.cache!r} is invalid: "
+                                      + "; ".join(str(e.error) for e in cache))
+            params = params.with_cache(cache)
+        try:
+            wired = wire_pod_spec(spec, params, namespace=namespace)
+        except WiringError as err:
+            raise AdmissionDenied(str(err)) from None
+        out = copy.deepcopy(obj)
+        target = out
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = wired
+        return out
+
+    return mutate

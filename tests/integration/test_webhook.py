@@ -1,0 +1,168 @@
+"""The admission webhook, called by the real kube-apiserver through a `url` client config."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from kubernetes import client
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from constructs_lib import schema
+from constructs_lib.annotations import PREFIX
+from constructs_lib.install import webhook_configuration
+from tests.harness import LocalCluster
+from tests.harness.ports import free_ports
+from tests.integration.syncproc import SyncProcess, wait_for
+
+
+def webhook_config(name: str, port: int, namespace: str) -> dict[str, Any]:
+    """The installed configuration (constructs_lib.install), pointed at a local URL."""
+    return webhook_configuration(
+        name, {"url": f"https://127.0.0.1:{port}/mutate"},
+        {"matchLabels": {"kubernetes.io/metadata.name": namespace}})
+
+
+@pytest.fixture
+def webhook(cluster: LocalCluster, api_client: ApiClient, namespace: str,
+            tmp_path: Path) -> Iterator[Callable[..., SyncProcess]]:
+    """Starts `orascache sync` with the webhook; the configuration points at it."""
+    port = free_ports(1)[0]
+    name = f"orascache-{namespace}"
+    admission = client.AdmissionregistrationV1Api(api_client)
+    admission.create_mutating_webhook_configuration(webhook_config(name, port, namespace))
+    procs: list[SyncProcess] = []
+
+    def start(*extra: str) -> SyncProcess:
+        proc = SyncProcess(cluster.kubeconfig, [
+            "--namespace", namespace, "--log-format", "text", "--webhook-addr",
+            f"127.0.0.1:{port}", "--webhook-host", "127.0.0.1", "--webhook-config", name,
+            *extra], tmp_path / f"sync-{len(procs)}.log")
+        procs.append(proc.start())
+        proc.wait_ready()
+        wait_for(lambda: _bundle(api_client, name), what="caBundle published")
+        return proc
+
+    yield start
+    for proc in procs:
+        if not proc.exited():
+            proc.stop()
+    admission.delete_mutating_webhook_configuration(name)
+
+
+def _bundle(api: ApiClient, name: str) -> list[x509.Certificate]:
+    mwc = client.AdmissionregistrationV1Api(api).read_mutating_webhook_configuration(name)
+    pem = mwc.webhooks[0].client_config.ca_bundle
+    if not pem:
+        return []
+    return x509.load_pem_x509_certificates(base64.b64decode(pem))
+
+
+def make_cache(api: ApiClient, ns: str, name: str = "oras") -> None:
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        schema.GROUP, schema.VERSION, ns, schema.PLURAL,
+        {"apiVersion": schema.API_VERSION, "kind": schema.KIND, "metadata": {"name": name},
+         "spec": {}})
+
+
+def pod(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "annotations": annotations or {}},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "app", "image": "busybox", "workingDir": "/work",
+                                     "command": ["sh", "-c", "echo hi > out.txt"]}]}}
+
+
+ANNOTATED = {f"{PREFIX}input-uri": "data/in:1", f"{PREFIX}output-uri": "data/out:1"}
+
+
+def names(spec: Any, field: str) -> list[str]:
+    return [c.name for c in getattr(spec, field) or []]
+
+
+def test_annotated_pod_is_stored_wired_and_others_untouched(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str
+) -> None:
+    proc = webhook()
+    make_cache(api_client, namespace)
+    core = client.CoreV1Api(api_client)
+    stored = core.create_namespaced_pod(namespace, pod("wired", ANNOTATED))
+    assert names(stored.spec, "init_containers") == ["oras-pull"]
+    assert names(stored.spec, "containers") == ["app", "oras-push"]
+    admissions = proc.metric("orascache_admissions_total")
+    plain = core.create_namespaced_pod(namespace, pod("plain"))
+    assert names(plain.spec, "containers") == ["app"] and not plain.spec.init_containers
+    assert proc.metric("orascache_admissions_total") == admissions, "never reached the webhook"
+
+
+def test_job_annotated_at_job_level_is_wired_once(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str
+) -> None:
+    webhook()
+    make_cache(api_client, namespace)
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "step", "annotations": ANNOTATED},
+           "spec": {"template": {"spec": pod("x")["spec"]}}}
+    stored = client.BatchV1Api(api_client).create_namespaced_job(namespace, job)
+    template = stored.spec.template.spec
+    assert names(template, "init_containers") == ["oras-pull"]
+    core = client.CoreV1Api(api_client)
+    pods = wait_for(lambda: core.list_namespaced_pod(
+        namespace, label_selector="job-name=step").items, what="the Job's Pod (from KCM)")
+    (created,) = pods
+    assert names(created.spec, "init_containers") == ["oras-pull"]
+    assert names(created.spec, "containers") == ["app", "oras-push"]
+
+
+@pytest.mark.parametrize(("annotations", "fragment"), [
+    ({f"{PREFIX}input-uri": "data/in:1", f"{PREFIX}bogus": "1"}, f"{PREFIX}bogus"),
+    ({f"{PREFIX}unpack": "maybe", f"{PREFIX}input-uri": "a/b:1"}, f"{PREFIX}unpack"),
+    ({f"{PREFIX}oras-cache": "missing", f"{PREFIX}input-uri": "a/b:1"},
+     "OrasCache 'missing' not found"),
+])
+def test_bad_requests_are_denied_with_a_clear_message(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str,
+    annotations: dict[str, str], fragment: str,
+) -> None:
+    webhook()
+    make_cache(api_client, namespace)
+    with pytest.raises(ApiException) as denied:
+        client.CoreV1Api(api_client).create_namespaced_pod(namespace, pod("bad", annotations))
+    assert denied.value.status == 400
+    assert fragment in denied.value.body
+
+
+def test_webhook_down_follows_failure_policy_fail(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str
+) -> None:
+    proc = webhook()
+    make_cache(api_client, namespace)
+    proc.stop()
+    core = client.CoreV1Api(api_client)
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod(namespace, pod("no-webhook", ANNOTATED))
+    assert "failed calling webhook" in refused.value.body
+    assert core.create_namespaced_pod(namespace, pod("plain")).metadata.name == "plain"
+
+
+def test_certificate_rotation_without_downtime(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str
+) -> None:
+    webhook("--webhook-cert-validity", "12")
+    make_cache(api_client, namespace)
+    first = _bundle(api_client, f"orascache-{namespace}")[0]
+    core = client.CoreV1Api(api_client)
+    deadline, created = time.monotonic() + 14, 0
+    while time.monotonic() < deadline:
+        core.create_namespaced_pod(namespace, pod(f"p{created}", ANNOTATED))
+        created += 1
+        time.sleep(0.2)
+    bundle = _bundle(api_client, f"orascache-{namespace}")
+    assert len(bundle) >= 2 and first in bundle, "rotated, and the old CA kept for overlap"
+    assert created > 40

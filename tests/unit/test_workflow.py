@@ -1,0 +1,286 @@
+"""wire_pod_spec: golden files, schema validity, idempotency, conflicts and script hygiene.
+
+Golden files (tests/unit/golden/workflow/<case>.in.yaml -> <case>.out.yaml) are reviewed,
+never regenerated to pass; ``UPDATE_GOLDEN=1`` rewrites them for a deliberate change.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from constructs_lib import OrasCache, parse_oras_cache
+from constructs_lib.workflow import (
+    DEFAULT_ORAS_IMAGE,
+    PULL_CONTAINER,
+    PUSH_CONTAINER,
+    VOLUME,
+    Output,
+    WiringError,
+    WorkflowParams,
+    is_wired,
+    wire_pod_spec,
+)
+from constructs_lib.workflow_example import pipeline_yaml
+
+GOLDEN = Path(__file__).parent / "golden" / "workflow"
+CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
+# Kubernetes expands $(NAME) in command/args and turns $$ into $.
+KUBELET_EXPANDS = re.compile(r"\$\([A-Za-z_][A-Za-z0-9_.-]*\)|\$\$")
+
+
+def load_case(name: str) -> tuple[dict[str, Any], WorkflowParams, str | None]:
+    doc = yaml.safe_load((GOLDEN / f"{name}.in.yaml").read_text())
+    raw = dict(doc["params"])
+    raw["inputs"] = tuple(raw.get("inputs", ()))
+    raw["outputs"] = tuple(Output(**o) for o in raw.get("outputs", ()))
+    if "entrypoint" in raw:
+        raw["entrypoint"] = tuple(raw["entrypoint"])
+    return doc["spec"], WorkflowParams(**raw), doc.get("namespace")
+
+
+def as_pod(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}
+
+
+def app_spec(**container: Any) -> dict[str, Any]:
+    return {"restartPolicy": "Never",
+            "containers": [{"name": "app", "image": "i", "workingDir": "/work",
+                            "command": ["run"], **container}]}
+
+
+def wire(spec: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
+    return wire_pod_spec(spec or app_spec(), WorkflowParams(**params), namespace="ns")
+
+
+def containers(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in [*spec.get("initContainers", []), *spec["containers"]]}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_golden(name: str) -> None:
+    spec, params, namespace = load_case(name)
+    wired = wire_pod_spec(spec, params, namespace=namespace)
+    text = pipeline_yaml([wired])
+    out = GOLDEN / f"{name}.out.yaml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        out.write_text(text)
+    assert text == out.read_text()
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_wired_specs_are_valid_kubernetes_1_37(name: str) -> None:
+    spec, params, namespace = load_case(name)
+    kubernetes_validate.validate(as_pod(wire_pod_spec(spec, params, namespace=namespace)),
+                                 "1.37.0", strict=True)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_wiring_is_pure_and_idempotent(name: str) -> None:
+    spec, params, namespace = load_case(name)
+    before = copy.deepcopy(spec)
+    once = wire_pod_spec(spec, params, namespace=namespace)
+    assert spec == before, "the input spec must not be modified"
+    assert is_wired(once) and not is_wired(spec)
+    assert wire_pod_spec(once, params, namespace=namespace) == once
+    other = WorkflowParams(inputs=("something/else:v9",))
+    assert wire_pod_spec(once, other) == once, "an already wired spec is never rewired"
+
+
+def test_endpoint_contract() -> None:
+    assert WorkflowParams().endpoint("ns") == "oras-0.oras.ns.svc.cluster.local:5000"
+    assert WorkflowParams(cache="c", namespace="x", port=8080).endpoint("ns") == (
+        "c-0.c.x.svc.cluster.local:8080")
+    assert WorkflowParams().endpoint() == "oras-0.oras:5000"
+    remote = WorkflowParams(registry="r.example.com/p")
+    assert remote.endpoint("ns") == "r.example.com/p" and not remote.uses_plain_http()
+    assert WorkflowParams().uses_plain_http()
+
+
+def cache(spec: dict[str, Any], name: str = "c", namespace: str = "team") -> OrasCache:
+    doc = {"apiVersion": "cache.converged-computing.github.io/v1alpha1", "kind": "OrasCache",
+           "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    parsed = parse_oras_cache(doc, "test")
+    assert isinstance(parsed, OrasCache), parsed
+    return parsed
+
+
+def test_params_from_a_cache_match_its_endpoint() -> None:
+    local = cache({"port": 8080, "secrets": {"orasEnv": "env"}})
+    params = WorkflowParams.for_cache(local)
+    assert params.endpoint("elsewhere") == local.endpoint()
+    assert params.oras_env == "env"
+    remote = cache({"deploy": False, "registry": "r.example.com/t"})
+    assert WorkflowParams().with_cache(remote).endpoint() == remote.endpoint()
+    assert WorkflowParams(oras_env="mine").with_cache(local).oras_env == "mine"
+
+
+def test_app_command_is_wrapped_with_the_original_as_positional_parameters() -> None:
+    wired = wire(app_spec(args=["a b", "$(X)"]), outputs=(Output("o:1", "f"),))
+    app = containers(wired)["app"]
+    assert app["command"][:2] == ["/bin/sh", "-c"]
+    assert app["command"][3:] == ["oras-wrapper", "run", "a b", "$(X)"]
+    assert "args" not in app
+
+
+def test_entrypoint_is_used_when_the_container_has_no_command() -> None:
+    spec = app_spec(args=["x"])
+    del spec["containers"][0]["command"]
+    with pytest.raises(WiringError, match="has no command and no entrypoint"):
+        wire(spec, outputs=(Output("o:1", "f"),))
+    wired = wire(spec, outputs=(Output("o:1", "f"),), entrypoint=("/bin/tool", "-v"))
+    assert containers(wired)["app"]["command"][3:] == ["oras-wrapper", "/bin/tool", "-v", "x"]
+
+
+def test_inputs_only_leaves_the_command_alone() -> None:
+    wired = wire(inputs=("a:1",))
+    assert containers(wired)["app"]["command"] == ["run"]
+    assert [c["name"] for c in wired["initContainers"]] == [PULL_CONTAINER]
+    assert PUSH_CONTAINER not in containers(wired)
+
+
+def test_nothing_to_wire_returns_an_unchanged_copy() -> None:
+    spec = app_spec()
+    wired = wire(spec)
+    assert wired == spec and wired is not spec
+
+
+def test_pull_runs_before_the_users_init_containers() -> None:
+    spec = app_spec()
+    spec["initContainers"] = [{"name": "mine", "image": "i"}]
+    assert [c["name"] for c in wire(spec, inputs=("a:1",))["initContainers"]] == [
+        PULL_CONTAINER, "mine"]
+
+
+def test_push_is_a_regular_container_not_a_native_sidecar() -> None:
+    push = containers(wire(outputs=(Output("o:1", "f"),)))[PUSH_CONTAINER]
+    assert "restartPolicy" not in push
+    assert push["image"] == DEFAULT_ORAS_IMAGE
+
+
+@pytest.mark.parametrize(
+    ("spec", "params", "message"),
+    [
+        (app_spec(), {"outputs": (Output("o:1", "a"), Output("o:1", "b"))},
+         "two outputs push to 'o:1'"),
+        (app_spec(), {"inputs": ("a:1", "a:1")}, "input 'a:1' is listed twice"),
+        (app_spec(), {"inputs": ("a:1",), "container": "nope"},
+         "container 'nope' is not in the Pod spec \\(containers: 'app'\\)"),
+        ({**app_spec(), "restartPolicy": "Always"}, {"outputs": (Output("o:1", "f"),)},
+         "restartPolicy is Always"),
+        ({"containers": app_spec()["containers"]}, {"outputs": (Output("o:1", "f"),)},
+         "restartPolicy is Always"),
+        (app_spec(workingDir=None), {"inputs": ("a:1",)},
+         "input-path is not set and container 'app' has no workingDir"),
+        (app_spec(workingDir=None), {"outputs": (Output("o:1", "rel/f"),)},
+         "output-path 'rel/f' is relative"),
+        (app_spec(volumeMounts=[{"name": "v", "mountPath": "/mnt/oras"}]),
+         {"inputs": ("a:1",)}, "reserved for the wiring"),
+        (app_spec(volumeMounts=[{"name": "v", "mountPath": "/in", "readOnly": True}]),
+         {"inputs": ("a:1",), "input_path": "/in/x"}, "read-only volume 'v'"),
+        (app_spec(), {"outputs": (Output("o:1", "/a/f"),), "output_pipe": "/b/log"},
+         "output-pipe /b/log must be directly in /a, the directory of output-path /a/f"),
+        (app_spec(), {"outputs": (Output("o:1", "/a/dir"),), "output_pipe": "/a/dir/log"},
+         "output-pipe /a/dir/log must be directly in /a"),
+        (app_spec(), {"output_pipe": "log"}, "output-pipe is pushed with an output"),
+        (app_spec(), {"outputs": (Output("o:1", "/"),)}, "cannot mount a volume at /"),
+        (app_spec(), {"inputs": ("http://x/y:1",)}, "is not a repo/name:tag reference"),
+        (app_spec(), {"inputs": ("a:1",), "cache": "Bad_Name"}, "not a valid OrasCache name"),
+        (app_spec(), {"inputs": ("a:1",), "port": 0}, "port 0"),
+        (app_spec(volumeMounts=[{"name": "v", "mountPath": "/d", "subPathExpr": "$(P)"}]),
+         {"inputs": ("a:1",), "input_path": "/d/in"}, "subPathExpr"),
+    ],
+)
+def test_conflicts_are_rejected_with_clear_errors(
+    spec: dict[str, Any], params: dict[str, Any], message: str
+) -> None:
+    spec = copy.deepcopy(spec)
+    for c in spec["containers"]:
+        if c.get("workingDir", "") is None:
+            del c["workingDir"]
+    with pytest.raises(WiringError, match=message):
+        wire(spec, **params)
+
+
+def test_reserved_container_names_without_the_wiring_are_a_conflict() -> None:
+    spec = app_spec()
+    spec["containers"].append({"name": PUSH_CONTAINER, "image": "x"})
+    with pytest.raises(WiringError, match="already has a container named 'oras-push'"):
+        wire(spec, inputs=("a:1",))
+
+
+def test_output_pipe_inside_a_mounted_output_directory_travels_with_it() -> None:
+    wired = wire(inputs=("a:1",), input_path="/data", output_pipe="/data/log",
+                 outputs=(Output("o:1", "/data"),))
+    script = containers(wired)[PUSH_CONTAINER]["command"][2]
+    assert "oras push --no-tty --plain-http oras-0.oras.ns.svc.cluster.local:5000/o:1 data\n" in (
+        script.replace(" -u", "\n-u"))
+
+
+def test_output_on_the_input_path_shares_one_mount() -> None:
+    wired = wire(inputs=("a:1",), outputs=(Output("o:1", "result"),))
+    mounts = containers(wired)["app"]["volumeMounts"]
+    assert [m for m in mounts if m["mountPath"] == "/work"] == [
+        {"name": VOLUME, "mountPath": "/work", "subPath": "inputs"}]
+    push_mounts = containers(wired)[PUSH_CONTAINER]["volumeMounts"]
+    assert {"name": VOLUME, "mountPath": "/mnt/oras/out/0", "readOnly": True,
+            "subPath": "inputs"} in push_mounts
+
+
+def test_credentials_come_from_the_secret_and_never_as_arguments() -> None:
+    wired = wire(inputs=("a:1",), outputs=(Output("o:1", "f"),), oras_env="creds")
+    for name in (PULL_CONTAINER, PUSH_CONTAINER):
+        c = containers(wired)[name]
+        assert c["envFrom"] == [{"secretRef": {"name": "creds"}}]
+        script = c["command"][2]
+        assert "--password-stdin" in script
+        assert not re.search(r"(^|\s)(-p|--password)(\s|=)", script)
+    assert "envFrom" not in containers(wired)["app"], "the app never sees the credentials"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_scripts_survive_kubelet_expansion(name: str) -> None:
+    spec, params, namespace = load_case(name)
+    wired = wire_pod_spec(spec, params, namespace=namespace)
+    scripts = [c["command"][2] for c in [*wired.get("initContainers", []), *wired["containers"]]
+               if c["name"] in (PULL_CONTAINER, PUSH_CONTAINER)
+               or c.get("command", [])[3:4] == ["oras-wrapper"]]
+    assert scripts
+    for script in scripts:
+        assert not KUBELET_EXPANDS.search(script), script
+
+
+def test_plain_http_only_for_the_in_cluster_cache() -> None:
+    local = containers(wire(inputs=("a:1",)))[PULL_CONTAINER]["command"][2]
+    remote = containers(wire(inputs=("a:1",), registry="r.example.com"))[PULL_CONTAINER]
+    assert "--plain-http" in local
+    assert "--plain-http" not in remote["command"][2]
+    assert "r.example.com/a:1" in remote["command"][2]
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+                max_size=20)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(texts, min_size=1, max_size=6))
+def test_any_arguments_are_passed_through_untouched(args: list[str]) -> None:
+    wired = wire(app_spec(command=args[:1], args=args[1:]), outputs=(Output("o:1", "f"),))
+    assert containers(wired)["app"]["command"][4:] == args
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_nothing_is_downloaded_or_installed_at_run_time(name: str) -> None:
+    spec, params, namespace = load_case(name)
+    text = yaml.safe_dump(wire_pod_spec(spec, params, namespace=namespace))
+    for tool in ("wget", "curl", "apk ", "apt-get", "yum ", "pip "):
+        assert tool not in text
