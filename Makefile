@@ -111,3 +111,33 @@ bench: bootstrap ## render benchmark: 1000 caches, against a cdk8s-plus baseline
 .PHONY: bench-webhook
 bench-webhook: bootstrap cluster-build ## admission latency at 50 Pod creations per second
 	$(PY) -m bench.webhook 50 20
+
+.PHONY: demo-git
+demo-git: cluster-up ## follow a local git repo made from examples/: commit a change, see it applied
+	@kubectl=$$($(PY) -m tests.harness build 2>/dev/null | sed -n 's/^KUBECTL=//p'); \
+	k() { echo "+ kubectl $$*" >&2; "$$kubectl" --kubeconfig $(CLUSTER_DIR)/kubeconfig "$$@"; }; \
+	g() { echo "+ git $$*" >&2; git -C "$$repo" -c user.name=demo -c user.email=demo@localhost "$$@"; }; \
+	repo=$(abspath $(CLUSTER_DIR))/demo-git-repo; pidfile=$(CLUSTER_DIR)/sync-git.pid; \
+	if [ -f $$pidfile ]; then kill $$(cat $$pidfile) 2>/dev/null || true; rm -f $$pidfile; fi; \
+	rm -rf "$$repo"; git init -q -b main "$$repo"; mkdir "$$repo/caches"; \
+	cp examples/*.yaml "$$repo/caches/"; g add -A; g commit -qm "caches from examples/"; \
+	k create namespace workflows --dry-run=client -o yaml | k apply -f - ; \
+	nohup $(VENV)/bin/orascache sync --source git --repo "file://$$repo" --ref main \
+	  --path caches --namespace default --interval 1h --http-addr 127.0.0.1:8090 \
+	  --kubeconfig $(CLUSTER_DIR)/kubeconfig > $(CLUSTER_DIR)/sync-git.log 2>&1 & \
+	echo $$! > $$pidfile; echo "git sync started (pid $$(cat $$pidfile), log $(CLUSTER_DIR)/sync-git.log)"; \
+	applied() { k get configmap orascache-git -n default \
+	  -o jsonpath='{.metadata.annotations.orascache\.converged-computing\.github\.io/last-applied-commit}' 2>/dev/null; }; \
+	wait_applied() { for _ in $$(seq 120); do [ "$$(applied)" = "$$1" ] && return 0; sleep 0.5; done; \
+	  echo "not applied; see $(CLUSTER_DIR)/sync-git.log" >&2; return 1; }; \
+	wait_applied $$(g rev-parse HEAD); \
+	k get configmap -A -l applyset.kubernetes.io/id --show-labels; \
+	k get statefulsets,services -A -l applyset.kubernetes.io/part-of; \
+	sed -i 's/port: 8080/port: 9090/' "$$repo/caches/persistent.yaml"; \
+	g commit -qam "persistent: serve on port 9090"; \
+	echo "+ curl -X POST 127.0.0.1:8090/trigger"; curl -fsS -X POST 127.0.0.1:8090/trigger; \
+	wait_applied $$(g rev-parse HEAD); \
+	k get service persistent -n workflows -o jsonpath='{.spec.ports[0].port}{"\n"}'; \
+	k get configmap orascache-git -n default -o jsonpath='{.metadata.annotations}{"\n"}'; \
+	echo "Preview the next change: $(VENV)/bin/orascache diff $$repo/caches -n default --kubeconfig $(CLUSTER_DIR)/kubeconfig"; \
+	echo "Stop with: kill \$$(cat $$pidfile); make cluster-down"

@@ -6,8 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sync.synth import cache_files, crd_yaml, dist_files, write_atomic, write_tree
+
+if TYPE_CHECKING:
+    from sync.git_source import GitSource
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -54,9 +58,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from sync.service import Options, StartupError, SyncService, preflight  # noqa: PLC0415
 
     logs.setup(args.log_level, args.log_format)
-    if args.source != "cluster":
-        print(f"error: --source {args.source} is not available yet", file=sys.stderr)
-        return 2
+    if args.source == "git":
+        return _sync_git(args)
     namespaces = None if args.all_namespaces else args.namespace
     try:
         kube = Kube(load_api_client(args.kubeconfig))
@@ -77,6 +80,166 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         webhook_config=args.webhook_config, webhook_cert_validity=args.webhook_cert_validity,
     )
     return SyncService(kube, options).run()
+
+
+def duration(text: str) -> float:
+    """`90`, `30s`, `1m`, `2h` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 30s, 1m)") from None
+
+
+def _git_source(args: argparse.Namespace, workdir: Path) -> GitSource:
+    from sync.git_source import source_from_args  # noqa: PLC0415
+
+    return source_from_args(args.repo, args.ref, workdir, args.credentials_file,
+                            args.credentials_secret)
+
+
+def _default_namespace(args: argparse.Namespace) -> str:
+    return str(args.namespace[0]) if args.namespace else "default"
+
+
+def _sync_git(args: argparse.Namespace) -> int:
+    import tempfile  # noqa: PLC0415
+
+    from sync.git_source import GitSourceError  # noqa: PLC0415
+    from sync.git_sync import GitOptions, GitSync, GitSyncService  # noqa: PLC0415
+    from sync.kube import Kube, load_api_client  # noqa: PLC0415
+
+    if not args.repo:
+        print("error: --source git needs --repo URL", file=sys.stderr)
+        return 2
+    if args.namespace and len(args.namespace) > 1:
+        print("error: --source git takes one --namespace (for namespace-less caches and "
+              "the ApplySet parent)", file=sys.stderr)
+        return 2
+    options = GitOptions(path=args.path, namespace=_default_namespace(args),
+                         applyset_name=args.applyset_name, interval=args.interval,
+                         allow_empty=args.allow_empty, http_addr=args.http_addr or None)
+    # The clone is kept between fetches; without --git-dir it lives as long as the process.
+    with tempfile.TemporaryDirectory(prefix="orascache-clone-") as tmp:
+        try:
+            source = _git_source(args, Path(args.git_dir or tmp))
+        except GitSourceError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        kube = Kube(load_api_client(args.kubeconfig))
+        return GitSyncService(GitSync(kube, source, options), options).run()
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    import tempfile  # noqa: PLC0415
+
+    from sync.git_render import push_branch, render_commit  # noqa: PLC0415
+    from sync.git_source import GitSourceError  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="orascache-render-clone-") as tmp:
+        try:
+            source = _git_source(args, Path(tmp))
+            try:
+                rendered = render_commit(source, args.path)
+                if rendered.errors:
+                    for error in rendered.errors:
+                        print(f"error: {error}", file=sys.stderr)
+                    print(f"{len(rendered.errors)} error(s) in {rendered.commit[:12]}; "
+                          "nothing written", file=sys.stderr)
+                    return 1
+                if args.out:
+                    write_tree(rendered.files, Path(args.out))
+                    print(f"rendered {rendered.commit} to {args.out} "
+                          f"({len(rendered.files)} files)", file=sys.stderr)
+                    return 0
+                new = push_branch(source, rendered, args.push_branch, args.path)
+            finally:
+                source.close()
+        except GitSourceError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    if new is None:
+        print(f"{args.push_branch} already holds the render of {rendered.commit}; "
+              "no commit", file=sys.stderr)
+    else:
+        print(f"pushed {new} to {args.push_branch} (render of {rendered.commit})",
+              file=sys.stderr)
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    import tempfile  # noqa: PLC0415
+
+    from sync.applyset import ApplySet  # noqa: PLC0415
+    from sync.diff import diff_objects, exit_code, report  # noqa: PLC0415
+    from sync.git_source import GitSourceError  # noqa: PLC0415
+    from sync.git_sync import render_paths, render_tree  # noqa: PLC0415
+    from sync.kube import Kube, load_api_client  # noqa: PLC0415
+
+    if bool(args.paths) == bool(args.repo):
+        print("error: give PATHs or --repo (not both)", file=sys.stderr)
+        return 2
+    namespace = args.namespace or "default"
+    applyset = ApplySet(args.applyset_name, namespace)
+    if args.repo:
+        with tempfile.TemporaryDirectory(prefix="orascache-diff-clone-") as tmp:
+            try:
+                source = _git_source(args, Path(tmp))
+                try:
+                    revision = source.checkout(source.fetch())
+                    desired = render_tree(revision.worktree, args.path, applyset, namespace)
+                finally:
+                    source.close()
+            except GitSourceError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+    else:
+        desired = render_paths([Path(p) for p in args.paths], applyset, namespace)
+    if desired.errors:
+        for error in desired.errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    kube = Kube(load_api_client(args.kubeconfig))
+    diffs, errors = diff_objects(kube, desired.objects, applyset)
+    sys.stdout.write(report(diffs))
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    print(f"{len(diffs)} object(s) differ", file=sys.stderr)
+    return exit_code(diffs, errors)
+
+
+def _git_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument("--repo", metavar="URL", required=required,
+                        help="git remote (file://, http(s)://, ssh://); credentials in the URL "
+                        "are moved out of it and never printed")
+    parser.add_argument("--ref", default="main", help="branch, tag or commit (default main)")
+    parser.add_argument("--path", default=".", metavar="DIR",
+                        help="directory of OrasCache files in the repository (default: root)")
+    creds = parser.add_mutually_exclusive_group()
+    creds.add_argument("--credentials-file", metavar="PATH",
+                       help="a directory with one file per key (a mounted Secret: username, "
+                       "password or token, ssh-privatekey, known_hosts) or a YAML mapping "
+                       "of those keys")
+    creds.add_argument("--credentials-secret", metavar="NAME",
+                       help="in a Pod: the Secret NAME, which the Deployment mounts at "
+                       "/etc/orascache/git-credentials (the service never reads the "
+                       "Secrets API)")
+
+
+def _sync_git_arguments(sync: argparse.ArgumentParser) -> None:
+    _git_arguments(sync, required=False)
+    sync.add_argument("--interval", type=duration, default=60.0, metavar="DURATION",
+                      help="git: fetch this often (default 1m); POST /trigger fetches now")
+    sync.add_argument("--allow-empty", action="store_true",
+                      help="git: let a revision with no caches prune everything")
+    sync.add_argument("--applyset-name", default="orascache-git", metavar="NAME",
+                      help="git: the ConfigMap that is the ApplySet parent, in the "
+                      "--namespace (default orascache-git); namespace-less caches go "
+                      "to that namespace too")
+    sync.add_argument("--git-dir", metavar="DIR",
+                      help="git: where to keep the clone (default: a temporary directory)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
         "prune what is no longer rendered and report status. Uses the in-cluster "
         "configuration in a Pod, else --kubeconfig (or $KUBECONFIG, ~/.kube/config).",
     )
-    sync.add_argument("--source", choices=["cluster", "git"], default="cluster")
+    sync.add_argument("--source", choices=["cluster", "git"], default="cluster",
+                      help="cluster: OrasCache objects; git: files of --repo at --ref, "
+                      "applied as an ApplySet (no CRD needed)")
     scope = sync.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", metavar="NS",
                        help="watch this namespace (repeatable)")
@@ -142,7 +307,38 @@ def build_parser() -> argparse.ArgumentParser:
                       "third is left (default 7 days)")
     sync.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sync.add_argument("--log-format", default="json", choices=["json", "text"])
+    _sync_git_arguments(sync)
     sync.set_defaults(func=_cmd_sync)
+
+    render = sub.add_parser(
+        "render",
+        help="render the caches of a git ref to a directory or a branch",
+        description="Fetch --repo at --ref, render every OrasCache under --path to the "
+        "dist/ layout (<namespace>/<name>.yaml and a kustomization.yaml), and write it to "
+        "--out, or commit it to --push-branch of the same remote (only when it changed; "
+        "the message names the source commit).",
+    )
+    _git_arguments(render, required=True)
+    target = render.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="DIR")
+    target.add_argument("--push-branch", metavar="BRANCH")
+    render.set_defaults(func=_cmd_render)
+
+    diff = sub.add_parser(
+        "diff",
+        help="diff what would be applied against the cluster",
+        description="Render PATHs (or --repo at --ref), server-side dry-run apply each "
+        "object and print a unified diff against the live object, plus ApplySet members "
+        "that would be pruned. Exit 0: no differences; 1: differences; 2: errors.",
+    )
+    diff.add_argument("paths", nargs="*", metavar="PATH")
+    _git_arguments(diff, required=False)
+    diff.add_argument("--kubeconfig", metavar="PATH")
+    diff.add_argument("--namespace", "-n", metavar="NS",
+                      help="namespace of namespace-less caches and the ApplySet parent "
+                      "(default: default)")
+    diff.add_argument("--applyset-name", default="orascache-git", metavar="NAME")
+    diff.set_defaults(func=_cmd_diff)
     return parser
 
 

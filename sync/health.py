@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
@@ -26,9 +27,14 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+PostHandler = Callable[[], tuple[int, str]]
+
+
 class HealthServer:
-    def __init__(self, addr: str, service: Service) -> None:
+    def __init__(self, addr: str, service: Service,
+                 post: Mapping[str, PostHandler] | None = None) -> None:
         self.service = service
+        self.post = dict(post or {})
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(parse_addr(addr), handler)
         self.httpd.daemon_threads = True
@@ -36,8 +42,20 @@ class HealthServer:
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         service = self.service
+        post = self.post
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                handler = post.get(self.path)
+                if handler is None:
+                    self._send(404, b"not found\n")
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(min(length, 1 << 20))  # a webhook's payload is unused
+                code, body = handler()
+                self._send(code, body.encode())
+
             def do_GET(self) -> None:
                 if self.path == "/healthz":
                     self._send(200, b"ok\n")

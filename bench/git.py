@@ -1,0 +1,227 @@
+"""Git source benchmark (issue 6, "Performance"), on one fresh LocalCluster:
+
+1. baseline: the N caches' children, rendered and labelled exactly as the git source does
+   (`render_paths` + `with_hash`), applied by a raw server-side-apply loop (`Kube.apply`
+   on a pool of 8 threads, the applier's concurrency) into namespace A: the time to beat.
+2. git: a repository with N cache files (namespace-less, so they land in namespace B);
+   the time of one `GitSync.sync_once()` from fetch of the new commit to every object
+   applied (fetch + checkout + parse + render + parent + apply), in this process.
+3. no new commit: `sync_once()` again; the writes to the API server it caused
+   (apiserver_request_total, write verbs on the kinds we manage; none expected).
+4. render to a branch: `render_commit` + `push_branch` of the N caches to a file:// remote.
+
+kube-controller-manager creates each StatefulSet's Pod (Pending: no kubelet) at 20 QPS;
+the bench waits for it between phases so its writes do not land in another phase.
+
+Usage: JSII_NODE=... .venv/bin/python -m bench.git [N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("JSII_NODE", str(REPO / ".tools" / "node_modules" / ".bin" / "node"))
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+
+import git  # noqa: E402
+import yaml  # noqa: E402
+
+from sync.applier import FIELD_MANAGER, with_hash  # noqa: E402
+from sync.applyset import ApplySet  # noqa: E402
+from sync.git_render import push_branch, render_commit  # noqa: E402
+from sync.git_source import GitSource  # noqa: E402
+from sync.git_sync import GitOptions, GitSync, render_paths  # noqa: E402
+from sync.kube import RESOURCES, Kube, Obj  # noqa: E402
+from tests.harness import LocalCluster, ensure_binaries  # noqa: E402
+
+NS_BASE, NS_GIT, NS_BASE2 = "bench-git-baseline", "bench-git", "bench-git-baseline-2"
+NS_WARM = "bench-git-warm-up"
+WRITE_VERBS = frozenset({"APPLY", "PATCH", "POST", "PUT", "DELETE", "DELETECOLLECTION"})
+OURS = frozenset({"services", "statefulsets", "persistentvolumeclaims", "configmaps"})
+
+
+def spec_for(i: int) -> Obj:
+    """The mix of bench/sync.py: mostly defaults, some storage, resources, two replicas."""
+    if i % 20 == 0:
+        return {"replicas": 2, "secrets": {"registryHttp": "oras-http-secret"},
+                "storage": {"size": "1Gi", "accessModes": ["ReadWriteMany"]}}
+    if i % 10 == 5:
+        return {"image": "registry:3.0.0", "storage": {"size": "1Gi"}}
+    if i % 10 == 3:
+        return {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"memory": "512Mi"}}}
+    return {}
+
+
+def count(kube: Kube, path: str) -> int:
+    page = kube.request("GET", path, query={"limit": 1})
+    return len(page.get("items", [])) + int(page["metadata"].get("remainingItemCount") or 0)
+
+
+def wait_pods(kube: Kube, namespace: str, expected: int, timeout: float = 900.0) -> None:
+    """kube-controller-manager creates one Pod per StatefulSet (Pending, no kubelet)."""
+    start = time.monotonic()
+    while count(kube, f"/api/v1/namespaces/{namespace}/pods") < expected:
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"pods in {namespace} after {timeout:.0f} s")
+        time.sleep(1.0)
+    time.sleep(2.0)
+
+
+_SAMPLE = re.compile(r'^apiserver_request_total\{(.*)\}\s+(\S+)')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def apiserver_requests(cluster: LocalCluster) -> Counter[tuple[str, str, str]]:
+    """apiserver_request_total summed by (verb, resource, subresource)."""
+    status, body = cluster.admin_get("/metrics")
+    if status != 200:
+        raise RuntimeError(f"GET /metrics on kube-apiserver: {status}")
+    out: Counter[tuple[str, str, str]] = Counter()
+    for line in body.splitlines():
+        if m := _SAMPLE.match(line):
+            d = dict(_LABEL.findall(m.group(1)))
+            with contextlib.suppress(ValueError):
+                out[(d.get("verb", ""), d.get("resource", ""), d.get("subresource", ""))] += (
+                    int(float(m.group(2))))
+    return out
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def make_repo(path: Path, n: int) -> git.Repo:
+    repo = git.Repo.init(path, initial_branch="main")
+    caches = path / "caches"
+    caches.mkdir()
+    for i in range(n):
+        doc = {"apiVersion": "cache.converged-computing.github.io/v1alpha1",
+               "kind": "OrasCache", "metadata": {"name": f"c{i:04d}"}, "spec": spec_for(i)}
+        (caches / f"c{i:04d}.yaml").write_text(yaml.safe_dump(doc))
+    repo.git.add("-A")
+    repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@e", "commit",
+                      "-qm", f"{n} caches"])
+    return repo
+
+
+def our_writes(before: Counter[tuple[str, str, str]],
+               after: Counter[tuple[str, str, str]]) -> int:
+    return sum(after[k] - before[k] for k in after
+               if k[0] in WRITE_VERBS and k[1] in OURS and not k[2])
+
+
+def raw_loop(kube: Kube, tmp: Path, namespace: str, limit: int | None = None,
+             ) -> tuple[float, int]:
+    """Apply the rendered objects with a bare SSA loop; (seconds, StatefulSets)."""
+    desired = render_paths([tmp / "src" / "caches"], ApplySet("base", namespace), namespace)
+    assert not desired.errors, desired.errors
+    objects = [with_hash(o) for o in desired.objects][:limit]
+    start = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda o: kube.apply(o, field_manager=FIELD_MANAGER, force=True),
+                      objects))
+    took = time.monotonic() - start
+    log(f"baseline raw SSA loop in {namespace}: {len(objects)} objects in {took:.2f} s")
+    pods = sum(1 for o in objects if o["kind"] == "StatefulSet")
+    wait_pods(kube, namespace, pods)
+    return took, pods
+
+
+def our_events(kube: Kube, namespace: str) -> int:
+    events = kube.list(RESOURCES[("v1", "Event")], namespace)
+    return sum(1 for e in events.get("items", []) if e.get("reportingComponent") == "orascache")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("n", type=int, nargs="?", default=1000)
+    n = parser.parse_args().n
+    with tempfile.TemporaryDirectory(prefix="bench-git-") as tmp, LocalCluster(
+            binaries=ensure_binaries()) as cluster, cluster.api_client() as api:
+        kube = Kube(api)
+        namespaces = RESOURCES[("v1", "Namespace")]
+        for ns in (NS_WARM, NS_BASE, NS_GIT, NS_BASE2):
+            kube.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace",
+                                           "metadata": {"name": ns}})
+        source_repo = make_repo(Path(tmp) / "src", n)
+        log(f"repository with {n} caches")
+
+        # 0. warm-up: the API server's first applies of each kind are slow.
+        raw_loop(kube, Path(tmp), NS_WARM, limit=60)
+
+        # 1. baseline: raw SSA loop of the same objects.
+        baseline, pods = raw_loop(kube, Path(tmp), NS_BASE)
+
+        # 2. git: commit -> applied.
+        options = GitOptions(path="caches", namespace=NS_GIT, http_addr=None)
+        source = GitSource(f"file://{tmp}/src", "main", Path(tmp) / "clone")
+        sync = GitSync(kube, source, options)
+        start = time.monotonic()
+        result = sync.sync_once()
+        took = time.monotonic() - start
+        assert result.outcome == "Applied", result.message
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
+        log(f"git commit -> applied: {took:.2f} s ({result.changes.writes} writes; "
+            f"stages: {stages}); ratio {took / baseline:.2f}x the raw SSA loop")
+        wait_pods(kube, NS_GIT, pods)
+
+        # 1b. the baseline again, after (the cluster is warmer, etcd bigger).
+        baseline2, _ = raw_loop(kube, Path(tmp), NS_BASE2)
+        apply_s = result.timings["apply"]
+        log(f"git vs raw SSA loop: {took / baseline:.2f}x (baseline before), "
+            f"{took / baseline2:.2f}x (baseline after); apply stage alone "
+            f"{apply_s / baseline:.2f}x / {apply_s / baseline2:.2f}x")
+
+        # 3. no new commit: zero writes.
+        before, events = apiserver_requests(cluster), our_events(kube, NS_GIT)
+        start = time.monotonic()
+        idle = sync.sync_once()
+        idle_s = time.monotonic() - start
+        writes = our_writes(before, apiserver_requests(cluster))
+        writes += our_events(kube, NS_GIT) - events
+        log(f"fetch with no new commit: {idle.outcome} in {idle_s:.2f} s, "
+            f"{writes} writes to the API server")
+
+        # 3b. one changed cache: only its objects are written.
+        (Path(tmp) / "src" / "caches" / "c0001.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "cache.converged-computing.github.io/v1alpha1", "kind": "OrasCache",
+            "metadata": {"name": "c0001"}, "spec": {"port": 6000}}))
+        source_repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@e",
+                                 "commit", "-qam", "c0001 port"])
+        start = time.monotonic()
+        one = sync.sync_once()
+        log(f"one cache changed: {one.outcome} in {time.monotonic() - start:.2f} s, "
+            f"{one.changes.writes} object writes")
+        sync.applier.close()
+
+        # 4. render to a branch.
+        render_source = GitSource(f"file://{tmp}/src", "main", Path(tmp) / "render-clone")
+        start = time.monotonic()
+        rendered = render_commit(render_source, "caches")
+        pushed = push_branch(render_source, rendered, "rendered", "caches")
+        log(f"render of {n} caches to a branch: {time.monotonic() - start:.2f} s "
+            f"({len(rendered.files)} files, commit {pushed and pushed[:12]})")
+        start = time.monotonic()
+        again = push_branch(render_source, render_commit(render_source, "caches"),
+                            "rendered", "caches")
+        log(f"render again, unchanged: {time.monotonic() - start:.2f} s, new commit: {again}")
+        print(f"RESULT n={n} baseline_s={baseline:.2f} baseline_after_s={baseline2:.2f} "
+              f"git_s={took:.2f} git_apply_s={apply_s:.2f} "
+              f"ratio={took / min(baseline, baseline2):.2f} idle_writes={writes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""The sync service, git source: fetch -> parse all -> render all -> apply all -> prune.
+
+One revision at a time, all or nothing before any write: if any file fails to parse or
+render, nothing is applied and nothing is pruned, the last good revision stays, and the
+error (file, document and field path) is reported in the log, as an Event on the ApplySet
+parent, in its annotations and in metrics. Pruning removes the members of the previous
+inventory (the ApplySet, found by label) that the new render no longer has, and only
+after every apply succeeded. A revision with no caches prunes nothing unless
+`allow_empty`. The rendered children are applied directly: no OrasCache CRD is needed.
+
+Threads: the main thread fetches, parses and renders (jsii is not thread-safe); the
+applier's pool talks to the API server; the HTTP thread only sets the trigger event.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter, Gauge
+from urllib3.exceptions import HTTPError
+
+from constructs_lib import render
+from sync.applier import Applier, ChangeSet, ObjectRef
+from sync.applyset import GROUP_KINDS_ANNOTATION as GKS
+from sync.applyset import (
+    LAST_ATTEMPT,
+    LAST_COMMIT,
+    LAST_MESSAGE,
+    LAST_RESULT,
+    LAST_TIME,
+    SOURCE,
+    ApplySet,
+    ApplySetError,
+    group_kinds,
+    namespaces_of,
+    split,
+    stale,
+)
+from sync.applyset import NAMESPACES_ANNOTATION as NSS
+from sync.events import EventRecorder
+from sync.git_source import GitSource, GitSourceError
+from sync.health import HealthServer
+from sync.kube import Kube, Obj, api_error_message, resource_for
+from sync.load import load
+from sync.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+APPLIED, INVALID, EMPTY, FAILED, FETCH_FAILED, UP_TO_DATE = (
+    "Applied", "Invalid", "EmptyRefused", "Failed", "FetchFailed", "UpToDate")
+
+
+@dataclass(frozen=True)
+class GitOptions:
+    path: str = "."
+    namespace: str = "default"  # namespace-less caches, and the ApplySet parent
+    applyset_name: str = "orascache-git"
+    interval: float = 60.0
+    allow_empty: bool = False
+    http_addr: str | None = ":8080"
+
+
+@dataclass
+class Desired:
+    objects: list[Obj] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    caches: int = 0
+
+
+@dataclass
+class Result:
+    outcome: str
+    commit: str | None = None
+    message: str = ""
+    changes: ChangeSet = field(default_factory=ChangeSet)
+    pruned: ChangeSet = field(default_factory=ChangeSet)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+    @property
+    def writes(self) -> int:
+        return self.changes.writes + self.pruned.writes
+
+
+class GitMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        r = metrics.registry
+        self.revisions = Counter("orascache_git_revisions", "Revisions processed by result "
+                                 "(Applied, Invalid, EmptyRefused, Failed).", ["result"],
+                                 registry=r)
+        self.fetches = Counter("orascache_git_fetches", "Fetches by result (ok, failed).",
+                               ["result"], registry=r)
+        self.last_applied = Gauge("orascache_git_last_applied_timestamp_seconds",
+                                  "When the last good revision was applied.", registry=r)
+        self.healthy = Gauge("orascache_git_last_sync_ok",
+                             "1 when the last fetch and revision succeeded.", registry=r)
+        self.commit = Gauge("orascache_git_last_applied_commit_info",
+                            "1, labelled with the commit last applied.", ["commit"], registry=r)
+        self.duration = Gauge("orascache_git_last_sync_duration_seconds",
+                              "Fetch to applied time of the last new revision.", registry=r)
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def render_tree(root: Path, path: str, applyset: ApplySet, default_namespace: str) -> Desired:
+    """Parse every OrasCache under root/path and render them all (this thread only)."""
+    rel = path.strip("/")
+    return render_paths([root / rel if rel not in ("", ".") else root], applyset,
+                        default_namespace, root=root)
+
+
+def render_paths(paths: Sequence[Path], applyset: ApplySet, default_namespace: str,
+                 root: Path | None = None) -> Desired:
+    """Render the caches under `paths` to labelled objects, or every error (file, document
+    and field path; relative to `root` when given)."""
+    loaded = load(paths)
+    prefix = f"{root}/" if root is not None else "\0"
+    if loaded.errors:
+        return Desired(errors=[str(e).replace(prefix, "") for e in loaded.errors])
+    caches = [replace(c, namespace=c.namespace or default_namespace) for _, c in loaded.caches]
+    desired = Desired(caches=len(caches))
+    try:
+        rendered = render(caches)
+    except Exception as exc:  # a construct error must not stop the service
+        return Desired(errors=[f"render failed: {exc}"])
+    seen: dict[ObjectRef, str] = {}
+    for (where, _), item in zip(loaded.caches, rendered, strict=True):
+        source = where.replace(prefix, "")
+        for manifest in item.manifests:
+            obj = applyset.label(manifest)
+            ref = ObjectRef.of(obj)
+            try:
+                resource_for(obj)
+            except KeyError as exc:
+                desired.errors.append(f"{source}: {exc.args[0]}")
+                continue
+            if ref in seen:
+                desired.errors.append(f"{source}: renders {ref}, already rendered by "
+                                      f"{seen[ref]}")
+            seen[ref] = source
+            desired.objects.append(obj)
+    if desired.errors:
+        desired.objects = []
+    return desired
+
+
+class Stopwatch:
+    """Seconds per stage of a revision (logged, and read by the benchmark)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._clock = time.monotonic()
+
+    def lap(self, stage: str) -> None:
+        now = time.monotonic()
+        self.laps[stage] = now - self._clock
+        self._clock = now
+
+
+class GitSync:
+    """One ApplySet kept equal to the rendered caches of one git ref and path."""
+
+    def __init__(self, kube: Kube, source: GitSource, options: GitOptions, *,
+                 applier: Applier | None = None, metrics: Metrics | None = None) -> None:
+        self.kube = kube
+        self.source = source
+        self.options = options
+        self.applyset = ApplySet(options.applyset_name, options.namespace)
+        self.applier = applier or Applier(kube)
+        self.metrics = metrics or Metrics()
+        self.git_metrics = GitMetrics(self.metrics)
+        self.events = EventRecorder(kube)
+        self.source_id = f"{source.display_url}#{source.ref}:{options.path}"
+        self.last: Result | None = None
+        self.last_good: str | None = None
+        self.fetch_error: Result | None = None
+        self._recorded: tuple[str | None, str, str] | None = None
+
+    # ----- state kept on the parent ----------------------------------------------------
+    def restore(self) -> None:
+        """Resume from the parent's record: the same commit is not applied again."""
+        try:
+            parent = self.applyset.read_parent(self.kube)
+        except (ApiException, HTTPError, ApplySetError) as exc:
+            log.warning("cannot read the ApplySet parent: %s", exc)
+            return
+        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+        if ann.get(SOURCE) == self.source_id and ann.get(LAST_COMMIT):
+            self.last_good = ann[LAST_COMMIT]
+            if ann.get(LAST_RESULT) == APPLIED and ann.get(LAST_ATTEMPT) == self.last_good:
+                self.last = Result(APPLIED, self.last_good, "restored from the parent")
+
+    def _record(self, result: Result, parent: Obj | None, gks: set[str],
+                namespaces: set[str]) -> None:
+        """Write the result on the parent (only when it changed) and emit an Event."""
+        key = (result.commit, result.outcome, result.message)
+        if self._recorded == key:
+            return
+        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+        status = {SOURCE: self.source_id, LAST_RESULT: result.outcome,
+                  LAST_MESSAGE: result.message[:2000]}
+        if result.commit:
+            status[LAST_ATTEMPT] = result.commit
+        if result.outcome == APPLIED and result.commit:
+            status[LAST_COMMIT] = result.commit
+            status[LAST_TIME] = stamp()
+        else:
+            for key_ in (LAST_COMMIT, LAST_TIME, LAST_ATTEMPT):
+                if key_ in status:
+                    continue
+                if ann.get(key_):
+                    status[key_] = ann[key_]
+        try:
+            written = self.applyset.write_parent(self.kube, gks, namespaces, status)
+        except ApiException as err:
+            log.warning("cannot record the result on the ApplySet parent: %s",
+                        api_error_message(err))
+            return
+        self._recorded = key
+        type_ = "Normal" if result.outcome == APPLIED else "Warning"
+        short = (result.commit or "")[:12]
+        self.events.emit(written, type_, result.outcome,
+                         f"{short} {result.message}".strip())
+
+    # ----- one pass ----------------------------------------------------------------------
+    def sync_once(self, *, force: bool = False) -> Result:
+        started = time.monotonic()
+        try:
+            commit = self.source.fetch()
+            fetched = time.monotonic() - started
+        except GitSourceError as exc:
+            self.git_metrics.fetches.labels(result="failed").inc()
+            self.git_metrics.healthy.set(0)
+            result = Result(FETCH_FAILED, None, f"{exc}; keeping {self._keeping()}")
+            log.error("fetch failed: %s", result.message)
+            if self.fetch_error is None:  # reported on the parent once per outage
+                self._record_safely(result)
+            self.fetch_error = result
+            return result
+        self.git_metrics.fetches.labels(result="ok").inc()
+        if self.fetch_error is not None:
+            log.info("fetch of %s works again", self.source.display_url)
+            self.fetch_error = None
+            if self.last is not None:
+                self._record_safely(self.last)
+        last = self.last
+        if (not force and last is not None and last.commit == commit
+                and last.outcome in (APPLIED, INVALID, EMPTY)):
+            self.git_metrics.healthy.set(1 if last.outcome == APPLIED else 0)
+            return Result(UP_TO_DATE, commit, f"{commit[:12]} already {last.outcome}")
+        try:
+            result = self._revision(commit)
+        except (ApiException, HTTPError, OSError, ApplySetError, GitSourceError) as exc:
+            message = api_error_message(exc) if isinstance(exc, ApiException) else str(exc)
+            result = Result(FAILED, commit, f"{message}; keeping {self._keeping()}")
+            self._record_safely(result)
+        result.timings = {"fetch": fetched, **result.timings}
+        self.last = result
+        self.git_metrics.revisions.labels(result=result.outcome).inc()
+        self.git_metrics.healthy.set(1 if result.outcome == APPLIED else 0)
+        if result.outcome == APPLIED:
+            self.last_good = commit
+            self.git_metrics.last_applied.set(time.time())
+            self.git_metrics.commit.clear()
+            self.git_metrics.commit.labels(commit=commit).set(1)
+            self.git_metrics.duration.set(time.monotonic() - started)
+            stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+            log.info("applied %s (%s): %s", commit[:12], stages, result.message)
+        else:
+            log.error("revision %s %s: %s", commit[:12], result.outcome, result.message)
+        return result
+
+    def _keeping(self) -> str:
+        return f"last good revision {self.last_good[:12]}" if self.last_good else (
+            "the cluster as it is (no good revision yet)")
+
+    def _record_safely(self, result: Result) -> None:
+        try:
+            parent = self.applyset.read_parent(self.kube)
+            ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+            self._record(result, parent, split(ann.get(GKS)), split(ann.get(NSS)))
+        except (ApiException, HTTPError, ApplySetError) as exc:
+            log.warning("cannot record the result: %s", exc)
+
+    def _revision(self, commit: str) -> Result:
+        watch = Stopwatch()
+        lap = watch.lap
+        revision = self.source.checkout(commit)
+        opts = self.options
+        parent = self.applyset.read_parent(self.kube)
+        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+        old_gks, old_ns = split(ann.get(GKS)), split(ann.get(NSS))
+        if not self.source.path_exists(commit, opts.path):
+            result = Result(INVALID, commit, f"path {opts.path!r} does not exist in "
+                            f"{commit[:12]}: nothing applied or pruned; keeping "
+                            f"{self._keeping()}")
+            self._record(result, parent, old_gks, old_ns)
+            return result
+        lap("checkout")
+        desired = render_tree(revision.worktree, opts.path, self.applyset, opts.namespace)
+        lap("render")
+        if desired.errors:
+            result = Result(INVALID, commit, f"{len(desired.errors)} error(s), nothing "
+                            f"applied or pruned, keeping {self._keeping()}: "
+                            + "; ".join(desired.errors))
+            self._record(result, parent, old_gks, old_ns)
+            return result
+        if not desired.objects and not opts.allow_empty:
+            result = Result(EMPTY, commit, f"no OrasCache under {opts.path!r}: refusing to "
+                            "prune everything (use --allow-empty); keeping "
+                            f"{self._keeping()}")
+            self._record(result, parent, old_gks, old_ns)
+            return result
+        refs = [ObjectRef.of(o) for o in desired.objects]
+        new_gks, new_ns = group_kinds(refs), namespaces_of(refs)
+        members = self.applyset.members(self.kube, parent, new_gks, new_ns)
+        live = {ObjectRef.of(m): m for m in members}
+        if not (new_gks <= old_gks and new_ns - {opts.namespace} <= old_ns) or parent is None:
+            # KEP-3659: the parent lists a superset of the kinds before members are applied.
+            status = {k: v for k, v in ann.items() if k.startswith("orascache.")}
+            parent = self.applyset.write_parent(self.kube, old_gks | new_gks,
+                                                old_ns | new_ns, status)
+        lap("inventory")
+        changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
+                                     live=live.get)
+        lap("apply")
+        self.metrics.record(changes)
+        if not changes.ok:
+            failures = [c.message for c in changes.of("conflict", "failed")]
+            result = Result(FAILED, commit, f"{len(failures)} object(s) not applied, nothing "
+                            f"pruned: " + "; ".join(failures), changes)
+            self._record(result, parent, old_gks | new_gks, old_ns | new_ns)
+            return result
+        doomed = set(stale(live, refs))
+        pruned = self.applier.prune([m for ref, m in live.items() if ref in doomed])
+        lap("prune")
+        self.metrics.record(pruned)
+        if not pruned.ok:
+            failures = [c.message for c in pruned.of("failed")]
+            result = Result(FAILED, commit, "prune failed: " + "; ".join(failures), changes,
+                            pruned)
+            self._record(result, parent, old_gks | new_gks, old_ns | new_ns)
+            return result
+        summary = (f"{desired.caches} cache(s), {len(refs)} object(s): "
+                   f"{changes.summary()}; pruned: {pruned.summary()}")
+        result = Result(APPLIED, commit, summary, changes, pruned, watch.laps)
+        self._record(result, parent, new_gks, new_ns)
+        lap("record")
+        return result
+
+
+class GitSyncService:
+    """The loop: sync, then wait for the interval or a POST /trigger; health and metrics."""
+
+    def __init__(self, sync: GitSync, options: GitOptions) -> None:
+        self.sync = sync
+        self.options = options
+        self.metrics = sync.metrics
+        self._trigger = threading.Event()
+        self._stop = threading.Event()
+        self._first_done = threading.Event()
+        self.health = HealthServer(options.http_addr, self, post={"/trigger": self.trigger}) \
+            if options.http_addr else None
+
+    def ready(self) -> tuple[bool, str]:
+        if not self._first_done.is_set():
+            return False, "first fetch not done yet"
+        last = self.sync.fetch_error or self.sync.last
+        return True, f"last: {last.outcome} {last.commit or ''}".strip() if last else "ok"
+
+    def trigger(self) -> tuple[int, str]:
+        self._trigger.set()
+        return 202, "fetch triggered\n"
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._trigger.set()
+
+    def run(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> int:
+        for sig in signals:
+            signal.signal(sig, lambda *_: self.stop())
+        if self.health:
+            self.health.start()
+        log.info("following %s ref %s path %s every %ss", self.sync.source.display_url,
+                 self.sync.source.ref, self.options.path, self.options.interval)
+        self.sync.restore()
+        try:
+            while not self._stop.is_set():
+                self._trigger.clear()
+                try:
+                    self.sync.sync_once()
+                except Exception:  # a bug in one pass must not end the service
+                    log.exception("sync pass failed")
+                self._first_done.set()
+                self._trigger.wait(self.options.interval)
+        finally:
+            if self.health:
+                self.health.stop()
+            self.sync.applier.close()
+            self.sync.source.close()
+        return 0

@@ -1,0 +1,425 @@
+"""The sync service, git source, against real git remotes (file:// and smart HTTP with
+basic auth) and the real control plane; plus `orascache render` and `orascache diff`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from sync.applyset import (
+    LAST_ATTEMPT,
+    LAST_COMMIT,
+    LAST_MESSAGE,
+    LAST_RESULT,
+    PART_OF_LABEL,
+    applyset_id,
+)
+from sync.kube import Kube
+from tests.harness import LocalCluster
+from tests.integration.gitserver import GitHttpServer, WorkRepo
+from tests.integration.syncproc import REPO, SyncProcess, wait_for
+
+PARENT = "orascache-git"
+Start = Callable[..., SyncProcess]
+SECRET = "s3cr3t-Pa55-word"
+
+
+def cache_yaml(name: str, **spec: Any) -> str:
+    return yaml.safe_dump({"apiVersion": "cache.converged-computing.github.io/v1alpha1",
+                           "kind": "OrasCache", "metadata": {"name": name}, "spec": spec})
+
+
+@pytest.fixture
+def kube(api_client: ApiClient) -> Kube:
+    return Kube(api_client)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> WorkRepo:
+    return WorkRepo(tmp_path / "remote" / "caches.git")
+
+
+@pytest.fixture
+def start_sync(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[Start]:
+    procs: list[SyncProcess] = []
+
+    def start(url: str, *args: str, ref: str = "main", path: str = "caches") -> SyncProcess:
+        log = tmp_path / f"sync-git-{len(procs)}.log"
+        proc = SyncProcess(cluster.kubeconfig, [
+            "--source", "git", "--repo", url, "--ref", ref, "--path", path,
+            "--namespace", namespace, "--interval", "1h", "--log-format", "text",
+            "--git-dir", str(tmp_path / f"clone-{len(procs)}"), *args], log)
+        procs.append(proc.start())
+        return proc.wait_ready(60)
+
+    yield start
+    for proc in procs:
+        if not proc.exited():
+            proc.stop()
+
+
+def get(kube: Kube, path: str) -> dict[str, Any] | None:
+    try:
+        return kube.request("GET", path)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def sts(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
+    return get(kube, f"/apis/apps/v1/namespaces/{ns}/statefulsets/{name}")
+
+
+def svc(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
+    return get(kube, f"/api/v1/namespaces/{ns}/services/{name}")
+
+
+def parent(kube: Kube, ns: str) -> dict[str, str]:
+    obj = get(kube, f"/api/v1/namespaces/{ns}/configmaps/{PARENT}")
+    annotations: dict[str, str] = (obj or {}).get("metadata", {}).get("annotations") or {}
+    return annotations
+
+
+def recorded(kube: Kube, ns: str, check: Callable[[dict[str, str]], bool],
+             what: str, timeout: float = 60.0) -> dict[str, str]:
+    """Wait until the parent's annotations satisfy `check`; return them."""
+    def ready() -> dict[str, str]:
+        ann = parent(kube, ns)
+        return ann if check(ann) else {}
+
+    return wait_for(ready, timeout=timeout, what=what)
+
+
+def trigger(proc: SyncProcess) -> None:
+    req = urllib.request.Request(f"http://127.0.0.1:{proc.port}/trigger", data=b"{}",
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 202
+
+
+def settle(proc: SyncProcess, kube: Kube, ns: str, commit: str, result: str = "Applied",
+           ) -> dict[str, str]:
+    """Trigger a fetch and wait until the parent records `commit` with `result`."""
+    trigger(proc)
+    return recorded(kube, ns, lambda a: a.get(LAST_ATTEMPT) == commit
+                    and a.get(LAST_RESULT) == result, what=f"{result} {commit[:12]}")
+
+
+def image(kube: Kube, ns: str, name: str) -> str:
+    obj = sts(kube, ns, name)
+    assert obj is not None
+    return str(obj["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def orascache(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sync.cli", *args], cwd=REPO, text=True,
+                          capture_output=True, check=check, timeout=180,
+                          env={**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"})
+
+
+def test_add_modify_delete_follow_and_prune(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    first = repo.write("caches/a.yaml", cache_yaml("a")).write("README.md", "x").commit()
+    proc = start_sync(repo.url)
+    ann = recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == first,
+                   what="first revision applied")
+    assert ann[LAST_RESULT] == "Applied"
+    ident = applyset_id(PARENT, namespace)
+    for child in (sts(kube, namespace, "a"), svc(kube, namespace, "a")):
+        assert child is not None
+        assert child["metadata"]["labels"][PART_OF_LABEL] == ident
+        assert "orascache" in {m["manager"] for m in child["metadata"]["managedFields"]}
+
+    second = repo.write("caches/b.yaml", cache_yaml("b")).write(
+        "caches/a.yaml", cache_yaml("a", image="registry:3.0.0")).commit("add b, pin a")
+    settle(proc, kube, namespace, second)
+    assert image(kube, namespace, "a") == "registry:3.0.0"
+    assert sts(kube, namespace, "b") is not None
+
+    third = repo.remove("caches/a.yaml").commit("delete a")
+    ann = settle(proc, kube, namespace, third)
+    assert sts(kube, namespace, "a") is None and svc(kube, namespace, "a") is None
+    assert sts(kube, namespace, "b") is not None
+    assert "deleted StatefulSet" in ann[LAST_MESSAGE]
+
+    # No new commit: a fetch, and zero writes (objects and the parent untouched).
+    writes = sum(proc.metric(f'orascache_objects_total{{action="{a}"}}')
+                 for a in ("created", "configured", "deleted"))
+    version = get(kube, f"/api/v1/namespaces/{namespace}/configmaps/{PARENT}")
+    fetches = proc.metric('orascache_git_fetches_total{result="ok"}')
+    trigger(proc)
+    wait_for(lambda: proc.metric('orascache_git_fetches_total{result="ok"}') > fetches,
+             what="another fetch")
+    assert sum(proc.metric(f'orascache_objects_total{{action="{a}"}}')
+               for a in ("created", "configured", "deleted")) == writes
+    again = get(kube, f"/api/v1/namespaces/{namespace}/configmaps/{PARENT}")
+    assert version and again
+    assert again["metadata"]["resourceVersion"] == version["metadata"]["resourceVersion"]
+    assert proc.metric('orascache_git_revisions_total{result="Applied"}') == 3
+    assert proc.metric(f'orascache_git_last_applied_commit_info{{commit="{third}"}}') == 1
+
+    # The built kubectl sees the ApplySet: the parent by its id label, members by part-of.
+    out = cluster.kubectl("-n", namespace, "get", "configmap", "-l",
+                          "applyset.kubernetes.io/id", "-o", "json").stdout
+    items = json.loads(out)["items"]
+    assert [i["metadata"]["name"] for i in items] == [PARENT]
+    meta = items[0]["metadata"]
+    assert meta["labels"]["applyset.kubernetes.io/id"] == ident
+    assert meta["annotations"]["applyset.kubernetes.io/tooling"] == "orascache/v0.1.0"
+    assert meta["annotations"]["applyset.kubernetes.io/contains-group-kinds"] == (
+        "Service,StatefulSet.apps")
+    out = cluster.kubectl("-n", namespace, "get", "statefulsets,services", "-l",
+                          f"{PART_OF_LABEL}={ident}", "-o", "name").stdout
+    assert sorted(out.split()) == ["service/b", "statefulset.apps/b"]
+    events = cluster.kubectl("-n", namespace, "get", "events", "--field-selector",
+                             f"involvedObject.name={PARENT}", "-o", "json").stdout
+    assert {"Applied"} <= {e["reason"] for e in json.loads(events)["items"]}
+
+
+def test_applyset_id_matches_kubectl(cluster: LocalCluster, namespace: str,
+                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """kubectl's own ApplySet (alpha: KUBECTL_APPLYSET=true) computes the same id."""
+    monkeypatch.setenv("KUBECTL_APPLYSET", "true")
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
+                                        "metadata": {"name": "member"}}))
+    cluster.kubectl("-n", namespace, "apply", "--prune", "--applyset=configmap/kset",
+                    "-f", str(manifest))
+    out = cluster.kubectl("-n", namespace, "get", "configmap", "kset", "-o", "json").stdout
+    assert json.loads(out)["metadata"]["labels"]["applyset.kubernetes.io/id"] == (
+        applyset_id("kset", namespace))
+
+
+def test_broken_yaml_or_invalid_spec_applies_nothing(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str
+) -> None:
+    good = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = start_sync(repo.url)
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == good, what="good applied")
+    before = sts(kube, namespace, "a")
+    assert before is not None
+
+    # Deletes a, adds b, and breaks a file: nothing applied, nothing pruned.
+    broken = (repo.remove("caches/a.yaml").write("caches/b.yaml", cache_yaml("b"))
+              .write("caches/bad.yaml", "kind: OrasCache\nspec: [unclosed\n").commit("broken"))
+    ann = settle(proc, kube, namespace, broken, "Invalid")
+    assert "caches/bad.yaml:" in ann[LAST_MESSAGE] and "invalid YAML" in ann[LAST_MESSAGE]
+    assert ann[LAST_COMMIT] == good
+    after = sts(kube, namespace, "a")
+    assert after is not None and after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert sts(kube, namespace, "b") is None
+
+    invalid = repo.remove("caches/bad.yaml").write(
+        "caches/b.yaml", cache_yaml("b", port="http")).commit("invalid spec")
+    ann = settle(proc, kube, namespace, invalid, "Invalid")
+    assert "caches/b.yaml[0]: spec.port" in ann[LAST_MESSAGE]
+    assert sts(kube, namespace, "a") is not None and sts(kube, namespace, "b") is None
+    assert proc.metric('orascache_git_revisions_total{result="Invalid"}') == 2
+    assert "caches/b.yaml[0]: spec.port" in proc.output()
+
+    fixed = repo.write("caches/b.yaml", cache_yaml("b", port=6000)).commit("fixed")
+    settle(proc, kube, namespace, fixed)
+    assert sts(kube, namespace, "a") is None and sts(kube, namespace, "b") is not None
+
+
+def test_http_credentials_unreachable_and_recovery(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    server = GitHttpServer(repo.path.parent, "robot", SECRET).start()
+    try:
+        creds = tmp_path / "creds"  # a mounted Secret: one file per key
+        creds.mkdir()
+        (creds / "username").write_text("robot")
+        (creds / "password").write_text(SECRET)
+        good = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+        proc = start_sync(server.url("caches.git"), "--credentials-file", str(creds))
+        wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == good, what="applied")
+
+        server.stop()
+        change = repo.write("caches/a.yaml", cache_yaml("a", port=6000)).commit()
+        trigger(proc)
+        ann = recorded(kube, namespace, lambda a: a.get(LAST_RESULT) == "FetchFailed",
+                       what="fetch failure reported")
+        assert ann[LAST_COMMIT] == good and "keeping last good revision" in ann[LAST_MESSAGE]
+        assert proc.metric('orascache_git_fetches_total{result="failed"}') >= 1
+        assert proc.metric("orascache_git_last_sync_ok") == 0
+        assert sts(kube, namespace, "a") is not None
+
+        server.start()
+        settle(proc, kube, namespace, change)
+        svc_a = svc(kube, namespace, "a")
+        assert svc_a is not None and svc_a["spec"]["ports"][0]["port"] == 6000
+        assert proc.metric("orascache_git_last_sync_ok") == 1
+        assert SECRET not in proc.output()
+        assert SECRET not in " ".join(proc.argv)
+    finally:
+        server.stop()
+
+
+def test_wrong_credentials_clear_error_without_secret(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    server = GitHttpServer(repo.path.parent, "robot", "right-one").start()
+    try:
+        repo.write("caches/a.yaml", cache_yaml("a")).commit()
+        creds = tmp_path / "creds.yaml"
+        creds.write_text(yaml.safe_dump({"username": "robot", "password": SECRET}))
+        proc = start_sync(server.url("caches.git"), "--credentials-file", str(creds))
+        ann = recorded(kube, namespace, lambda a: bool(a.get(LAST_RESULT)),
+                       what="result recorded")
+        assert ann[LAST_RESULT] == "FetchFailed"
+        assert "authentication failed" in ann[LAST_MESSAGE]
+        assert SECRET not in ann[LAST_MESSAGE]
+        assert "authentication failed" in proc.output()
+        assert SECRET not in proc.output()
+        proc.stop()
+
+        # Credentials inside the URL are moved out of it: never printed either.
+        url = server.url("caches.git").replace("http://", f"http://robot:{SECRET}@")
+        proc = start_sync(url)
+        wait_for(lambda: "authentication failed" in proc.output(), what="auth error")
+        assert SECRET not in proc.output()
+        assert sts(kube, namespace, "a") is None
+    finally:
+        server.stop()
+
+
+def test_force_pushed_branch(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str
+) -> None:
+    base = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = start_sync(repo.url)
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == base, what="base applied")
+    ahead = repo.write("caches/b.yaml", cache_yaml("b")).commit("b")
+    settle(proc, kube, namespace, ahead)
+    repo.reset_hard(base)  # history rewritten: b never happened, c did
+    rewritten = repo.write("caches/c.yaml", cache_yaml("c")).commit("c")
+    settle(proc, kube, namespace, rewritten)
+    assert sts(kube, namespace, "b") is None
+    assert sts(kube, namespace, "a") is not None and sts(kube, namespace, "c") is not None
+
+
+def test_tag_and_commit_refs(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str
+) -> None:
+    v1 = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    repo.tag("v1")
+    v2 = repo.write("caches/b.yaml", cache_yaml("b")).commit()
+    proc = start_sync(repo.url, ref="v1")
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == v1, what="tag applied")
+    assert sts(kube, namespace, "a") is not None and sts(kube, namespace, "b") is None
+    repo.tag("v1", v2)  # a moved tag is followed
+    settle(proc, kube, namespace, v2)
+    assert sts(kube, namespace, "b") is not None
+    proc.stop()
+
+    proc = start_sync(repo.url, ref=v1)  # a commit id: exactly that commit
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == v1, what="commit applied")
+    assert sts(kube, namespace, "b") is None and sts(kube, namespace, "a") is not None
+
+
+def test_empty_path_refused_without_allow_empty(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str
+) -> None:
+    good = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = start_sync(repo.url)
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == good, what="applied")
+    empty = repo.remove("caches/a.yaml").write("caches/README.md", "none").commit("empty")
+    ann = settle(proc, kube, namespace, empty, "EmptyRefused")
+    assert "--allow-empty" in ann[LAST_MESSAGE]
+    assert sts(kube, namespace, "a") is not None
+    proc.stop()
+
+    proc = start_sync(repo.url, "--allow-empty")
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == empty, what="empty applied")
+    assert sts(kube, namespace, "a") is None and svc(kube, namespace, "a") is None
+
+
+def test_render_to_branch_only_when_changed(repo: WorkRepo, tmp_path: Path) -> None:
+    server = GitHttpServer(repo.path.parent, "robot", SECRET).start()
+    try:
+        creds = tmp_path / "creds.yaml"
+        creds.write_text(yaml.safe_dump({"username": "robot", "token": SECRET}))
+        first = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+        args = ["render", "--repo", server.url("caches.git"), "--ref", "main", "--path",
+                "caches", "--push-branch", "rendered", "--credentials-file", str(creds)]
+        for _ in range(2):
+            done = orascache(*args)
+            assert done.returncode == 0, done.stderr
+            assert SECRET not in done.stderr + done.stdout
+        log = repo.log("rendered")
+        assert len(log) == 1 and first in log[0][1]
+        repo.write("README.md", "docs only").commit("docs")
+        assert orascache(*args).returncode == 0
+        assert len(repo.log("rendered")) == 1
+        second = repo.write("caches/a.yaml", cache_yaml("a", port=6000)).commit()
+        assert orascache(*args).returncode == 0
+        log = repo.log("rendered")
+        assert len(log) == 2 and second in log[0][1]
+        files = repo.repo.git.ls_tree("-r", "--name-only", "rendered").split()
+        assert files == ["_unnamespaced/a.yaml", "kustomization.yaml"]
+    finally:
+        server.stop()
+
+
+def test_kustomize_of_rendered_dir_yields_same_objects(
+    repo: WorkRepo, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    for example in sorted((REPO / "examples").glob("*.yaml")):
+        repo.write(f"caches/{example.name}", example.read_text())
+    repo.commit()
+    out = tmp_path / "out"
+    done = orascache("render", "--repo", repo.url, "--path", "caches", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    ours = [d for f in sorted(out.rglob("*.yaml")) if f.name != "kustomization.yaml"
+            for d in yaml.safe_load_all(f.read_text()) if d]
+    built = [d for d in yaml.safe_load_all(cluster.kubectl("kustomize", str(out)).stdout) if d]
+
+    def key(doc: dict[str, Any]) -> str:
+        return json.dumps(doc, sort_keys=True)
+
+    assert len(ours) >= 4
+    assert sorted(map(key, built)) == sorted(map(key, ours))
+
+
+def test_diff_exit_codes(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    good = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    base = ["--kubeconfig", str(cluster.kubeconfig), "-n", namespace]
+    done = orascache("diff", str(repo.path / "caches"), *base)
+    assert done.returncode == 1, done.stderr
+    assert "+++ merged/StatefulSet/" in done.stdout
+    start_sync(repo.url)
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == good, what="applied")
+
+    done = orascache("diff", str(repo.path / "caches"), *base)
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
+    done = orascache("diff", "--repo", repo.url, "--path", "caches", *base)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    repo.write("caches/a.yaml", cache_yaml("a", port=6000))
+    repo.write("caches/b.yaml", cache_yaml("b"))
+    done = orascache("diff", str(repo.path / "caches"), *base)
+    assert done.returncode == 1
+    assert "-    port: 5000\n+    port: 6000\n" in done.stdout
+    assert "-        - containerPort: 5000\n+        - containerPort: 6000\n" in done.stdout
+    assert f"--- /dev/null\n+++ merged/StatefulSet/{namespace}/b" in done.stdout
+    repo.remove("caches/a.yaml")
+    done = orascache("diff", str(repo.path / "caches"), *base)
+    assert f"--- live/StatefulSet/{namespace}/a\n+++ /dev/null" in done.stdout
+    repo.write("caches/b.yaml", "spec: [")
+    assert orascache("diff", str(repo.path / "caches"), *base).returncode == 2

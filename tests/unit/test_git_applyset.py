@@ -1,0 +1,97 @@
+"""Pure parts of the git source's inventory: ApplySet id, labels, parent, prune set."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from sync.applier import ObjectRef
+from sync.applyset import (
+    GROUP_KINDS_ANNOTATION,
+    ID_LABEL,
+    NAMESPACES_ANNOTATION,
+    PART_OF_LABEL,
+    TOOLING_ANNOTATION,
+    ApplySet,
+    applyset_id,
+    group_kind,
+    group_kinds,
+    parse_group_kind,
+    split,
+    stale,
+)
+from sync.diff import exit_code, strip, unified
+
+
+def test_id_is_the_kep_3659_formula() -> None:
+    # kubectl: base64.RawURLEncoding(sha256("<name>.<namespace>.<Kind>.<group>"))
+    digest = hashlib.sha256(b"orascache-git.team-a.ConfigMap.").digest()
+    raw = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    assert applyset_id("orascache-git", "team-a") == f"applyset-{raw}-v1"
+    assert "=" not in raw and "+" not in raw and "/" not in raw
+    assert applyset_id("a", "b") != applyset_id("a", "c")
+    # Within the 63-character limit of a label value.
+    assert len(applyset_id("x" * 253, "y" * 63)) <= 63
+
+
+def test_group_kinds_as_kubectl_writes_them() -> None:
+    assert group_kind("v1", "Service") == "Service"
+    assert group_kind("apps/v1", "StatefulSet") == "StatefulSet.apps"
+    assert parse_group_kind("StatefulSet.apps") == ("StatefulSet", "apps")
+    assert parse_group_kind("Service") == ("Service", "")
+    refs = [ObjectRef("apps/v1", "StatefulSet", "a", "x"), ObjectRef("v1", "Service", "a", "x")]
+    assert group_kinds(refs) == {"Service", "StatefulSet.apps"}
+    assert split("") == set() and split("a,b") == {"a", "b"}
+
+
+def test_parent_manifest_and_member_labels() -> None:
+    aset = ApplySet("p", "home")
+    parent = aset.parent_manifest({"StatefulSet.apps", "Service"}, {"home", "b", "a"},
+                                  {"x/y": "z"})
+    meta: dict[str, Any] = parent["metadata"]
+    assert (parent["kind"], meta["name"], meta["namespace"]) == ("ConfigMap", "p", "home")
+    assert meta["labels"] == {ID_LABEL: aset.id}
+    assert meta["annotations"] == {
+        TOOLING_ANNOTATION: "orascache/v0.1.0",
+        GROUP_KINDS_ANNOTATION: "Service,StatefulSet.apps",
+        NAMESPACES_ANNOTATION: "a,b",
+        "x/y": "z",
+    }
+    only_home = aset.parent_manifest({"Service"}, {"home"})
+    assert NAMESPACES_ANNOTATION not in only_home["metadata"]["annotations"]
+    obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "s", "labels": {"keep": "me"}}}
+    labelled = aset.label(obj)
+    assert labelled["metadata"]["labels"] == {"keep": "me", PART_OF_LABEL: aset.id}
+    assert obj["metadata"]["labels"] == {"keep": "me"}  # not mutated
+
+
+def test_stale_is_previous_inventory_minus_new_render() -> None:
+    a_sts = ObjectRef("apps/v1", "StatefulSet", "ns", "a")
+    a_svc = ObjectRef("v1", "Service", "ns", "a")
+    b_sts = ObjectRef("apps/v1", "StatefulSet", "ns", "b")
+    other_ns = ObjectRef("apps/v1", "StatefulSet", "other", "a")
+    assert stale([a_sts, a_svc, b_sts, other_ns], [b_sts, a_svc]) == [a_sts, other_ns]
+    assert stale([], [a_sts]) == []
+    assert stale([a_sts], []) == [a_sts]
+    # The same group-kind under another API version is the same object.
+    assert stale([ObjectRef("apps/v1beta2", "StatefulSet", "ns", "b")], [b_sts]) == []
+
+
+def test_diff_strips_server_noise() -> None:
+    live: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "uid": "u", "resourceVersion": "7", "generation": 1,
+                         "creationTimestamp": "t", "managedFields": [{}],
+                         "annotations": {"cache.converged-computing.github.io/rendered-hash":
+                                         "h"}},
+            "data": {"k": "v"}, "status": {"x": 1}}
+    assert strip(live) == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                           "data": {"k": "v"}}
+    ref = ObjectRef("v1", "ConfigMap", "ns", "c")
+    merged = {**live, "metadata": {**live["metadata"], "resourceVersion": "8"}}
+    assert unified(ref, live, merged) == ""
+    changed = {**merged, "data": {"k": "w"}}
+    text = unified(ref, live, changed)
+    assert "-  k: v\n+  k: w\n" in text and text.startswith("--- live/ConfigMap/ns/c")
+    assert exit_code([], []) == 0 and exit_code([text], []) == 1 and exit_code([], ["e"]) == 2
