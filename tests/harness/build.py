@@ -43,6 +43,11 @@ _STAGING_REPLACE = re.compile(r"(?m)^\s*(?:replace\s+)?(k8s\.io/\S+)\s+=>\s+\./s
 _GO_DIRECTIVE = re.compile(r"(?m)^go\s+(\S+)\s*$")
 _GODEBUG = re.compile(r"(?m)^godebug\s+[^(\n]+$")
 PROGRESS_EVERY_S = 30.0
+# Listed in the k8s wrapper's tools.go (so `go mod tidy` keeps their dependencies) but only
+# built on demand by tests/harness/node.py: the control plane alone does not need them.
+KUBELET_PACKAGE = f"{K8S_MODULE}/cmd/kubelet"
+KUBE_SCHEDULER_PACKAGE = f"{K8S_MODULE}/cmd/kube-scheduler"
+NODE_PACKAGES = (KUBELET_PACKAGE, KUBE_SCHEDULER_PACKAGE)
 
 
 class BuildError(RuntimeError):
@@ -338,6 +343,7 @@ def _build_group(
     upstream_module: str,
     make_gomod: Callable[[str], str],
     report: BuildReport,
+    extra_packages: tuple[str, ...] = (),
 ) -> None:
     """Under the dir's lock: re-check (someone may have built meanwhile), then build the rest."""
     workdir = targets[0].workdir
@@ -347,7 +353,9 @@ def _build_group(
             return
         start = time.monotonic()
         upstream = _module_gomod(upstream_module)
-        _prepare_wrapper(workdir, make_gomod(upstream), [t.package for t in targets])
+        packages = [t.package for t in targets]
+        packages += [p for p in extra_packages if p not in packages]
+        _prepare_wrapper(workdir, make_gomod(upstream), packages)
         report.steps[f"prepare {workdir.name}"] = time.monotonic() - start
         for target in missing:
             _go_build(target, report)
@@ -376,6 +384,7 @@ def ensure_binaries(report: BuildReport | None = None) -> Binaries:
                 f"{K8S_MODULE}@{kver.version}",
                 lambda up: k8s_wrapper_gomod(kver, up),
                 report,
+                extra_packages=NODE_PACKAGES,
             )
         if report.steps:  # empty when another process built everything while we waited
             report.steps["total"] = time.monotonic() - total

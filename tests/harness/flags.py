@@ -44,6 +44,9 @@ def kube_apiserver(binary: Path, pki: Pki, etcd_port: int, port: int) -> list[st
         "--authorization-mode=Node,RBAC",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--allow-privileged=true",
+        # logs/exec of the test node (tests/harness/node.py): dial its IP, never resolve
+        # its name through the host's resolver.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
         "--profiling=false",
         # On SIGTERM, stop waiting for open watches after 2 s instead of --request-timeout
         # (60 s): otherwise every stop and restart ends in a SIGKILL.

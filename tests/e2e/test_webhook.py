@@ -1,0 +1,98 @@
+"""Upstream-style annotated Jobs, wired by the admission webhook, really run on the node.
+
+The sync service serves the mutating webhook on 127.0.0.1 (the real kube-apiserver calls
+it through a ``url`` client config); Job 1 pushes an artifact, Job 2 pulls it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import ApiClient
+
+from tests.e2e.test_registry import create_ready_cache
+from tests.harness import LocalCluster
+from tests.harness.images import BUSYBOX_IMAGE, ORAS_IMAGE
+from tests.harness.ports import free_ports
+from tests.integration.syncproc import SyncProcess, wait_for
+
+annotations = pytest.importorskip("constructs_lib.annotations")
+install = pytest.importorskip("constructs_lib.install")
+if not hasattr(install, "webhook_configuration"):
+    pytest.skip("the webhook has not landed", allow_module_level=True)
+JOB_TIMEOUT_S = 90.0
+
+
+@pytest.fixture
+def webhook_sync(cluster: LocalCluster, api_client: ApiClient, namespace: str,
+                 tmp_path: Path) -> Iterator[SyncProcess]:
+    """`orascache sync` serving the webhook; the configuration points at it."""
+    port = free_ports(1)[0]
+    name = f"orascache-{namespace}"
+    admission = client.AdmissionregistrationV1Api(api_client)
+    admission.create_mutating_webhook_configuration(install.webhook_configuration(
+        name, {"url": f"https://127.0.0.1:{port}/mutate"},
+        {"matchLabels": {"kubernetes.io/metadata.name": namespace}}))
+
+    def ca_bundle() -> bool:
+        mwc = admission.read_mutating_webhook_configuration(name)
+        return all(h.client_config.ca_bundle for h in mwc.webhooks)
+
+    proc = SyncProcess(cluster.kubeconfig, [
+        "--namespace", namespace, "--log-format", "text", "--webhook-addr",
+        f"127.0.0.1:{port}", "--webhook-host", "127.0.0.1", "--webhook-config", name,
+    ], tmp_path / "sync.log").start().wait_ready()
+    wait_for(ca_bundle, what="caBundle published")
+    yield proc
+    proc.stop()
+    admission.delete_mutating_webhook_configuration(name)
+
+
+def run_annotated_job(api: ApiClient, ns: str, name: str, script: str,
+                      notes: dict[str, str]) -> dict[str, Any]:
+    prefix = annotations.PREFIX
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "annotations": {
+            f"{prefix}oras-cache": "cache", f"{prefix}oras-container": ORAS_IMAGE,
+            **{prefix + k: v for k, v in notes.items()}}},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "app", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
+                            "command": ["sh", "-c", script]}],
+        }}},
+    }
+    client.BatchV1Api(api).create_namespaced_job(ns, job)
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        pods = core.list_namespaced_pod(ns, label_selector=f"job-name={name}").items
+        if pods and pods[0].status.phase in ("Succeeded", "Failed"):
+            status: dict[str, Any] = api.sanitize_for_serialization(pods[0])
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"job {ns}/{name} did not finish in {JOB_TIMEOUT_S}s")
+
+
+def test_annotated_jobs_push_and_pull_through_the_webhook(
+    api_client: ApiClient, namespace: str, webhook_sync: SyncProcess
+) -> None:
+    create_ready_cache(api_client, namespace)
+    first = run_annotated_job(api_client, namespace, "producer",
+                              "echo from-the-producer > /tmp/out/data.txt",
+                              {"output-uri": "e2e/annotated:v1",
+                               "output-path": "/tmp/out/data.txt"})
+    assert first["status"]["phase"] == "Succeeded", first["status"]
+    containers = [c["name"] for c in first["spec"]["containers"]]
+    assert "oras-push" in containers  # wired by the webhook
+    second = run_annotated_job(api_client, namespace, "consumer",
+                               "grep -q from-the-producer /tmp/in/data.txt",
+                               {"input-uri": "e2e/annotated:v1", "input-path": "/tmp/in"})
+    assert second["status"]["phase"] == "Succeeded", second["status"]
+    assert second["spec"]["initContainers"][0]["name"] == "oras-pull"

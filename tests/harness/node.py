@@ -1,0 +1,859 @@
+"""A real node for the local control plane: kubelet + containerd + runc + bridge CNI + CoreDNS.
+
+- kubelet is built from the Go module proxy with the other Kubernetes binaries (same
+  wrapper module, same cache, see ``build.py``); containerd, runc, the CNI plugins and
+  busybox-static come from Debian's packages (``ensure_node_deps`` installs them).
+- containerd runs with its own root, state dir and socket under the node's work dir and
+  ``restrict_oom_score_adj = true`` (this VM lacks CAP_SYS_RESOURCE).
+- Pods live on one bridge (``NETWORK``): the node's IP is the bridge's address (the
+  kubelet refuses a loopback node IP), CoreDNS listens there too (host process, kubernetes
+  plugin, no cache, no forwarding). An iptables chain drops everything from the bridge to
+  any other interface, and anything from the bridge to the host other than the bridge's
+  own address: all traffic stays between the host side of the bridge and the Pods.
+- Teardown removes every process, container, mount, network namespace, the bridge, the
+  iptables chain, the ``/oras-cache-node`` cgroups, and restores the sysctls the kubelet
+  and the bridge plugin change.
+
+One node per machine at a time (a fixed bridge name and subnet): a machine-wide state
+file (``/run/oras-cache-node.json``) records it.
+
+CLI: ``python -m tests.harness.node deps|build|up|down|status``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.harness import flags
+from tests.harness.build import (
+    K8S_MODULE,
+    KUBE_SCHEDULER_PACKAGE,
+    KUBELET_PACKAGE,
+    NODE_PACKAGES,
+    BuildError,
+    BuildReport,
+    _build_group,
+    _k8s_ldflags,
+    _k8s_targets,
+    _Target,
+    _version_ok,
+    k8s_dir,
+    k8s_wrapper_gomod,
+)
+from tests.harness.certs import client_cert
+from tests.harness.cluster import LocalCluster
+from tests.harness.health import ClusterError, http_get, tls_context
+from tests.harness.images import PAUSE_IMAGE, build_all, coredns_binary, import_images
+from tests.harness.kubeconfig import write_kubeconfig
+from tests.harness.ports import free_ports
+from tests.harness.procs import Component, is_alive, is_ours, log_tail, spawn, terminate
+from tests.harness.versions import k8s_version
+
+
+# ----- the one place for names and subnets ----------------------------------------------
+@dataclass(frozen=True)
+class Network:
+    bridge: str = "orascache0"
+    pod_cidr: str = "10.209.0.0/24"
+    gateway: str = "10.209.0.1"  # the bridge's address: node IP, CoreDNS, probes' source
+    prefix: int = 24
+    service_cidr: str = flags.SERVICE_CIDR  # routed to the bridge (nothing leaves the host)
+    chain: str = "ORAS-CACHE-NODE"
+    cni_name: str = "oras-cache"
+
+
+NETWORK = Network()
+NODE_NAME = "oras-cache-node"
+CGROUP_ROOT = "/oras-cache-node"
+CLUSTER_DOMAIN = "cluster.local"
+LOCK_FILE = Path("/run/oras-cache-node.lock")  # held only while a node starts
+STATE_FILE = Path("/run/oras-cache-node.json")  # what runs where, machine-wide
+TEMP_PREFIX = "oras-cache-node-"
+CNI_BIN_DIR = Path("/usr/lib/cni")
+SYSCTLS = (
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "vm.overcommit_memory",
+    "vm.panic_on_oom",
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.forwarding",
+    "kernel.keys.root_maxkeys",
+    "kernel.keys.root_maxbytes",
+)
+DEBIAN_PACKAGES = ("containerd", "runc", "containernetworking-plugins", "busybox-static",
+                   "iptables")
+_NEEDED_FILES = (
+    Path("/usr/bin/containerd"), Path("/usr/bin/ctr"), Path("/usr/bin/containerd-shim-runc-v2"),
+    Path("/usr/sbin/runc"), CNI_BIN_DIR / "bridge", CNI_BIN_DIR / "host-local",
+    CNI_BIN_DIR / "loopback", Path("/bin/busybox"), Path("/usr/sbin/iptables"),
+)
+START_TIMEOUT_S = 90.0
+
+
+class NodeError(ClusterError):
+    """The node could not start (the message says why), or teardown left something behind."""
+
+
+def _log(message: str) -> None:
+    print(f"[node] {message}", file=sys.stderr, flush=True)
+
+
+# ----- set-up: packages and the kubelet binary -----------------------------------------
+def missing_deps() -> list[Path]:
+    return [p for p in _NEEDED_FILES if not p.exists()]
+
+
+def ensure_node_deps() -> None:
+    """Install containerd, runc, the CNI plugins, busybox-static and iptables (Debian)."""
+    if not missing_deps():
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise NodeError(f"missing {[str(p) for p in missing_deps()]} and cannot apt-get install "
+                        f"{' '.join(DEBIAN_PACKAGES)} (needs root on Debian)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    _log("apt-get update && apt-get install " + " ".join(DEBIAN_PACKAGES))
+    for argv in (["apt-get", "update", "-q"],
+                 ["apt-get", "install", "-y", "-q", "--no-install-recommends", *DEBIAN_PACKAGES]):
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise NodeError(f"{' '.join(argv)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    if missing_deps():
+        raise NodeError(f"still missing after apt-get install: {missing_deps()}")
+
+
+def node_targets() -> list[_Target]:
+    """kubelet and kube-scheduler (the control plane has none: Pods need one to get a node)."""
+    kver = k8s_version()
+    return [
+        _Target(name, k8s_dir(kver), package, _k8s_ldflags(kver), ("--version",),
+                f"Kubernetes {kver.version}")
+        for name, package in (("kubelet", KUBELET_PACKAGE),
+                              ("kube-scheduler", KUBE_SCHEDULER_PACKAGE))
+    ]
+
+
+def ensure_node_binaries(report: BuildReport | None = None) -> tuple[Path, Path]:
+    """Build kubelet and kube-scheduler (same version, wrapper module and cache as the
+    control plane); return their paths."""
+    report = report if report is not None else BuildReport()
+    kver, targets = k8s_version(), node_targets()
+    if not all(_version_ok(t) for t in targets):
+        _build_group([*_k8s_targets(kver), *targets], f"{K8S_MODULE}@{kver.version}",
+                     lambda up: k8s_wrapper_gomod(kver, up), report,
+                     extra_packages=NODE_PACKAGES)
+        if report.steps:
+            _log("build times: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.steps.items()))
+    return targets[0].path, targets[1].path
+
+
+@dataclass(frozen=True)
+class NodeBinaries:
+    kubelet: Path
+    kube_scheduler: Path
+    coredns: Path
+    images: dict[str, Path]
+
+
+def ensure_all() -> NodeBinaries:
+    """Everything the node needs, built or installed (cached: seconds when warm)."""
+    ensure_node_deps()
+    kubelet, scheduler = ensure_node_binaries()
+    return NodeBinaries(kubelet, scheduler, coredns_binary(), build_all())
+
+
+# ----- small system helpers -------------------------------------------------------------
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=60)
+    if check and proc.returncode != 0:
+        raise NodeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def _sysctl_path(key: str) -> Path:
+    return Path("/proc/sys") / key.replace(".", "/")
+
+
+def read_sysctls() -> dict[str, str]:
+    values = {}
+    for key in SYSCTLS:
+        with contextlib.suppress(OSError):
+            values[key] = _sysctl_path(key).read_text().strip()
+    return values
+
+
+def restore_sysctls(saved: dict[str, str]) -> None:
+    for key, value in saved.items():
+        path = _sysctl_path(key)
+        with contextlib.suppress(OSError):
+            if path.read_text().strip() != value:
+                path.write_text(value + "\n")
+
+
+def _iptables_rules(net: Network) -> dict[str, list[list[str]]]:
+    """Our chains. Forward: from the bridge only back to the bridge. Input (to the host):
+    from the bridge only DNS and ICMP to the bridge's own address, and replies."""
+    fwd, inp = net.chain, f"{net.chain}-IN"
+    return {
+        fwd: [
+            # Pod to Pod on the same bridge (when br_netfilter hands bridged frames here).
+            ["-A", fwd, "-i", net.bridge, "-o", net.bridge, "-j", "RETURN"],
+            # Anything from the bridge to any other interface: dropped.
+            ["-A", fwd, "-i", net.bridge, "-j", "DROP"],
+        ],
+        inp: [
+            # replies to the host's own connections (kubelet probes, the tests' clients)
+            ["-A", inp, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+            ["-A", inp, "-d", net.gateway, "-p", "udp", "--dport", "53", "-j", "RETURN"],
+            ["-A", inp, "-d", net.gateway, "-p", "tcp", "--dport", "53", "-j", "RETURN"],
+            ["-A", inp, "-d", net.gateway, "-p", "icmp", "-j", "RETURN"],
+            ["-A", inp, "-j", "DROP"],  # the kubelet's port, other host addresses, ...
+        ],
+    }
+
+
+def _jumps(net: Network) -> list[list[str]]:
+    return [["FORWARD", "-j", net.chain], ["INPUT", "-i", net.bridge, "-j", f"{net.chain}-IN"]]
+
+
+def setup_network(net: Network) -> None:
+    _run("ip", "link", "add", net.bridge, "type", "bridge")
+    _run("ip", "addr", "add", f"{net.gateway}/{net.prefix}", "dev", net.bridge)
+    _run("ip", "link", "set", net.bridge, "up")
+    _run("ip", "route", "replace", net.service_cidr, "dev", net.bridge)
+    for chain, rules in _iptables_rules(net).items():
+        _run("iptables", "-w", "-N", chain)
+        for rule in rules:
+            _run("iptables", "-w", *rule)
+    for parent, *jump in _jumps(net):
+        _run("iptables", "-w", "-I", parent, "1", *jump)
+
+
+def teardown_network(net: Network) -> list[str]:
+    """Idempotent: remove our iptables rules and chains, the route and the bridge."""
+    left: list[str] = []
+    for parent, *jump in _jumps(net):
+        while _run("iptables", "-w", "-D", parent, *jump, check=False).returncode == 0:
+            pass
+    for chain in _iptables_rules(net):
+        _run("iptables", "-w", "-F", chain, check=False)
+        _run("iptables", "-w", "-X", chain, check=False)
+        if _run("iptables", "-w", "-n", "-L", chain, check=False).returncode == 0:
+            left.append(f"iptables chain {chain}")
+    _run("ip", "route", "del", net.service_cidr, "dev", net.bridge, check=False)
+    # veths of Pods whose netns is gone vanish with it; any left on our bridge go now.
+    for line in _run("ip", "-o", "link", "show", "master", net.bridge, check=False
+                     ).stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        _run("ip", "link", "del", name, check=False)
+    _run("ip", "link", "del", net.bridge, check=False)
+    if _run("ip", "link", "show", net.bridge, check=False).returncode == 0:
+        left.append(f"bridge {net.bridge}")
+    return left
+
+
+def _kubelet_chains_cleanup() -> None:
+    """The kubelet's canary/hint chains (it recreates them; nobody else on this host uses them)."""
+    for tool in ("iptables", "ip6tables"):
+        for table in ("mangle", "nat", "filter"):
+            for chain in ("KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", "KUBE-FIREWALL"):
+                if _run(tool, "-w", "-t", table, "-n", "-L", chain, check=False).returncode == 0:
+                    _run(tool, "-w", "-t", table, "-F", chain, check=False)
+                    _run(tool, "-w", "-t", table, "-X", chain, check=False)
+
+
+def _cgroup_dirs() -> list[Path]:
+    base = Path("/sys/fs/cgroup")
+    return [base / c / CGROUP_ROOT.strip("/") for c in sorted(os.listdir(base))
+            if (base / c).is_dir()]
+
+
+def _pids_under(root: Path) -> set[int]:
+    pids: set[int] = set()
+    if not root.is_dir():
+        return pids
+    for procs in root.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(x) for x in procs.read_text().split())
+    return pids
+
+
+def kill_cgroup_processes(timeout: float = 10.0) -> None:
+    """SIGKILL every process in our cgroup subtree (the containers), until none is left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = set().union(*(_pids_under(d) for d in _cgroup_dirs()))
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+def remove_cgroups() -> list[str]:
+    left = []
+    for root in _cgroup_dirs():
+        if not root.exists():
+            continue
+        for d in sorted((p for p in root.rglob("*") if p.is_dir()),
+                        key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            root.rmdir()
+        if root.exists():
+            left.append(str(root))
+    return left
+
+
+def mounts_under(prefixes: list[str]) -> list[str]:
+    found = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            point = line.split()[4].replace("\\040", " ")
+            if any(point == p or point.startswith(p.rstrip("/") + "/") for p in prefixes):
+                found.append(point)
+    return found
+
+
+def unmount_under(prefixes: list[str]) -> list[str]:
+    """Unmount (lazily, deepest first) every mount under the prefixes; return what is left."""
+    for _ in range(3):
+        points = mounts_under(prefixes)
+        if not points:
+            return []
+        for point in sorted(set(points), key=len, reverse=True):
+            _run("umount", "-l", point, check=False)
+    return mounts_under(prefixes)
+
+
+def shim_pids(address: Path) -> list[int]:
+    """containerd-shim processes started by *our* containerd (matched by its socket path)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(address).encode() in argv:
+            pids.append(int(entry.name))
+    return pids
+
+
+def dns_query(server: str, name: str, port: int = 53, timeout: float = 2.0) -> list[str]:
+    """A minimal A-record lookup over UDP (to check CoreDNS from the host)."""
+    qid = os.getpid() & 0xFFFF
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split("."))
+    packet = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + question + b"\0" + struct.pack(
+        ">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(packet, (server, port))
+        data = sock.recv(4096)
+    ancount = struct.unpack(">H", data[6:8])[0]
+    pos = 12 + len(question) + 1 + 4
+    out = []
+    for _ in range(ancount):
+        if data[pos] & 0xC0 == 0xC0:
+            pos += 2
+        else:
+            while data[pos]:
+                pos += data[pos] + 1
+            pos += 1
+        rtype, _cls, _ttl, rdlen = struct.unpack(">HHIH", data[pos:pos + 10])
+        pos += 10
+        if rtype == 1 and rdlen == 4:
+            out.append(".".join(str(b) for b in data[pos:pos + 4]))
+        pos += rdlen
+    return out
+
+
+# ----- configuration files ---------------------------------------------------------------
+def containerd_config(workdir: Path, sandbox_image: str) -> str:
+    return f"""version = 2
+root = "{workdir}/containerd/root"
+state = "{workdir}/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "{workdir}/containerd.sock"
+
+[ttrpc]
+  address = "{workdir}/containerd.ttrpc.sock"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{workdir}/containerd/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{sandbox_image}"
+  # This VM lacks CAP_SYS_RESOURCE: without this every sandbox fails with
+  # "can't get final child's PID from pipe".
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  enable_selinux = false
+  max_container_log_line_size = 16384
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "/usr/sbin/runc"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN_DIR}"
+    conf_dir = "{workdir}/cni/net.d"
+    max_conf_num = 1
+"""
+
+
+def cni_config(workdir: Path, net: Network) -> dict[str, object]:
+    return {
+        "cniVersion": "1.0.0",
+        "name": net.cni_name,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": net.bridge,
+                "isGateway": True,
+                "ipMasq": False,  # nothing is NATed out of this host
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(workdir / "cni" / "ipam"),
+                    "ranges": [[{"subnet": net.pod_cidr, "gateway": net.gateway}]],
+                    "routes": [{"dst": net.pod_cidr}, {"dst": net.service_cidr}],
+                },
+            },
+        ],
+    }
+
+
+def kubelet_config(workdir: Path, net: Network, port: int, healthz_port: int) -> dict[str, object]:
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": net.gateway,
+        "port": port,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": healthz_port,
+        "authentication": {
+            # `kubectl logs/exec` through the apiserver, which has no kubelet client
+            # certificate here. Only host processes reach this port: the iptables input
+            # chain drops everything from the bridge to the host but DNS and ICMP.
+            "anonymous": {"enabled": True},
+            "webhook": {"enabled": False},
+            "x509": {"clientCAFile": str(workdir / "ca.crt")},
+        },
+        "authorization": {"mode": "AlwaysAllow"},
+        "cgroupDriver": "cgroupfs",
+        "cgroupRoot": CGROUP_ROOT,
+        "failSwapOn": False,
+        "failCgroupV1": False,  # this machine kind has cgroup v1
+        "containerRuntimeEndpoint": f"unix://{workdir}/containerd.sock",
+        "clusterDNS": [net.gateway],
+        "clusterDomain": CLUSTER_DOMAIN,
+        "resolvConf": str(workdir / "resolv.conf"),  # empty: no host resolver leaks in
+        "registerNode": True,
+        "serializeImagePulls": False,
+        "imageGCHighThresholdPercent": 100,
+        "imageGCLowThresholdPercent": 99,
+        "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%",
+                         "nodefs.inodesFree": "1%", "imagefs.available": "1%"},
+        "nodeStatusReportFrequency": "10s",
+        "syncFrequency": "5s",
+        "fileCheckFrequency": "5s",
+        "localStorageCapacityIsolation": True,
+        "protectKernelDefaults": False,
+        "makeIPTablesUtilChains": False,
+        "maxPods": 60,
+        "podPidsLimit": -1,
+        "shutdownGracePeriod": "0s",
+    }
+
+
+def corefile(kubeconfig: Path, net: Network, health_port: int) -> str:
+    # No `cache` (a cached NXDOMAIN right after a Pod becomes Ready is a flake), no
+    # `forward` (nothing leaves this host): names outside the cluster get SERVFAIL/NXDOMAIN.
+    return f""".:53 {{
+    bind {net.gateway}
+    errors
+    health 127.0.0.1:{health_port}
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig} admin
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 0
+    }}
+    loop
+    reload
+}}
+"""
+
+
+# ----- the node -----------------------------------------------------------------------------
+def _load_state() -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+class Node:
+    """kube-scheduler + containerd + kubelet + CoreDNS joined to ``cluster``.
+
+    A context manager for tests (work dir in /tmp, processes tied to this process), or
+    ``daemon=True`` with a ``workdir`` for ``make cluster-up NODE=1`` (stopped later with
+    ``Node.attach().stop()``). The machine-wide state file records what runs, so a node
+    left behind by a SIGKILLed run is cleaned up by the next start, and a live one is
+    never touched.
+    """
+
+    def __init__(self, cluster: LocalCluster | None, *, net: Network = NETWORK,
+                 daemon: bool = False, workdir: Path | None = None) -> None:
+        self.cluster = cluster
+        self.net = net
+        self.daemon = daemon
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir).resolve() if workdir is not None else Path()
+        self.components: dict[str, Component] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._sysctls: dict[str, str] = {}
+        self.timings: dict[str, float] = {}
+        self._started = False
+        self.images: dict[str, Path] = {}
+        self.kubelet_port = 0
+
+    @property
+    def address(self) -> Path:
+        return self.workdir / "containerd.sock"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.workdir / "logs"
+
+    def __enter__(self) -> Node:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- state ---
+    def _save_state(self) -> None:
+        STATE_FILE.write_text(json.dumps({
+            "workdir": str(self.workdir), "own_workdir": self._own_workdir,
+            "owner_pid": os.getpid(), "daemon": self.daemon, "sysctls": self._sysctls,
+            "components": [c.to_json() for c in self.components.values()],
+        }, indent=1))
+
+    @classmethod
+    def attach(cls, cluster: LocalCluster | None = None) -> Node | None:
+        """A handle on the node recorded in the machine's state file (to stop it)."""
+        state = _load_state()
+        if state is None:
+            return None
+        node = cls(cluster, workdir=Path(state["workdir"]))
+        node._own_workdir = bool(state.get("own_workdir"))
+        node.daemon = bool(state.get("daemon"))
+        node._sysctls = dict(state.get("sysctls", {}))
+        node.components = {c["name"]: Component(**c) for c in state.get("components", [])}
+        node._started = True
+        return node
+
+    def is_running(self) -> bool:
+        return bool(self.components) and all(is_ours(c) for c in self.components.values())
+
+    # --- start ---
+    def start(self) -> Node:
+        if os.geteuid() != 0:
+            raise NodeError("a node needs root (bridge, iptables, mounts, cgroups)")
+        if self.cluster is None:
+            raise NodeError("a node needs a running control plane")
+        began = time.monotonic()
+        binaries = ensure_all()
+        self.images = binaries.images
+        self.timings["ensure"] = time.monotonic() - began
+        with open(LOCK_FILE, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two starts at once: one after the other
+            previous = Node.attach()
+            if previous is not None:
+                alive = [c.name for c in previous.components.values() if is_ours(c)]
+                owner = int((_load_state() or {}).get("owner_pid", 0))
+                if owner != os.getpid() and is_alive(owner) and not previous.daemon:
+                    alive.append(f"its starter, pid {owner}")  # still starting
+                if alive:
+                    raise NodeError(
+                        f"another test node is running on this machine ({', '.join(alive)} in "
+                        f"{previous.workdir}); one node at a time (fixed bridge and subnet). "
+                        "Stop it with `python -m tests.harness.node down`")
+                _log(f"cleaning up a node left behind in {previous.workdir}")
+                previous.stop(check=False)
+            self._sweep_network()
+            self._prepare_workdir()
+            self._sysctls = read_sysctls()
+            self._started = True
+            self._save_state()
+        if not self.daemon:
+            atexit.register(self.stop)
+        try:
+            self._start(binaries)
+        except BaseException:
+            self.stop(check=False)
+            raise
+        self.timings["start_total"] = time.monotonic() - began
+        return self
+
+    def _prepare_workdir(self) -> None:
+        if self._own_workdir:
+            self.workdir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        else:
+            unmount_under([str(self.workdir)])
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir.mkdir(parents=True)
+        self.logs_dir.mkdir()
+
+    def _sweep_network(self) -> None:
+        """Our fixed names (bridge, chain, cgroup root) from a run whose state file is lost."""
+        kill_cgroup_processes()
+        remove_cgroups()
+        teardown_network(self.net)
+
+    def _start(self, binaries: NodeBinaries) -> None:
+        net = self.net
+        cluster = self.cluster
+        assert cluster is not None
+        for d in _cgroup_dirs():
+            d.mkdir(exist_ok=True)
+        setup_network(net)
+
+        t0 = time.monotonic()
+        (self.workdir / "cni" / "net.d").mkdir(parents=True)
+        (self.workdir / "cni" / "net.d" / "10-oras-cache.conflist").write_text(
+            json.dumps(cni_config(self.workdir, net), indent=2))
+        config = self.workdir / "containerd.toml"
+        config.write_text(containerd_config(self.workdir, PAUSE_IMAGE))
+        self._launch("containerd", ["/usr/bin/containerd", "--config", str(config),
+                                    "--log-level", "warn"])
+        self._wait("containerd", lambda: _run("ctr", "--address", str(self.address),
+                                              "version", check=False).returncode == 0)
+        self.timings["containerd"] = time.monotonic() - t0
+
+        # From here on everything starts at once; the images are imported meanwhile.
+        t0 = time.monotonic()
+        port, healthz, dns_health, sched_port = free_ports(4)
+        self.kubelet_port = port
+        admin = cluster.kubeconfig
+        self._launch("kube-scheduler", [
+            str(binaries.kube_scheduler), f"--kubeconfig={admin}",
+            f"--authentication-kubeconfig={admin}", f"--authorization-kubeconfig={admin}",
+            "--authentication-skip-lookup", "--bind-address=127.0.0.1",
+            f"--secure-port={sched_port}", f"--cert-dir={self.workdir / 'scheduler-pki'}",
+            "--leader-elect=false", "--profiling=false",
+        ])
+        pki = cluster.pki_dir
+        shutil.copy(pki / "ca.crt", self.workdir / "ca.crt")
+        cert, key = client_cert(pki, f"system:node:{NODE_NAME}", ("system:nodes",),
+                                self.workdir / "pki")
+        kubeconfig = write_kubeconfig(self.workdir / "kubelet.kubeconfig",
+                                      server=cluster.server, ca_cert=pki / "ca.crt",
+                                      user=f"system:node:{NODE_NAME}", client_cert=cert,
+                                      client_key=key)
+        (self.workdir / "resolv.conf").write_text("")
+        kconf = self.workdir / "kubelet.json"
+        kconf.write_text(json.dumps(kubelet_config(self.workdir, net, port, healthz), indent=2))
+        self._launch("kubelet", [
+            str(binaries.kubelet), f"--config={kconf}", f"--kubeconfig={kubeconfig}",
+            f"--root-dir={self.workdir / 'kubelet'}", f"--cert-dir={self.workdir / 'kubelet-pki'}",
+            f"--hostname-override={NODE_NAME}", f"--node-ip={net.gateway}", "--v=1",
+        ])
+        core = self.workdir / "Corefile"
+        core.write_text(corefile(cluster.kubeconfig, net, dns_health))
+        self._launch("coredns", [str(binaries.coredns), "-conf", str(core), "-dns.port", "53"])
+        self.timings["import"] = import_images("/usr/bin/ctr", self.address, self.images)
+        self._wait("kubelet", self._node_ready)
+        self.timings["node_ready"] = time.monotonic() - t0
+        self._wait("kube-scheduler", lambda: self._https_ok(
+            f"https://127.0.0.1:{sched_port}/healthz"))
+        self._wait("coredns", lambda: self._http_ok(f"http://127.0.0.1:{dns_health}/health")
+                   and self._dns_ok())
+        self.timings["all_ready"] = time.monotonic() - t0
+
+    def _dns_ok(self) -> bool:
+        try:
+            return bool(dns_query(self.net.gateway, f"kubernetes.default.svc.{CLUSTER_DOMAIN}"))
+        except OSError:
+            return False
+
+    @staticmethod
+    def _https_ok(url: str) -> bool:
+        try:
+            return http_get(url, tls_context(None), timeout=1.0)[0] == 200
+        except OSError:
+            return False
+
+    @staticmethod
+    def _http_ok(url: str) -> bool:
+        try:
+            return http_get(url, None, timeout=1.0)[0] == 200
+        except OSError:
+            return False
+
+    def _node_ready(self) -> bool:
+        assert self.cluster is not None
+        try:
+            status, body = self.cluster.admin_get(f"/api/v1/nodes/{NODE_NAME}")
+        except OSError:
+            return False
+        if status != 200:
+            return False
+        conditions = json.loads(body).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def _launch(self, name: str, argv: list[str]) -> None:
+        component = Component(name, argv, str(self.logs_dir / f"{name}.log"))
+        self.components[name] = component
+        self._procs[name] = spawn(component, daemon=self.daemon)
+        self._save_state()
+
+    def _wait(self, name: str, ready: Callable[[], bool],
+              timeout: float = START_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        proc = self._procs[name]
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise NodeError(f"{name} exited with {proc.returncode}:\n"
+                                f"{log_tail(self.components[name].log)}")
+            if ready():
+                return
+            time.sleep(0.1)
+        raise NodeError(f"{name} not ready after {timeout:.0f} s:\n"
+                        f"{log_tail(self.components[name].log)}")
+
+    def ctr(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``ctr -n k8s.io`` against this node's containerd."""
+        return _run("/usr/bin/ctr", "--address", str(self.address), "-n", "k8s.io", *args,
+                    check=False)
+
+    # --- stop ---
+    def _terminate(self, name: str) -> None:
+        if name in self.components:
+            terminate(self.components[name], self._procs.get(name), timeout=10.0)
+
+    def stop(self, check: bool = True) -> None:
+        """Stop everything and remove what the node made; raise if something is left."""
+        atexit.unregister(self.stop)
+        if not self._started:
+            return
+        self._started = False
+        for name in ("coredns", "kubelet", "kube-scheduler"):
+            self._terminate(name)
+        kill_cgroup_processes()  # the containers: their shims then exit on their own
+        self._terminate("containerd")
+        left: list[str] = []
+        if self.workdir != Path():
+            for pid in shim_pids(self.address):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            left += [f"mount {m}" for m in unmount_under([str(self.workdir)])]
+        left += teardown_network(self.net)
+        _kubelet_chains_cleanup()
+        left += [f"cgroup {c}" for c in remove_cgroups()]
+        restore_sysctls(self._sysctls)
+        still = [c.name for c in self.components.values() if is_ours(c)]
+        if self.workdir != Path() and not left and self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if not still:
+            STATE_FILE.unlink(missing_ok=True)
+        self._procs.clear()
+        if self.cluster is not None and self.cluster.apiserver_port:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self.cluster.kubectl("delete", "node", NODE_NAME, "--ignore-not-found",
+                                     "--wait=false", check=False, timeout=10)
+        if check and (left or still):
+            raise NodeError(f"after stop: left behind {left}, processes still running {still}")
+
+
+# ----- CLI: python -m tests.harness.node deps|build|up|down|status ----------------------
+def main(argv: list[str] | None = None) -> int:
+    import argparse  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="python -m tests.harness.node", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("deps", help="apt-get install containerd, runc, CNI plugins, busybox-static")
+    sub.add_parser("build", help="deps, kubelet, kube-scheduler, CoreDNS and the images")
+    for name in ("up", "down", "status"):
+        cmd = sub.add_parser(name, help=f"{name} the node of a `python -m tests.harness up` "
+                                        "cluster")
+        cmd.add_argument("--dir", default=".cluster", help="the cluster's work dir")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "deps":
+            ensure_node_deps()
+        elif args.command == "build":
+            began = time.monotonic()
+            found = ensure_all()
+            print(f"# verified in {time.monotonic() - began:.1f} s")
+            print(f"KUBELET={found.kubelet}\nKUBE_SCHEDULER={found.kube_scheduler}\n"
+                  f"COREDNS={found.coredns}")
+            for image, tarball in found.images.items():
+                print(f"IMAGE {image} {tarball}")
+        elif args.command == "up":
+            cluster = LocalCluster.attach(args.dir)
+            if cluster is None or not cluster.is_running():
+                print(f"no running cluster in {args.dir}: run `make cluster-up` first")
+                return 1
+            existing = Node.attach(cluster)
+            if existing is not None and existing.is_running():
+                print(f"node already running in {existing.workdir} (nothing to do)")
+                return 0
+            started = Node(cluster, daemon=True, workdir=Path(args.dir) / "node").start()
+            print(f"node {NODE_NAME} Ready in {started.timings['start_total']:.1f} s "
+                  f"(bridge {started.net.bridge} {started.net.gateway}, CoreDNS on "
+                  f"{started.net.gateway}:53); images: {', '.join(started.images)}")
+            print(f"  logs: {started.logs_dir}/\n  stop: make cluster-down")
+        elif args.command == "down":
+            recorded = Node.attach(LocalCluster.attach(args.dir))
+            mine = (Path(args.dir) / "node").resolve()
+            if recorded is None or recorded.workdir != mine:
+                print(f"no node of {args.dir} recorded (nothing to do)")
+                return 0
+            recorded.stop()
+            print(f"node in {recorded.workdir} stopped and cleaned up")
+        else:
+            recorded = Node.attach()
+            if recorded is None or not recorded.is_running():
+                print("no node running")
+                return 1
+            print(f"node running in {recorded.workdir}")
+    except (NodeError, BuildError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
