@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kubernetes.client.exceptions import ApiException
+
+from sync.kube import Kube
 from tests.harness.ports import free_ports
 
 T = TypeVar("T")
@@ -89,3 +92,21 @@ class SyncProcess:
             self.proc.wait()
             tail = self.output()[-3000:]
             raise AssertionError(f"sync did not stop on SIGTERM:\n{tail}") from None
+
+
+def get(kube: Kube, path: str) -> dict[str, Any] | None:
+    """GET a path as JSON; None when it is not there."""
+    try:
+        return kube.request("GET", path)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def sts(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
+    return get(kube, f"/apis/apps/v1/namespaces/{ns}/statefulsets/{name}")
+
+
+def svc(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
+    return get(kube, f"/api/v1/namespaces/{ns}/services/{name}")

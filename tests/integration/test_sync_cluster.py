@@ -18,7 +18,7 @@ from constructs_lib import schema
 from constructs_lib.install import LEADER_ELECTION_RULES, WATCH_RULES
 from sync.kube import Kube
 from tests.harness import LocalCluster
-from tests.integration.syncproc import SyncProcess, wait_for
+from tests.integration.syncproc import SyncProcess, sts, svc, wait_for
 
 Start = Callable[..., SyncProcess]
 LEASE = ["--leader-elect", "--lease-duration", "4", "--renew-deadline", "3",
@@ -79,21 +79,7 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
-def get(kube: Kube, path: str) -> dict[str, Any] | None:
-    try:
-        return kube.request("GET", path)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
 
-
-def sts(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
-    return get(kube, f"/apis/apps/v1/namespaces/{ns}/statefulsets/{name}")
-
-
-def svc(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
-    return get(kube, f"/api/v1/namespaces/{ns}/services/{name}")
 
 
 def converged(api: ApiClient, ns: str, name: str) -> Callable[[], dict[str, Any] | None]:

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from sync.applyset import (
     LAST_ATTEMPT,
@@ -28,7 +27,7 @@ from sync.applyset import (
 from sync.kube import Kube
 from tests.harness import LocalCluster
 from tests.integration.gitserver import GitHttpServer, WorkRepo
-from tests.integration.syncproc import REPO, SyncProcess, wait_for
+from tests.integration.syncproc import REPO, SyncProcess, get, sts, svc, wait_for
 
 PARENT = "orascache-git"
 Start = Callable[..., SyncProcess]
@@ -69,21 +68,7 @@ def start_sync(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterato
             proc.stop()
 
 
-def get(kube: Kube, path: str) -> dict[str, Any] | None:
-    try:
-        return kube.request("GET", path)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
 
-
-def sts(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
-    return get(kube, f"/apis/apps/v1/namespaces/{ns}/statefulsets/{name}")
-
-
-def svc(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
-    return get(kube, f"/api/v1/namespaces/{ns}/services/{name}")
 
 
 def parent(kube: Kube, ns: str) -> dict[str, str]:
