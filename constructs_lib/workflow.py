@@ -447,13 +447,19 @@ def app_script(pipe: str | None, debug: bool) -> str:
     if debug:
         lines.append('echo "oras-wrapper: attempt $n: running $*" >&2')
     lines += [
+        # Traps first: a signal that arrives before the app has started is held and
+        # passed on as soon as it has (otherwise it would kill this wrapper, not the app).
+        "child= pending=",
+        "trap 'if [ -n \"$child\" ]; then kill -TERM \"$child\" 2>/dev/null; "
+        "else pending=TERM; fi' TERM",
+        "trap 'if [ -n \"$child\" ]; then kill -INT \"$child\" 2>/dev/null; "
+        "else pending=INT; fi' INT",
         # stdin stays the container's (a background job would get /dev/null).
         "exec 3<&0",
         f'"$@" <&3 3<&-{redirect} &',
         "child=$!",
         "exec 3<&-",
-        "trap 'kill -TERM \"$child\" 2>/dev/null' TERM",
-        "trap 'kill -INT \"$child\" 2>/dev/null' INT",
+        '[ -n "$pending" ] && kill "-$pending" "$child" 2>/dev/null',
         "while :; do",
         '  wait "$child"',
         "  code=$?",

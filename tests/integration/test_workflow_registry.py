@@ -441,6 +441,29 @@ def test_sigterm_reaches_the_app_and_its_code_is_kept(
     assert (state / "exit-0").read_text() == "42\n" and (state / "done-0").exists()
 
 
+def test_sigterm_before_the_app_starts_is_passed_on_not_lost(
+    tools: OrasTools, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """A signal in the window before the wrapper has started the app used to kill the
+    wrapper (143, no exit code recorded, the app orphaned)."""
+    spec = job_spec(tmp_path / "work", python_app("import time; time.sleep(30)"))
+    wired = wire_pod_spec(spec, params(registry, outputs=(Output("sig/early:v1", "x"),)))
+    argv, cwd = _command(wired["containers"][0], tmp_path / "volumes")
+    assert cwd is not None
+    cwd.mkdir(parents=True, exist_ok=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.Popen(argv, cwd=cwd, env=_env(wired["containers"][0], {}, tools, home))
+    state = tmp_path / "volumes" / "oras-workflow" / "state"
+    deadline = time.monotonic() + 10
+    while not (state / "attempt-0").exists() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    proc.terminate()
+    code = proc.wait(10)
+    assert (state / "done-0").exists(), "the wrapper recorded the outcome"
+    assert (state / "exit-0").read_text() == f"{code}\n"
+
+
 def test_example_two_step_pipeline_shares_its_artifact(
     tools: OrasTools, registry: LocalRegistry, tmp_path: Path
 ) -> None:
