@@ -91,8 +91,15 @@ def install_crds(
 
 
 def _openapi_published(cluster: LocalCluster, ref: CrdRef) -> bool:
+    """The group/version's own OpenAPI document describes the resource (`kubectl explain`
+    reads it; the root index lists the group/version a moment before it does)."""
     status, body = cluster.admin_get("/openapi/v3")
-    return status == 200 and f"apis/{ref.group_version}" in json.loads(body).get("paths", {})
+    if status != 200 or f"apis/{ref.group_version}" not in json.loads(body).get("paths", {}):
+        return False
+    status, body = cluster.admin_get(f"/openapi/v3/apis/{ref.group_version}")
+    return status == 200 and any(
+        path.endswith(f"/{ref.plural}") for path in json.loads(body).get("paths", {})
+    )
 
 
 def _wait_servable(cluster: LocalCluster, ref: CrdRef, deadline: float) -> None:
