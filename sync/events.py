@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from kubernetes.client.exceptions import ApiException
 
@@ -17,11 +18,22 @@ COMPONENT = "orascache"
 
 
 class EventRecorder:
+    """Events are written in the background: a reconcile never waits for one."""
+
     def __init__(self, kube: Kube) -> None:
         self.kube = kube
         self.host = os.environ.get("POD_NAME") or os.uname().nodename
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="events")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def emit(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        log.info("event %s %s/%s: %s", reason, obj["metadata"].get("namespace"),
+                 obj["metadata"]["name"], message)
+        self._pool.submit(self._write, obj, type_, reason, message)
+
+    def _write(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         """Best effort: an event that cannot be written is logged, never fatal."""
         meta = obj["metadata"]
         stamp = now()
@@ -44,7 +56,6 @@ class EventRecorder:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        log.info("event %s %s: %s", reason, f"{meta['namespace']}/{meta['name']}", message)
         try:
             self.kube.create(EVENTS, meta["namespace"], event)
         except ApiException as err:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client import rest
 from kubernetes.client.exceptions import ApiException
 
 Obj = dict[str, Any]
@@ -64,17 +65,27 @@ def resource_for(obj: Mapping[str, Any]) -> Resource:
     return RESOURCES[key]
 
 
+# Watches, reconciles, applies and admissions share one client: a pool of 10 connections
+# (the default) churned ("Connection pool is full") under the service's own concurrency.
+POOL_SIZE = 64
+
+
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     """In-cluster config inside a Pod (no kubeconfig given), else the kubeconfig."""
+    api: client.ApiClient | None = None
     if kubeconfig is None:
         try:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return client.ApiClient()
+            api = client.ApiClient()
         except config.ConfigException:
             pass
-    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, context=context
-    )
+    if api is None:
+        api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context
+        )
+    assert api is not None
+    api.configuration.connection_pool_maxsize = POOL_SIZE
+    api.rest_client = rest.RESTClientObject(api.configuration)
     return api
 
 

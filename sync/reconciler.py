@@ -8,6 +8,7 @@ to its own Ready reason; nothing is pruned unless parse, render and every apply 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,15 @@ class Work:
     errors: list[SpecError] | None = None
 
 
+def _rv(obj: Obj) -> int:
+    """resourceVersion as a number: etcd revisions, compared only to order our own write
+    against the watch cache's copy of the same object."""
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 def decorate(manifest: Obj, cache_obj: Obj) -> Obj:
     """Owner label and controller ownerReference on a rendered child."""
     meta = cache_obj["metadata"]
@@ -70,6 +80,11 @@ class Reconciler:
         self.children = children
         self.events = events
         self.metrics = metrics
+        self._lock = threading.Lock()
+        self._rendered: dict[str, tuple[tuple[str, int], list[Obj]]] = {}
+        # key -> (resourceVersion, status) of our last status write: the watch cache may
+        # still hold the object from before it, which must not look like a change.
+        self._written: dict[str, tuple[int, Obj]] = {}
 
     # ----- thread of the caller: parse + render -----------------------------------------
     def prepare(self, keys: list[str]) -> list[Work]:
@@ -77,8 +92,11 @@ class Reconciler:
         valid: list[tuple[Work, OrasCache]] = []
         for key in keys:
             obj = self.caches.get(key)
-            if obj is None:
-                continue  # deleted: kube-controller-manager collects the children
+            if obj is None:  # deleted: kube-controller-manager collects the children
+                with self._lock:
+                    self._rendered.pop(key, None)
+                    self._written.pop(key, None)
+                continue
             work = Work(key, obj)
             parsed = parse_oras_cache(obj, f"{CACHES.plural}/{key}")
             if isinstance(parsed, list):
@@ -87,9 +105,31 @@ class Reconciler:
                 work.cache = parsed
                 valid.append((work, parsed))
             works.append(work)
-        for (work, _), rendered in zip(valid, render(c for _, c in valid), strict=True):
-            work.manifests = [decorate(m, work.obj) for m in rendered.manifests]
+        fresh = [(w, c) for w, c in valid if self._cached_render(w) is None]
+        for (work, _), rendered in zip(fresh, render(c for _, c in fresh), strict=True):
+            manifests = [decorate(m, work.obj) for m in rendered.manifests]
+            with self._lock:
+                self._rendered[work.key] = (self._render_key(work.obj), manifests)
+        for work, _ in valid:
+            work.manifests = self._cached_render(work)
         return works
+
+    @staticmethod
+    def _render_key(obj: Obj) -> tuple[str, int]:
+        meta = obj["metadata"]
+        return meta.get("uid", ""), int(meta.get("generation", 0))
+
+    def _cached_render(self, work: Work) -> list[Obj] | None:
+        """Manifests depend only on the spec (generation) and owner (uid): render once.
+
+        Most reconciles come from child events or resyncs; rendering again would cost jsii
+        time and memory (the jsii kernel never frees objects) for identical output.
+        """
+        with self._lock:
+            cached = self._rendered.get(work.key)
+        if cached is None or cached[0] != self._render_key(work.obj):
+            return None
+        return cached[1]
 
     # ----- any thread: API calls ---------------------------------------------------------
     def finish(self, work: Work) -> bool:
@@ -178,7 +218,7 @@ class Reconciler:
     def _report(self, work: Work, outcome: Outcome,
                 event: tuple[str, str, str] | None = None) -> None:
         """Write status only when it changes; warn once per new reason or message."""
-        current = work.obj.get("status")
+        current = self._current_status(work)
         old_ready = {c.get("type"): c for c in (current or {}).get("conditions", [])}.get(
             "Ready", {})
         if event and (event[0] == "Normal" or old_ready.get("reason") != outcome.reason
@@ -189,7 +229,18 @@ class Reconciler:
             return
         cleared = {k: None for k in current or {} if k not in desired}
         meta = work.obj["metadata"]
-        self.kube.merge_patch(CACHES.path(meta["namespace"], meta["name"]) + "/status",
-                              {"status": {**cleared, **desired}})
+        written = self.kube.merge_patch(CACHES.path(meta["namespace"], meta["name"]) + "/status",
+                                        {"status": {**cleared, **desired}})
         self.metrics.status_writes.inc()
+        with self._lock:
+            self._written[work.key] = (_rv(written), written.get("status") or desired)
+
+    def _current_status(self, work: Work) -> Obj | None:
+        """The cached object's status, unless our own later write is not in it yet."""
+        status: Obj | None = work.obj.get("status")
+        with self._lock:
+            written = self._written.get(work.key)
+        if written is not None and written[0] > _rv(work.obj):
+            return written[1]
+        return status
 

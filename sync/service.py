@@ -234,6 +234,7 @@ class SyncService:
         for informer in [self.caches, *self.children.values()]:
             informer.stop()
         self.applier.close()
+        self.reconciler.events.close()  # pending events still go out
         if self.elector is not None:
             self.elector.release()
             self.metrics.leader.set(0)
