@@ -418,26 +418,36 @@ def test_on_failure_restart_pushes_after_the_successful_attempt(
     assert pull(tools, registry, "retry/out:v1", tmp_path / "check") == {"out.txt": b"ok\n"}
 
 
-def test_sigterm_reaches_the_app_and_its_code_is_kept(
-    tools: OrasTools, registry: LocalRegistry, tmp_path: Path
-) -> None:
-    code = ("import signal,sys,time;"
-            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42));"
-            "open('ready','w').close();time.sleep(30)")
+def _start_app(code: str, uri: str, output: str, tools: OrasTools, registry: LocalRegistry,
+               tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """The wired app container of a Python app, as a local process: (process, cwd, state)."""
     spec = job_spec(tmp_path / "work", python_app(code))
-    wired = wire_pod_spec(spec, params(registry, outputs=(Output("sig/out:v1", "ready"),)))
+    wired = wire_pod_spec(spec, params(registry, outputs=(Output(uri, output),)))
     argv, cwd = _command(wired["containers"][0], tmp_path / "volumes")
     assert cwd is not None
     cwd.mkdir(parents=True, exist_ok=True)
     home = tmp_path / "home"
     home.mkdir()
     proc = subprocess.Popen(argv, cwd=cwd, env=_env(wired["containers"][0], {}, tools, home))
-    deadline = time.monotonic() + 20
-    while not (cwd / "ready").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    return proc, cwd, tmp_path / "volumes" / "oras-workflow" / "state"
+
+
+def _wait_path(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def test_sigterm_reaches_the_app_and_its_code_is_kept(
+    tools: OrasTools, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    code = ("import signal,sys,time;"
+            "signal.signal(signal.SIGTERM, lambda *a: sys.exit(42));"
+            "open('ready','w').close();time.sleep(30)")
+    proc, cwd, state = _start_app(code, "sig/out:v1", "ready", tools, registry, tmp_path)
+    _wait_path(cwd / "ready", 20)
     proc.terminate()  # what the kubelet sends first
     assert proc.wait(10) == 42
-    state = tmp_path / "volumes" / "oras-workflow" / "state"
     assert (state / "exit-0").read_text() == "42\n" and (state / "done-0").exists()
 
 
@@ -446,18 +456,9 @@ def test_sigterm_before_the_app_starts_is_passed_on_not_lost(
 ) -> None:
     """A signal in the window before the wrapper has started the app used to kill the
     wrapper (143, no exit code recorded, the app orphaned)."""
-    spec = job_spec(tmp_path / "work", python_app("import time; time.sleep(30)"))
-    wired = wire_pod_spec(spec, params(registry, outputs=(Output("sig/early:v1", "x"),)))
-    argv, cwd = _command(wired["containers"][0], tmp_path / "volumes")
-    assert cwd is not None
-    cwd.mkdir(parents=True, exist_ok=True)
-    home = tmp_path / "home"
-    home.mkdir()
-    proc = subprocess.Popen(argv, cwd=cwd, env=_env(wired["containers"][0], {}, tools, home))
-    state = tmp_path / "volumes" / "oras-workflow" / "state"
-    deadline = time.monotonic() + 10
-    while not (state / "attempt-0").exists() and time.monotonic() < deadline:
-        time.sleep(0.001)
+    proc, _, state = _start_app("import time; time.sleep(30)", "sig/early:v1", "x", tools,
+                                registry, tmp_path)
+    _wait_path(state / "attempt-0", 10)
     proc.terminate()
     code = proc.wait(10)
     assert (state / "done-0").exists(), "the wrapper recorded the outcome"
