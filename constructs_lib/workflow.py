@@ -440,13 +440,6 @@ def app_script(pipe: str | None, debug: bool) -> str:
     """Run "$@" (the original command), keep its exit code, mark completion."""
     redirect = f" >{_q(pipe)}" if pipe else ""
     lines = [
-        f"s={_q(STATE_DIR)}",
-        _NEXT_ATTEMPT.rstrip("\n"),
-        ': >"$s/attempt-$n"',
-    ]
-    if debug:
-        lines.append('echo "oras-wrapper: attempt $n: running $*" >&2')
-    lines += [
         # Traps first: a signal that arrives before the app has started is held and
         # passed on as soon as it has (otherwise it would kill this wrapper, not the app).
         "child= pending=",
@@ -454,6 +447,13 @@ def app_script(pipe: str | None, debug: bool) -> str:
         "else pending=TERM; fi' TERM",
         "trap 'if [ -n \"$child\" ]; then kill -INT \"$child\" 2>/dev/null; "
         "else pending=INT; fi' INT",
+        f"s={_q(STATE_DIR)}",
+        _NEXT_ATTEMPT.rstrip("\n"),
+        ': >"$s/attempt-$n"',
+    ]
+    if debug:
+        lines.append('echo "oras-wrapper: attempt $n: running $*" >&2')
+    lines += [
         # stdin stays the container's (a background job would get /dev/null).
         "exec 3<&0",
         f'"$@" <&3 3<&-{redirect} &',
