@@ -35,6 +35,7 @@ class Informer:
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
+        index_label: str | None = None,
         on_event: OnEvent,
         watch_timeout: int = 300,
     ) -> None:
@@ -47,6 +48,9 @@ class Informer:
         self.synced = threading.Event()
         self.relists = 0
         self._store: dict[str, Obj] = {}
+        # (namespace, value of `index_label`) -> keys: a cache's children without a scan
+        self.index_label = index_label
+        self._index: dict[tuple[str, str], set[str]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._watch: watch.Watch | None = None
@@ -60,6 +64,27 @@ class Informer:
     def items(self) -> list[Obj]:
         with self._lock:
             return list(self._store.values())
+
+    def by_index(self, namespace: str, value: str) -> list[Obj]:
+        with self._lock:
+            keys = self._index.get((namespace, value), set())
+            return [self._store[k] for k in sorted(keys)]
+
+    def _index_key(self, obj: Obj) -> tuple[str, str] | None:
+        value = (obj["metadata"].get("labels") or {}).get(self.index_label or "")
+        return None if value is None else (obj["metadata"].get("namespace", ""), value)
+
+    def _put(self, key: str, obj: Obj | None) -> None:
+        """Replace (or, with None, remove) one stored object and its index entry."""
+        old = self._store.pop(key, None)
+        old_index = self._index_key(old) if old is not None else None
+        if old_index is not None:
+            self._index.get(old_index, set()).discard(key)
+        if obj is not None:
+            self._store[key] = obj
+            new_index = self._index_key(obj)
+            if new_index is not None:
+                self._index.setdefault(new_index, set()).add(key)
 
     # ----- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -78,7 +103,9 @@ class Informer:
         fresh = {key_of(o): _with_kind(o, self.resource) for o in listing.get("items", [])}
         with self._lock:
             gone = [o for k, o in self._store.items() if k not in fresh]
-            self._store = fresh
+            self._store, self._index = {}, {}
+            for key, obj in fresh.items():
+                self._put(key, obj)
         for obj in gone:
             self.on_event("DELETED", obj)
         for obj in fresh.values():
@@ -136,10 +163,7 @@ class Informer:
             obj = _with_kind(obj, self.resource)
             key = key_of(obj)
             with self._lock:
-                if kind == "DELETED":
-                    self._store.pop(key, None)
-                else:
-                    self._store[key] = obj
+                self._put(key, None if kind == "DELETED" else obj)
             self.on_event(kind, obj)
         # Watch.stream retries a 410 once by itself and then ends with resource_version
         # reset; resume from what it saw last.
@@ -176,6 +200,9 @@ class InformerSet:
 
     def items(self) -> list[Obj]:
         return [o for i in self.informers for o in i.items()]
+
+    def by_index(self, namespace: str, value: str) -> list[Obj]:
+        return [o for i in self.informers for o in i.by_index(namespace, value)]
 
     def synced(self) -> bool:
         return all(i.synced.is_set() for i in self.informers)

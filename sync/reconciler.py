@@ -191,11 +191,8 @@ class Reconciler:
         return informer.get(f"{ref.namespace}/{ref.name}")
 
     def _children_of(self, cache: OrasCache) -> list[Obj]:
-        return [
-            o for informer in self.children.values() for o in informer.items()
-            if o["metadata"].get("namespace") == cache.namespace
-            and (o["metadata"].get("labels") or {}).get(OWNER_LABEL) == cache.name
-        ]
+        return [o for informer in self.children.values()
+                for o in informer.by_index(cache.namespace or "", cache.name)]
 
     def _health(self, cache: OrasCache, generation: int, inventory: list[ObjectRef]) -> Outcome:
         endpoint = cache.endpoint()

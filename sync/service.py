@@ -103,7 +103,7 @@ class SyncService:
         self.children = {
             kind: InformerSet([
                 Informer(kube, RESOURCES[kind], namespace=ns, label_selector=OWNER_LABEL,
-                         on_event=self._on_child)
+                         index_label=OWNER_LABEL, on_event=self._on_child)
                 for ns in namespaces
             ])
             for kind in CHILD_KINDS

@@ -6,6 +6,8 @@ import threading
 import time
 
 from sync.applier import Change, ChangeSet, ObjectRef, content_hash, is_ours, project, with_hash
+from sync.informer import Informer
+from sync.kube import RESOURCES
 from sync.status import Outcome, desired_status, needs_write
 from sync.workqueue import WorkQueue
 
@@ -109,3 +111,23 @@ def test_stalled_is_not_reconciling() -> None:
                             None)
     by_type = {c["type"]: c["status"] for c in status["conditions"]}
     assert by_type == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
+
+
+def test_informer_index_follows_label_changes_and_deletes() -> None:
+    label = "cache.converged-computing.github.io/cache"
+    informer = Informer(None, RESOURCES[("v1", "Service")],  # type: ignore[arg-type]
+                        index_label=label, on_event=lambda *_: None)
+
+    def svc(name: str, owner: str | None) -> dict[str, object]:
+        labels = {label: owner} if owner else {}
+        return {"metadata": {"name": name, "namespace": "ns", "labels": labels}}
+
+    informer._put("ns/a", svc("a", "c1"))
+    informer._put("ns/b", svc("b", "c1"))
+    assert [o["metadata"]["name"] for o in informer.by_index("ns", "c1")] == ["a", "b"]
+    informer._put("ns/b", svc("b", "c2"))  # relabelled
+    assert [o["metadata"]["name"] for o in informer.by_index("ns", "c1")] == ["a"]
+    assert [o["metadata"]["name"] for o in informer.by_index("ns", "c2")] == ["b"]
+    informer._put("ns/a", None)  # deleted
+    assert informer.by_index("ns", "c1") == []
+    assert informer.by_index("other", "c2") == []
