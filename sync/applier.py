@@ -27,6 +27,7 @@ FIELD_MANAGER = "orascache"
 
 Action = Literal["created", "configured", "unchanged", "deleted", "conflict", "failed"]
 LiveLookup = Callable[["ObjectRef"], Obj | None]
+AbsentCheck = Callable[["ObjectRef"], bool]
 
 
 @dataclass(frozen=True, order=True)
@@ -121,8 +122,8 @@ class Applier:
         self.kube = kube
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply")
         self._lock = threading.Lock()
-        # ref -> (hash, projection of the live object right after our last apply)
-        self._applied: dict[ObjectRef, tuple[str, Any]] = {}
+        # ref -> (rendered hash, digest of the live projection right after our last apply)
+        self._applied: dict[ObjectRef, tuple[str, str]] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -133,10 +134,16 @@ class Applier:
         *,
         owner_labels: Mapping[str, str],
         live: LiveLookup | None = None,
+        absent: AbsentCheck | None = None,
     ) -> ChangeSet:
-        """Apply every object (in parallel); `owner_labels` must already be on them."""
+        """Apply every object (in parallel); `owner_labels` must already be on them.
+
+        `live` reads a (watch) cache instead of GETting each object; `absent` says when
+        the caller knows an object does not exist at all, so it is created straight away.
+        """
         lookup = live or self._get_live
-        futures = [self._pool.submit(self._apply_one, o, owner_labels, lookup) for o in objects]
+        futures = [self._pool.submit(self._apply_one, o, owner_labels, lookup, absent)
+                   for o in objects]
         return ChangeSet([f.result() for f in futures])
 
     def prune(self, objects: Iterable[Obj]) -> ChangeSet:
@@ -158,23 +165,29 @@ class Applier:
         live_hash = (live["metadata"].get("annotations") or {}).get(HASH_ANNOTATION)
         if live_hash != digest:
             return False
+        seen = content_hash(project(obj, live))
         with self._lock:
             recorded = self._applied.get(ref)
-        if recorded is None:
-            # First sight since start-up: trust the hash annotation and remember the
-            # live values, so later edits to fields we set are detected as drift.
-            with self._lock:
-                self._applied[ref] = (digest, project(obj, live))
-            return True
-        return recorded == (digest, project(obj, live))
+            if recorded is None:
+                # First sight since start-up: trust the hash annotation and remember the
+                # live values, so later edits to fields we set are detected as drift.
+                self._applied[ref] = (digest, seen)
+                return True
+        return recorded == (digest, seen)
 
-    def _apply_one(self, obj: Obj, owner_labels: Mapping[str, str], lookup: LiveLookup) -> Change:
+    def _apply_one(self, obj: Obj, owner_labels: Mapping[str, str], lookup: LiveLookup,
+                   absent: AbsentCheck | None) -> Change:
         obj = with_hash(obj)
         ref = ObjectRef.of(obj)
+        live: Obj | None = None
         try:
             live = lookup(ref)
             if lookup is not self._get_live and (live is None or not self._unchanged(
                     ref, obj, live)):
+                if live is None and absent is not None and absent(ref):
+                    created = self._create(ref, obj)
+                    if created is not None:
+                        return created
                 live = self._get_live(ref)  # the cache may lag behind our last write
             if live is not None:
                 if not is_ours(live, owner_labels):
@@ -190,10 +203,32 @@ class Applier:
             if live is not None and err.status == 422 and _immutable(message):
                 return self._recreate(ref, live, message)
             return Change(ref, "failed", f"{ref}: {message}")
-        with self._lock:
-            self._applied[ref] = (obj["metadata"]["annotations"][HASH_ANNOTATION],
-                                  project(obj, result))
+        self._remember(ref, obj, result)
         return Change(ref, "created" if live is None else "configured")
+
+    def _create(self, ref: ObjectRef, obj: Obj) -> Change | None:
+        """Apply an object the caller knows to be absent, without a GET first.
+
+        Not forced: should someone else's object of that name appear in the meantime,
+        the server answers 409 on the fields we disagree on instead of handing them to us;
+        None then sends the caller down the GET path, which reports the conflict.
+        """
+        try:
+            result = self.kube.apply(obj, field_manager=FIELD_MANAGER, force=False)
+        except ApiException as err:
+            if err.status == 409:
+                return None
+            raise
+        self._remember(ref, obj, result)
+        return Change(ref, "created")
+
+    def _remember(self, ref: ObjectRef, obj: Obj, result: Obj) -> None:
+        """The hash we applied and a digest of what the server made of the fields we set:
+        a digest, not the projection itself, keeps memory flat at thousands of objects."""
+        digest = obj["metadata"]["annotations"][HASH_ANNOTATION]
+        seen = content_hash(project(obj, result))
+        with self._lock:
+            self._applied[ref] = (digest, seen)
 
     def _recreate(self, ref: ObjectRef, live: Obj, message: str) -> Change:
         """An immutable field changed (e.g. a StatefulSet's volumeClaimTemplates): delete

@@ -36,14 +36,16 @@ class Informer:
         namespace: str | None = None,
         label_selector: str | None = None,
         index_label: str | None = None,
-        on_event: OnEvent,
+        on_event: OnEvent | None = None,
+        metadata_only: bool = False,
         watch_timeout: int = 300,
     ) -> None:
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
-        self.on_event = on_event
+        self.on_event = on_event or (lambda _type, _obj: None)
+        self._list_fn = kube.list_function(resource, namespace, metadata_only=metadata_only)
         self.watch_timeout = watch_timeout
         self.synced = threading.Event()
         self.relists = 0
@@ -99,8 +101,8 @@ class Informer:
 
     def list_now(self) -> str:
         """List, replace the store, announce every object; returns the resourceVersion."""
-        listing = self.kube.list(self.resource, self.namespace, label_selector=self.label_selector)
-        fresh = {key_of(o): _with_kind(o, self.resource) for o in listing.get("items", [])}
+        listing = self._list_fn(label_selector=self.label_selector)
+        fresh = {key_of(o): _with_kind(o, self.resource) for o in listing.get("items") or []}
         with self._lock:
             gone = [o for k, o in self._store.items() if k not in fresh]
             self._store, self._index = {}, {}
@@ -147,7 +149,7 @@ class Informer:
         # the client's handling of ERROR events).
         self._watch = watch.Watch(return_type="object")  # type: ignore[no-untyped-call]
         stream = self._watch.stream(  # type: ignore[no-untyped-call]
-            self.kube.list_function(self.resource, self.namespace),
+            self._list_fn,
             resource_version=rv,
             allow_watch_bookmarks=True,
             timeout_seconds=self.watch_timeout,

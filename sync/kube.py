@@ -65,6 +65,11 @@ def resource_for(obj: Mapping[str, Any]) -> Resource:
     return RESOURCES[key]
 
 
+# Content negotiation for metadata-only lists and watches (as client-go's metadata client).
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
 # Watches, reconciles, applies and admissions share one client: a pool of 10 connections
 # (the default) churned ("Connection pool is full") under the service's own concurrency.
 POOL_SIZE = 64
@@ -106,10 +111,11 @@ class Kube:
         content_type: str = "application/json",
         timeout: Any = None,
         stream: bool = False,
+        accept: str = "application/json",
     ) -> Any:
         params = [(_camel(k), str(v).lower() if isinstance(v, bool) else v)
                   for k, v in (query or {}).items() if v is not None]
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         request = self.api.param_serialize(
@@ -185,16 +191,25 @@ class Kube:
     def create(self, res: Resource, namespace: str | None, obj: Obj) -> Obj:
         return self.request("POST", res.path(namespace), body=obj)
 
-    def list_function(self, res: Resource, namespace: str | None) -> Callable[..., Any]:
-        """A list function for kubernetes.watch.Watch.stream (raw JSON, any kind)."""
+    def list_function(self, res: Resource, namespace: str | None, *,
+                      metadata_only: bool = False) -> Callable[..., Any]:
+        """A list function for kubernetes.watch.Watch.stream (raw JSON, any kind).
+
+        `metadata_only`: the server sends PartialObjectMetadata (names, labels, owners),
+        not whole objects: what an existence check needs, at a fraction of the memory.
+        """
 
         def list_fn(**kwargs: Any) -> Any:
             stream = not kwargs.pop("_preload_content", True)
             timeout = kwargs.pop("_request_timeout", None)
             if stream:
+                accept = METADATA_WATCH if metadata_only else "application/json"
                 return self._send("GET", res.path(namespace), query=kwargs, timeout=timeout,
-                                  stream=True)
-            return self.request("GET", res.path(namespace), query=kwargs)
+                                  stream=True, accept=accept)
+            accept = METADATA_LIST if metadata_only else "application/json"
+            data = self._send("GET", res.path(namespace), query=kwargs, timeout=self.timeout,
+                              accept=accept)
+            return json.loads(data) if data else {}
 
         return list_fn
 

@@ -5,9 +5,20 @@ from __future__ import annotations
 import threading
 import time
 
-from sync.applier import Change, ChangeSet, ObjectRef, content_hash, is_ours, project, with_hash
+from kubernetes.client.exceptions import ApiException
+
+from sync.applier import (
+    Applier,
+    Change,
+    ChangeSet,
+    ObjectRef,
+    content_hash,
+    is_ours,
+    project,
+    with_hash,
+)
 from sync.informer import Informer
-from sync.kube import RESOURCES
+from sync.kube import RESOURCES, Kube
 from sync.status import Outcome, desired_status, needs_write
 from sync.workqueue import WorkQueue
 
@@ -115,7 +126,7 @@ def test_stalled_is_not_reconciling() -> None:
 
 def test_informer_index_follows_label_changes_and_deletes() -> None:
     label = "cache.converged-computing.github.io/cache"
-    informer = Informer(None, RESOURCES[("v1", "Service")],  # type: ignore[arg-type]
+    informer = Informer(Kube(None), RESOURCES[("v1", "Service")],  # type: ignore[arg-type]
                         index_label=label, on_event=lambda *_: None)
 
     def svc(name: str, owner: str | None) -> dict[str, object]:
@@ -131,3 +142,60 @@ def test_informer_index_follows_label_changes_and_deletes() -> None:
     informer._put("ns/a", None)  # deleted
     assert informer.by_index("ns", "c1") == []
     assert informer.by_index("other", "c2") == []
+
+
+class _RecordingKube:
+    """Answers apply/get in memory and records the calls: the applier's request plan."""
+
+    def __init__(self, existing: dict[str, object] | None = None, conflict: bool = False):
+        self.calls: list[tuple[str, bool | None]] = []
+        self.existing = existing
+        self.conflict = conflict
+
+    def apply(self, obj: dict[str, object], *, field_manager: str, force: bool) -> object:
+        self.calls.append(("apply", force))
+        if self.conflict and not force:
+            raise ApiException(status=409, reason="Conflict")
+        return obj
+
+    def get(self, _res: object, _ns: object, _name: str) -> object:
+        self.calls.append(("get", None))
+        return self.existing
+
+
+def _svc() -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "a", "namespace": "ns", "labels": {"owner": "x"}},
+            "spec": {"clusterIP": "None"}}
+
+
+def test_known_absent_object_is_created_without_a_get_and_without_force() -> None:
+    kube = _RecordingKube()
+    applier = Applier(kube)  # type: ignore[arg-type]
+    changes = applier.apply([_svc()], owner_labels={"owner": "x"}, live=lambda _r: None,
+                            absent=lambda _r: True)
+    applier.close()
+    assert [c.action for c in changes.changes] == ["created"]
+    assert kube.calls == [("apply", False)]
+
+
+def test_foreign_object_appearing_before_a_create_is_a_conflict_not_a_takeover() -> None:
+    foreign = {**_svc(), "metadata": {"name": "a", "namespace": "ns", "managedFields": [
+        {"manager": "kubectl"}]}}
+    kube = _RecordingKube(existing=foreign, conflict=True)
+    applier = Applier(kube)  # type: ignore[arg-type]
+    changes = applier.apply([_svc()], owner_labels={"owner": "x"}, live=lambda _r: None,
+                            absent=lambda _r: True)
+    applier.close()
+    assert [c.action for c in changes.changes] == ["conflict"]
+    assert "kubectl" in changes.changes[0].message
+    assert kube.calls == [("apply", False), ("get", None)]  # never a forced apply
+
+
+def test_unknown_absence_gets_first() -> None:
+    kube = _RecordingKube()
+    applier = Applier(kube)  # type: ignore[arg-type]
+    applier.apply([_svc()], owner_labels={"owner": "x"}, live=lambda _r: None,
+                  absent=lambda _r: False)
+    applier.close()
+    assert kube.calls == [("get", None), ("apply", True)]
