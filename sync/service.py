@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
@@ -31,7 +32,7 @@ from sync.leader import LeaderElector
 from sync.metrics import Metrics
 from sync.reconciler import CACHES, CHILD_KINDS, OWNER_LABEL, Reconciler, Work
 from sync.webhook import CaBundleKeeper, WebhookMetrics, WebhookServer
-from sync.webhook_certs import CertRotator
+from sync.webhook_certs import CertDir, CertDirError, CertRotator, CertSource
 from sync.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Options:
     webhook_hosts: Sequence[str] = ()  # names in the serving certificate
     webhook_config: str | None = None  # MutatingWebhookConfiguration whose caBundle we keep
     webhook_cert_validity: float = 7 * 24 * 3600.0
+    # tls.crt, tls.key (+ ca.crt) from here, reloaded on change, instead of generating
+    webhook_cert_dir: str | None = None
 
 
 def preflight(kube: Kube, namespaces: Sequence[str] | None) -> None:
@@ -108,23 +111,37 @@ class SyncService:
             ])
             for kind in CHILD_KINDS
         }
+        self.names = {
+            kind: InformerSet([
+                Informer(kube, RESOURCES[kind], namespace=ns, metadata_only=True)
+                for ns in namespaces
+            ])
+            for kind in CHILD_KINDS
+        }
         self.reconciler = Reconciler(
             kube=kube, applier=self.applier, caches=self.caches, children=self.children,
-            events=EventRecorder(kube), metrics=self.metrics,
+            events=EventRecorder(kube), metrics=self.metrics, names=self.names,
         )
         self.elector: LeaderElector | None = None
         self.health = HealthServer(options.http_addr, self) if options.http_addr else None
         self.webhook: WebhookServer | None = None
         self.ca_keeper: CaBundleKeeper | None = None
         if options.webhook_addr:
-            validity = dt.timedelta(seconds=options.webhook_cert_validity)
-            rotator = CertRotator(list(options.webhook_hosts) or ["127.0.0.1"], validity)
-            self.webhook = WebhookServer(options.webhook_addr, rotator,
+            certs = self._webhook_certs(options)
+            self.webhook = WebhookServer(options.webhook_addr, certs,
                                          make_mutator(kube, self.caches.get),
                                          WebhookMetrics(self.metrics.registry))
-            self.ca_keeper = CaBundleKeeper(
-                kube, rotator, options.webhook_config,
-                check_every=min(60.0, options.webhook_cert_validity / 20))
+            self.ca_keeper = CaBundleKeeper(kube, certs, options.webhook_config)
+
+    @staticmethod
+    def _webhook_certs(options: Options) -> CertSource:
+        if options.webhook_cert_dir:
+            try:
+                return CertDir(Path(options.webhook_cert_dir))
+            except CertDirError as err:
+                raise StartupError(f"webhook serving certificate: {err}") from err
+        validity = dt.timedelta(seconds=options.webhook_cert_validity)
+        return CertRotator(list(options.webhook_hosts) or ["127.0.0.1"], validity)
 
     # ----- event handlers (informer threads) -------------------------------------------
     def _on_cache(self, _type: str, obj: Obj) -> None:
@@ -138,7 +155,7 @@ class SyncService:
 
     # ----- readiness ----------------------------------------------------------------------
     def synced(self) -> bool:
-        informers = [self.caches, *self.children.values()]
+        informers = [self.caches, *self.children.values(), *self.names.values()]
         return all(i.synced() for i in informers)
 
     def ready(self) -> tuple[bool, str]:
@@ -177,7 +194,7 @@ class SyncService:
             log.info("became leader", extra={"identity": o.identity})
         if not self.webhook:
             self.caches.start()
-        for informer in self.children.values():
+        for informer in [*self.children.values(), *self.names.values()]:
             informer.start()
         code = self._loop(lost)
         return self._shutdown(code)
@@ -231,7 +248,7 @@ class SyncService:
         self.queue.done(work.key)
 
     def _shutdown(self, code: int) -> int:
-        for informer in [self.caches, *self.children.values()]:
+        for informer in [self.caches, *self.children.values(), *self.names.values()]:
             informer.stop()
         self.applier.close()
         self.reconciler.events.close()  # pending events still go out

@@ -1,9 +1,11 @@
 """Mutating admission webhook: annotated Pods and Jobs are wired to their cache.
 
 Served over TLS by every replica of the sync service (admission is not leader-only).
-The serving certificate comes from `CertRotator`; this module keeps the CA in the
-MutatingWebhookConfiguration's caBundle, merging the CAs of every replica and dropping
-expired ones, so several replicas with their own CAs can serve behind one Service.
+The serving certificate comes from a `CertSource` (generated and rotated, or read from a
+cert dir); this module keeps the CA in the MutatingWebhookConfiguration's caBundle,
+merging the CAs of every replica and dropping expired ones, so several replicas with
+their own CAs can serve behind one Service. A source that knows no CA (a cert dir
+without ca.crt, caBundle injected by cert-manager) leaves the caBundle alone.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from sync.health import parse_addr
 from sync.kube import Kube, Obj, api_error_message
-from sync.webhook_certs import CertRotator
+from sync.webhook_certs import CertSource
 
 log = logging.getLogger(__name__)
 MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
@@ -85,9 +87,9 @@ def review(request_body: bytes, mutate: Mutate, metrics: WebhookMetrics) -> Obj:
 
 
 class WebhookServer:
-    def __init__(self, addr: str, rotator: CertRotator, mutate: Mutate,
+    def __init__(self, addr: str, certs: CertSource, mutate: Mutate,
                  metrics: WebhookMetrics) -> None:
-        self.rotator = rotator
+        self.certs = certs
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: the API server reuses connections
@@ -118,7 +120,7 @@ class WebhookServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.httpd = _TLSServer(parse_addr(addr), Handler, rotator.server_context())
+        self.httpd = _TLSServer(parse_addr(addr), Handler, certs.server_context())
         self.port = self.httpd.server_address[1]
 
     def start(self) -> None:
@@ -182,40 +184,43 @@ def publish_ca_bundle(kube: Kube, config_name: str, ours: bytes) -> None:
 
 
 class CaBundleKeeper:
-    """Publishes the CA at start and rotates the serving certificate before expiry."""
+    """Publishes the CA at start and keeps the serving certificate fresh: rotated before
+    expiry, or reloaded from the cert dir (`CertSource.refresh`)."""
 
-    def __init__(self, kube: Kube, rotator: CertRotator, config_name: str | None,
-                 check_every: float = 60.0, settle: float = 2.0) -> None:
+    def __init__(self, kube: Kube, certs: CertSource, config_name: str | None,
+                 check_every: float | None = None) -> None:
         self.kube = kube
-        self.rotator = rotator
+        self.certs = certs
         self.config_name = config_name
-        self.check_every = check_every
-        self.settle = settle
+        self.check_every = certs.check_every if check_every is None else check_every
         self._stop = threading.Event()
 
     def publish(self) -> None:
-        if self.config_name:
+        bundle = self.certs.ca_bundle()
+        if self.config_name and bundle:
             try:
-                publish_ca_bundle(self.kube, self.config_name, self.rotator.ca_bundle())
+                publish_ca_bundle(self.kube, self.config_name, bundle)
             except ApiException as err:
                 log.warning("could not publish the webhook caBundle: %s",
                             api_error_message(err))
 
-    def rotate(self) -> None:
-        """Trust the next CA first, give the API server time to see it, then switch."""
-        self.rotator.prepare()
-        self.publish()
-        self._stop.wait(self.settle)
-        self.rotator.commit()
-        log.info("rotated the webhook serving certificate")
+    def refresh(self) -> None:
+        """A new CA is trusted first and the API server given time to see it, then the
+        server switches."""
+        try:
+            changed = self.certs.refresh(self.publish, self._stop.wait)
+        except Exception:  # keep serving the current certificate; try again later
+            log.exception("refreshing the webhook serving certificate failed")
+            return
+        if changed:
+            log.info("the webhook serves its new certificate")
 
     def start(self) -> None:
         self.publish()
 
         def loop() -> None:
             while not self._stop.wait(self.check_every):
-                if self.rotator.due():
-                    self.rotate()
+                self.refresh()
 
         threading.Thread(target=loop, name="webhook-certs", daemon=True).start()
 
