@@ -31,6 +31,27 @@ is then shared with the oras containers instead. A fresh emptyDir mount hides wh
 the image has at that path. Directories are pushed under their own name as one
 tar+gzip layer that ``oras pull`` unpacks (``unpack=False``: pushed as ``<name>.tar.gz``
 without the unpack annotation, so consumers receive the archive).
+
+Relative paths without ``workingDir`` (the original operator's examples, e.g.
+``output-path: pancakes.txt``): the image's WORKDIR is not visible when wiring, so such
+paths are resolved when the Pod runs, by the wrapper, in its working directory (the
+image's WORKDIR). Nothing is mounted over the app's files then; the data is copied:
+
+* inputs (``input-path`` relative or unset): ``oras-pull`` pulls into the
+  ``oras-workflow`` volume, mounted read-only in the app container at
+  ``/mnt/oras/inputs``; before the app starts the wrapper runs ``mkdir -p`` and
+  ``cp -R`` to copy them into the input path (a wrapper that then execs the app
+  when there are no outputs);
+* outputs (a relative ``output-path`` or ``output-pipe``): the app writes into its own
+  filesystem; after it exits 0 the wrapper copies the output (file or directory, and the
+  pipe's file) with ``mkdir -p`` and ``cp -R`` into ``/mnt/oras/out/<index>/<attempt>``
+  of the shared volume, which ``oras-push`` pushes from. The pipe's directory is created
+  (``mkdir -p``) before the app starts. When a copy fails the wrapper logs why and
+  exits 1 (nothing is pushed). An unset ``output-path`` (the working directory itself)
+  still needs ``workingDir``.
+
+This adds ``mkdir`` and ``cp`` (coreutils, busybox) to the image's requirements, only in
+that case; absolute paths and containers with ``workingDir`` are wired as before.
 """
 
 from __future__ import annotations
@@ -57,9 +78,11 @@ STATE_DIR = f"{ORAS_ROOT}/state"
 INPUTS_DIR = f"{ORAS_ROOT}/inputs"
 STAGE_DIR = f"{ORAS_ROOT}/stage"
 OUT_DIR = f"{ORAS_ROOT}/out"
+RUN_TIME_HINT = "a relative one is resolved in the image's WORKDIR when the Pod runs"
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+_EXPANDED = re.compile(r"\$[($]")  # Kubernetes' $(VAR) expansion and $$ escape
 _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._/-]+)?$")
 
 
@@ -189,6 +212,11 @@ class WorkflowParams:
                             *(("output-path", o.path) for o in self.outputs)):
             if value is not None and (not value or "\n" in value or "\0" in value):
                 errors.append(f"{name} {value!r} is not a usable path")
+            elif value is not None and _EXPANDED.search(value):
+                errors.append(
+                    f"{name} {value!r} contains $( or $$, which Kubernetes would expand in "
+                    "the wired commands: rename it"
+                )
         if self.entrypoint is not None and not self.entrypoint:
             errors.append("entrypoint is empty")
         if not self.oras_image:
@@ -217,6 +245,10 @@ class _Plan:
     working_dir: str | None
     existing: list[dict[str, Any]]
     new_mounts: dict[str, str] = field(default_factory=dict)  # app path -> subPath
+
+    def at_run_time(self, path: str | None) -> bool:
+        """True when `path` is relative (or unset) and only the image knows its base."""
+        return not self.working_dir and (path is None or not path.startswith("/"))
 
     def resolve(self, path: str | None, what: str, container: str) -> str:
         if path is None or not path.startswith("/"):
@@ -264,12 +296,19 @@ class _Plan:
 
 @dataclass
 class _Push:
-    """One output as the push container sees it."""
+    """One output as the push container sees it.
+
+    ``copy``: paths (as the wrapper's shell sees them) that the wrapper copies into
+    ``cwd/<attempt>`` after the app succeeded; empty when the output is mounted.
+    ``pipe``: where the app's stdout goes (the first output only).
+    """
 
     ref: str
     cwd: str
     names: list[str]
     mount: dict[str, Any]
+    copy: tuple[str, ...] = ()
+    pipe: str | None = None
 
 
 def wire_pod_spec(
@@ -316,15 +355,7 @@ def wire_pod_spec(
     plan = _Plan(app.get("workingDir"), list(app.get("volumeMounts") or []))
     registry = params.endpoint(namespace)
     oras_env = _env_from(params.oras_env)
-    pull = None
-    if params.inputs:
-        input_path = plan.resolve(params.input_path, "input-path", app["name"])
-        source = plan.ensure(input_path, "inputs")
-        if source.read_only:
-            raise WiringError(
-                f"input-path {input_path} lies on read-only volume {source.volume!r}"
-            )
-        pull = _pull_container(params, registry, source, input_path, oras_env)
+    pull, copy_in = _plan_pull(plan, params, app["name"], registry, oras_env)
     pushes = [
         _plan_push(plan, params, index, output, registry=registry, app=app["name"])
         for index, output in enumerate(params.outputs)
@@ -332,9 +363,15 @@ def wire_pod_spec(
     mounts = list(app.get("volumeMounts") or [])
     for path, sub_path in plan.new_mounts.items():
         mounts.append({"name": VOLUME, "mountPath": path, "subPath": sub_path})
+    if copy_in is not None:
+        mounts.append({"name": VOLUME, "mountPath": INPUTS_DIR, "subPath": "inputs",
+                       "readOnly": True})
+    if any(p.copy for p in pushes):
+        mounts.append({"name": VOLUME, "mountPath": OUT_DIR, "subPath": "out"})
     if pushes:
         mounts.append({"name": VOLUME, "mountPath": STATE_DIR, "subPath": "state"})
-        _wrap_app(app, params, plan)
+    if pushes or copy_in is not None:
+        _wrap_app(app, params, pushes, copy_in)
     if mounts:
         app["volumeMounts"] = mounts
     out["volumes"] = [*(out.get("volumes") or []), {"name": VOLUME, "emptyDir": {}}]
@@ -343,6 +380,25 @@ def wire_pod_spec(
     if pushes:
         containers.append(_push_container(params, pushes, restart, oras_env))
     return out
+
+
+def _plan_pull(
+    plan: _Plan, params: WorkflowParams, app: str, registry: str,
+    oras_env: list[dict[str, Any]] | None,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The pull container, and the input path when the wrapper resolves it at run time."""
+    if not params.inputs:
+        return None, None
+    if plan.at_run_time(params.input_path):
+        copy_in = _shell_path(params.input_path or ".")
+        shown = f"{copy_in} in the app's working directory (copied there by the app)"
+        source = _Source(VOLUME, "inputs")
+        return _pull_container(params, registry, source, shown, oras_env), copy_in
+    input_path = plan.resolve(params.input_path, "input-path", app)
+    source = plan.ensure(input_path, "inputs")
+    if source.read_only:
+        raise WiringError(f"input-path {input_path} lies on read-only volume {source.volume!r}")
+    return _pull_container(params, registry, source, input_path, oras_env), None
 
 
 def _app_container(containers: list[dict[str, Any]], name: str | None) -> dict[str, Any]:
@@ -359,11 +415,21 @@ def _env_from(secret: str | None) -> list[dict[str, Any]] | None:
     return None if secret is None else [{"secretRef": {"name": secret}}]
 
 
+def _shell_path(path: str) -> str:
+    """`path` normalized, relative ones as ``./path`` (never read as an option)."""
+    path = posixpath.normpath(path)
+    return path if path.startswith("/") or path == "." else f"./{path}"
+
+
 def _plan_push(
     plan: _Plan, params: WorkflowParams, index: int, output: Output, *, registry: str, app: str
 ) -> _Push:
-    pipe = plan.resolve(params.output_pipe, "output-pipe", app) if params.output_pipe else None
-    pipe = pipe if index == 0 else None
+    raw_pipe = params.output_pipe if index == 0 else None
+    raw_path = output.path if output.path is not None or raw_pipe is None else raw_pipe
+    if plan.at_run_time(raw_path) or (raw_pipe is not None and plan.at_run_time(raw_pipe)):
+        return _plan_copied_push(params, index, output, raw_path, raw_pipe,
+                                 registry=registry, app=app)
+    pipe = plan.resolve(raw_pipe, "output-pipe", app) if raw_pipe else None
     if output.path is None and pipe is not None:
         path = pipe
     else:
@@ -393,7 +459,45 @@ def _plan_push(
     mount: dict[str, Any] = {"name": source.volume, "mountPath": mount_path, "readOnly": True}
     if source.sub_path:
         mount["subPath"] = source.sub_path
-    return _Push(f"{registry}/{output.uri}", cwd, names, mount)
+    return _Push(f"{registry}/{output.uri}", cwd, names, mount, pipe=pipe)
+
+
+def _plan_copied_push(
+    params: WorkflowParams, index: int, output: Output, raw_path: str | None,
+    raw_pipe: str | None, *, registry: str, app: str,
+) -> _Push:
+    """An output (and pipe) resolved at run time: the wrapper copies it to the volume."""
+    if raw_path is None:
+        raise WiringError(
+            f"output-path is not set and container {app!r} has no workingDir: set "
+            f"output-path ({RUN_TIME_HINT}) or the container's workingDir (the working "
+            "directory itself is pushed only when it is known at wiring time)"
+        )
+    path = _shell_path(raw_path)
+    name = posixpath.basename(path)
+    if name in (".", "..", ""):
+        raise WiringError(
+            f"output-path {raw_path!r} names the working directory or a parent of it, "
+            f"which container {app!r} does not set (no workingDir): name a file or "
+            "directory below it, or set the container's workingDir"
+        )
+    copy, names = [path], [name]
+    pipe = None
+    if raw_pipe is not None:
+        pipe = _shell_path(raw_pipe)
+        if posixpath.basename(pipe) in (".", "..", ""):
+            raise WiringError(f"output-pipe {raw_pipe!r} does not name a file")
+        if pipe != path and not pipe.startswith(path + "/"):  # else it travels with it
+            if posixpath.basename(pipe) == name:
+                raise WiringError(
+                    f"output-pipe {raw_pipe!r} and output-path {raw_path!r} would both be "
+                    f"pushed as {name!r}: rename one of them"
+                )
+            copy.append(pipe)
+            names.append(posixpath.basename(pipe))
+    base = f"{OUT_DIR}/{index}"
+    mount = {"name": VOLUME, "mountPath": base, "readOnly": True, "subPath": f"out/{index}"}
+    return _Push(f"{registry}/{output.uri}", base, names, mount, tuple(copy), pipe)
 
 
 # --- scripts ---------------------------------------------------------------------------
@@ -436,8 +540,36 @@ def pull_script(params: WorkflowParams, registry: str, target: str, shown: str) 
     return "\n".join(lines) + "\n"
 
 
-def app_script(pipe: str | None, debug: bool) -> str:
-    """Run "$@" (the original command), keep its exit code, mark completion."""
+def _copy_in(copy_in: str, fail: str) -> str:
+    """Copy the pulled inputs into `copy_in` (relative to the wrapper's directory)."""
+    copy = f"cp -R {_q(INPUTS_DIR + '/.')} {_q(copy_in)}"
+    shown = "the working directory" if copy_in == "." else copy_in
+    message = _q(f"oras-wrapper: copying the inputs into {shown} failed")
+    if copy_in != ".":
+        copy = f"{{ mkdir -p {_q(copy_in)} && {copy}; }}"
+    return f"{copy} || {{ echo {message} >&2; {fail}; }}"
+
+
+def inputs_script(copy_in: str, debug: bool) -> str:
+    """Copy the inputs into the (run-time) input path, then become the app."""
+    lines = ["set -u"]
+    if debug:
+        lines.append(f"echo {_q(f'oras-wrapper: copying the inputs into {copy_in} in')} "
+                     '"$PWD" >&2')
+    lines += [_copy_in(copy_in, "exit 1"), 'exec "$@"']
+    return "\n".join(lines) + "\n"
+
+
+def app_script(
+    pipe: str | None, debug: bool, *, copy_in: str | None = None,
+    copies: Sequence[tuple[str, Sequence[str]]] = (), make_pipe_dir: bool = False,
+) -> str:
+    """Run "$@" (the original command), keep its exit code, mark completion.
+
+    Only for paths resolved at run time: `copy_in` (copy the inputs there first),
+    `copies` ((stage directory, paths) to copy after the app exited 0) and
+    `make_pipe_dir` (create the pipe's directory before the app starts).
+    """
     redirect = f" >{_q(pipe)}" if pipe else ""
     lines = [
         # Traps first: a signal that arrives before the app has started is held and
@@ -451,6 +583,16 @@ def app_script(pipe: str | None, debug: bool) -> str:
         _NEXT_ATTEMPT.rstrip("\n"),
         ': >"$s/attempt-$n"',
     ]
+    # Failing before the app ran: recorded like an app exiting 1, so nothing is pushed.
+    fail = "printf '1\\n' >\"$s/exit-$n\"; : >\"$s/done-$n\"; exit 1"
+    if debug and (copy_in is not None or copies):
+        lines.append('echo "oras-wrapper: relative paths are resolved in $PWD" >&2')
+    if copy_in is not None:
+        lines.append(_copy_in(copy_in, fail))
+    pipe_dir = posixpath.dirname(pipe) if pipe and make_pipe_dir else ""
+    if pipe_dir not in ("", ".", "/"):
+        message = _q(f"oras-wrapper: creating {pipe_dir} for the output-pipe failed")
+        lines.append(f"mkdir -p {_q(pipe_dir)} || {{ echo {message} >&2; {fail}; }}")
     if debug:
         lines.append('echo "oras-wrapper: attempt $n: running $*" >&2')
     lines += [
@@ -466,6 +608,20 @@ def app_script(pipe: str | None, debug: bool) -> str:
         # wait returns early when a trap ran; the child is still there then.
         '  kill -0 "$child" 2>/dev/null || break',
         "done",
+    ]
+    for stage, paths in copies:
+        target = f'{_q(stage)}/"$n"'
+        shown = " ".join(paths)
+        message = _q(f"oras-wrapper: the app exited 0 but copying {shown} to {stage} "
+                     "failed: nothing is pushed")
+        sources = " ".join(_q(p) for p in paths)
+        lines += [
+            'if [ "$code" = 0 ]; then',
+            f"  {{ mkdir -p {target} && cp -R {sources} {target}/; }} || "
+            f"{{ echo {message} >&2; code=1; }}",
+            "fi",
+        ]
+    lines += [
         "printf '%s\\n' \"$code\" >\"$s/exit-$n\"",
         ': >"$s/done-$n"',
         'exit "$code"',
@@ -493,7 +649,8 @@ def push_script(params: WorkflowParams, pushes: Sequence[_Push], restart: str) -
             lines.append(f"echo {_q(f'oras-push: {push.ref} <- {shown} in {push.cwd}')}")
         names = " ".join(_q(n) for n in push.names)
         fail = f"{{ echo {_q(f'oras-push: pushing {push.ref} failed')} >&2; exit 1; }}"
-        lines.append(f"cd {_q(push.cwd)} || {fail}")
+        attempt = '/"$n"' if push.copy else ""  # copied per attempt by the wrapper
+        lines.append(f"cd {_q(push.cwd)}{attempt} || {fail}")
         if not params.unpack:  # directories as plain .tar.gz files, never unpacked on pull
             stage = _q(f"{STAGE_DIR}/{index}")
             lines += [f"rm -rf {stage} && mkdir -p {stage} || {fail}", "set --"]
@@ -559,7 +716,9 @@ def _push_container(
     )
 
 
-def _wrap_app(app: dict[str, Any], params: WorkflowParams, plan: _Plan) -> None:
+def _wrap_app(
+    app: dict[str, Any], params: WorkflowParams, pushes: Sequence[_Push], copy_in: str | None
+) -> None:
     command = list(app.get("command") or params.entrypoint or [])
     if not command:
         raise WiringError(
@@ -568,8 +727,12 @@ def _wrap_app(app: dict[str, Any], params: WorkflowParams, plan: _Plan) -> None:
             "(or the entrypoint parameter / annotation)"
         )
     original = [*command, *(app.get("args") or [])]
-    pipe = None
-    if params.output_pipe:
-        pipe = plan.resolve(params.output_pipe, "output-pipe", app["name"])
-    app["command"] = ["/bin/sh", "-c", app_script(pipe, params.debug), "oras-wrapper", *original]
+    if pushes:
+        copies = [(p.cwd, p.copy) for p in pushes if p.copy]
+        script = app_script(pushes[0].pipe, params.debug, copy_in=copy_in, copies=copies,
+                            make_pipe_dir=bool(pushes[0].copy))
+    else:
+        assert copy_in is not None
+        script = inputs_script(copy_in, params.debug)
+    app["command"] = ["/bin/sh", "-c", script, "oras-wrapper", *original]
     app.pop("args", None)

@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
+from tests.e2e.test_node import run_pod
 from tests.e2e.test_registry import create_ready_cache
 from tests.harness import LocalCluster
 from tests.harness.images import BUSYBOX_IMAGE, ORAS_IMAGE
@@ -54,7 +55,8 @@ def webhook_sync(cluster: LocalCluster, api_client: ApiClient, namespace: str,
 
 
 def run_annotated_job(api: ApiClient, ns: str, name: str, script: str,
-                      notes: dict[str, str]) -> dict[str, Any]:
+                      notes: dict[str, str], command: list[str] | None = None,
+                      ) -> dict[str, Any]:
     prefix = annotations.PREFIX
     job = {
         "apiVersion": "batch/v1", "kind": "Job",
@@ -65,7 +67,7 @@ def run_annotated_job(api: ApiClient, ns: str, name: str, script: str,
             "restartPolicy": "Never", "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 0,
             "containers": [{"name": "app", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
-                            "command": ["sh", "-c", script]}],
+                            "command": command or ["sh", "-c", script]}],
         }}},
     }
     client.BatchV1Api(api).create_namespaced_job(ns, job)
@@ -96,3 +98,23 @@ def test_annotated_jobs_push_and_pull_through_the_webhook(
                                {"input-uri": "e2e/annotated:v1", "input-path": "/tmp/in"})
     assert second["status"]["phase"] == "Succeeded", second["status"]
     assert second["spec"]["initContainers"][0]["name"] == "oras-pull"
+
+
+def test_upstream_relative_paths_without_working_dir_run_end_to_end(
+    api_client: ApiClient, namespace: str, webhook_sync: SyncProcess
+) -> None:
+    """The original operator's breakfast Job (output-path = output-pipe = pancakes.txt, no
+    workingDir), then a consumer with no input-path: both resolved in busybox's WORKDIR."""
+    endpoint = create_ready_cache(api_client, namespace)
+    first = run_annotated_job(api_client, namespace, "breakfast", "", {
+        "output-uri": "dinosaur/hello-world:pancakes", "output-path": "pancakes.txt",
+        "output-pipe": "pancakes.txt", "debug": "true"}, command=["echo", "blueberry"])
+    assert first["status"]["phase"] == "Succeeded", first["status"]
+    assert "workingDir" not in first["spec"]["containers"][0]
+    check = run_pod(api_client, namespace, "pancakes-pushed",
+                    f"oras pull --plain-http {endpoint}/dinosaur/hello-world:pancakes "
+                    "-o /tmp/got && grep -qx blueberry /tmp/got/pancakes.txt", image=ORAS_IMAGE)
+    assert check.exit_code == 0, check.message
+    second = run_annotated_job(api_client, namespace, "eat", "grep -qx blueberry pancakes.txt",
+                               {"input-uri": "dinosaur/hello-world:pancakes"})
+    assert second["status"]["phase"] == "Succeeded", second["status"]

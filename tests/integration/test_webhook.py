@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from constructs_lib import schema
 from constructs_lib.annotations import PREFIX
 from constructs_lib.install import webhook_configuration
+from tests.certdir import TestCA, kubelet_write, secret_files
 from tests.harness import LocalCluster
 from tests.harness.ports import free_ports
 from tests.integration.syncproc import SyncProcess, wait_for
@@ -166,3 +169,130 @@ def test_certificate_rotation_without_downtime(
     bundle = _bundle(api_client, f"orascache-{namespace}")
     assert len(bundle) >= 2 and first in bundle, "rotated, and the old CA kept for overlap"
     assert created > 40
+
+
+# ----- serving certificates from a cert dir (cert-manager's Secret as a volume) ----------
+
+def _webhook_port(proc: SyncProcess) -> int:
+    return int(proc.argv[proc.argv.index("--webhook-addr") + 1].rsplit(":", 1)[1])
+
+
+def _served_cert(port: int, ca: TestCA) -> bytes:
+    """The certificate a new TLS handshake gets from the webhook, verified against `ca`."""
+    ctx = ssl.create_default_context(cadata=ca.pem.decode())
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_cert_dir_is_served_and_reloaded_when_the_kubelet_swaps_it(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str,
+    tmp_path: Path,
+) -> None:
+    ca = TestCA("cert-manager-ca")
+    first, second = ca.issue(cn="first"), ca.issue(cn="second")
+    certs = tmp_path / "webhook-tls"
+    kubelet_write(certs, secret_files(first, ca))
+    proc = webhook("--webhook-cert-dir", str(certs))
+    config = f"orascache-{namespace}"
+    assert _bundle(api_client, config) == [ca.cert], "ca.crt published, no CA generated"
+    make_cache(api_client, namespace)
+    port = _webhook_port(proc)
+    assert _served_cert(port, ca) == first.der
+    core = client.CoreV1Api(api_client)
+    stored = core.create_namespaced_pod(namespace, pod("before", ANNOTATED))
+    assert names(stored.spec, "init_containers") == ["oras-pull"]
+
+    kubelet_write(certs, secret_files(second, ca))  # cert-manager renewed: same CA
+    deadline, created = time.monotonic() + 20, 0
+    while _served_cert(port, ca) != second.der:
+        assert time.monotonic() < deadline, "the renewed certificate was never served"
+        stored = core.create_namespaced_pod(namespace, pod(f"during{created}", ANNOTATED))
+        assert names(stored.spec, "init_containers") == ["oras-pull"]
+        created += 1
+    admissions = proc.metric("orascache_admissions_total")
+    for i in range(5):
+        stored = core.create_namespaced_pod(namespace, pod(f"after{i}", ANNOTATED))
+        assert names(stored.spec, "containers") == ["app", "oras-push"]
+    assert proc.metric("orascache_admissions_total") >= admissions + 5, "reached us"
+    assert _bundle(api_client, config) == [ca.cert]
+    assert "reloading the webhook serving certificate" in proc.output()
+    assert "PRIVATE KEY" not in proc.output()
+
+
+def test_cert_dir_without_ca_crt_leaves_the_injected_ca_bundle_alone(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str,
+    tmp_path: Path,
+) -> None:
+    ca = TestCA("cert-manager-ca")
+    certs = tmp_path / "webhook-tls"
+    kubelet_write(certs, secret_files(ca.issue(), None))
+    config = f"orascache-{namespace}"
+    admission = client.AdmissionregistrationV1Api(api_client)
+    hooks = admission.read_mutating_webhook_configuration(config).webhooks
+    injected = base64.b64encode(ca.pem).decode()  # what cert-manager's cainjector does
+    admission.patch_mutating_webhook_configuration(config, [
+        {"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": injected}
+        for i in range(len(hooks))])
+    version = admission.read_mutating_webhook_configuration(config).metadata.resource_version
+    webhook("--webhook-cert-dir", str(certs))
+    make_cache(api_client, namespace)
+    stored = client.CoreV1Api(api_client).create_namespaced_pod(
+        namespace, pod("wired", ANNOTATED))
+    assert names(stored.spec, "init_containers") == ["oras-pull"]
+    time.sleep(3)  # a few reload polls
+    after = admission.read_mutating_webhook_configuration(config)
+    assert after.metadata.resource_version == version, "the service wrote the configuration"
+    assert _bundle(api_client, config) == [ca.cert]
+
+
+# ----- the original operator's examples: relative paths and no workingDir (issue 8) -----
+
+UPSTREAM_BREAKFAST = {  # examples/tests/hello-world/job.yaml, as published upstream
+    f"{PREFIX}oras-cache": "orascache-sample",
+    f"{PREFIX}output-uri": "dinosaur/hello-world:pancakes",
+    f"{PREFIX}output-path": "pancakes.txt",
+    f"{PREFIX}output-pipe": "pancakes.txt",
+    f"{PREFIX}debug": "true",
+}
+
+
+def test_upstream_relative_paths_without_working_dir_are_admitted(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str
+) -> None:
+    webhook()
+    make_cache(api_client, namespace, "orascache-sample")
+    body = {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "breakfast", "annotations": UPSTREAM_BREAKFAST},
+            "spec": {"restartPolicy": "Never", "containers": [
+                {"name": "pi", "image": "perl:5.34.0", "command": ["echo", "blueberry"]}]}}
+    core = client.CoreV1Api(api_client)
+    stored = core.create_namespaced_pod(namespace, body)
+    assert names(stored.spec, "containers") == ["pi", "oras-push"]
+    app = stored.spec.containers[0]
+    assert app.working_dir is None, "nothing is mounted over the image's WORKDIR"
+    assert app.command[3:] == ["oras-wrapper", "echo", "blueberry"]
+    assert ">./pancakes.txt &" in app.command[2]
+    assert 'cp -R ./pancakes.txt /mnt/oras/out/0/"$n"/' in app.command[2]
+    assert "cd /mnt/oras/out/0/\"$n\"" in stored.spec.containers[1].command[2]
+
+    # the Job form (annotations on the Job) and the inputs-only pod-2 example
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": "breakfast", "annotations": UPSTREAM_BREAKFAST},
+           "spec": {"backoffLimit": 4, "template": {"spec": body["spec"]}}}
+    template = client.BatchV1Api(api_client).create_namespaced_job(
+        namespace, job).spec.template.spec
+    assert names(template, "containers") == ["pi", "oras-push"]
+    inputs_only = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "hello-world-3", "annotations": {
+            f"{PREFIX}oras-cache": "orascache-sample",
+            f"{PREFIX}input-uri_1": "dinosaur/hello-world:one",
+            f"{PREFIX}input-uri_2": "dinosaur/hello-world:two"}},
+        "spec": {"containers": [{"name": "my-container", "image": "ubuntu",
+                                 "command": ["ls", "inputs"]}]}}
+    stored = core.create_namespaced_pod(namespace, inputs_only)
+    assert names(stored.spec, "init_containers") == ["oras-pull"]
+    assert stored.spec.containers[0].command[3:] == ["oras-wrapper", "ls", "inputs"]
+    assert "cp -R /mnt/oras/inputs/. ." in stored.spec.containers[0].command[2]

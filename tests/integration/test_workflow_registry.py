@@ -503,3 +503,103 @@ def test_the_app_keeps_its_standard_input(
                           input=b"typed\n", check=False, timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0
     assert (cwd / "got.txt").read_bytes() == b"typed\n"
+
+
+# --- relative paths without workingDir (the original operator's examples) ---------------
+# No workingDir: the app runs in the image's WORKDIR (here the Pod's directory, `cwd or
+# root` in run_pod); the wrapper copies inputs in and outputs out with mkdir and cp.
+
+
+def no_workdir_spec(command: list[str]) -> dict[str, Any]:
+    return {"restartPolicy": "Never",
+            "containers": [{"name": "app", "image": "busybox", "command": command}]}
+
+
+def test_upstream_relative_output_pipe_is_pushed_without_workdir(
+    tools: OrasTools, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """examples/tests/hello-world/job.yaml: output-path = output-pipe = pancakes.txt."""
+    wired = wire_pod_spec(no_workdir_spec(["echo", "blueberry"]), params(
+        registry, output_pipe="pancakes.txt", debug=True,
+        outputs=(Output("dinosaur/hello-world:pancakes", "pancakes.txt"),)))
+    run = run_pod(wired, tmp_path / "pod", tools)
+    assert run.codes == {"app": 0, "oras-push": 0}, run.logs
+    assert (tmp_path / "pod" / "pancakes.txt").read_text() == "blueberry\n"
+    assert f"relative paths are resolved in {tmp_path / 'pod'}" in run.logs["app"]
+    pulled = pull(tools, registry, "dinosaur/hello-world:pancakes", tmp_path / "check")
+    assert pulled == {"pancakes.txt": b"blueberry\n"}
+
+
+def test_relative_inputs_and_outputs_without_workdir_round_trip(
+    tools: OrasTools, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    push(tools, registry, "rel/in:v1", {"seed.txt": b"seed\n", "tree/a b.txt": b"\0\1"},
+         tmp_path / "seed")
+    app = ["/bin/sh", "-c", "mkdir -p res/sub && cat data/seed.txt > res/sub/copy.txt && "
+           "cp 'data/tree/a b.txt' res/ && echo to-the-pipe"]
+    wired = wire_pod_spec(no_workdir_spec(app), params(
+        registry, inputs=("rel/in:v1",), input_path="data", output_pipe="logs/run.log",
+        outputs=(Output("rel/out:v1", "res"),)))
+    run = run_pod(wired, tmp_path / "pod", tools)
+    assert run.codes == {"oras-pull": 0, "app": 0, "oras-push": 0}, run.logs
+    assert (tmp_path / "pod" / "data" / "tree" / "a b.txt").read_bytes() == b"\0\1"
+    pulled = pull(tools, registry, "rel/out:v1", tmp_path / "check")
+    assert pulled == {"res/sub/copy.txt": b"seed\n", "res/a b.txt": b"\0\1",
+                      "run.log": b"to-the-pipe\n"}
+
+
+def test_relative_inputs_only_are_copied_into_the_working_directory(
+    tools: OrasTools, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """examples/tests/multiple-hello-world/pod-2.yaml: inputs, no input-path, no outputs."""
+    push(tools, registry, "rel/one:v1", {"one.txt": b"1"}, tmp_path / "s1")
+    push(tools, registry, "rel/two:v1", {"two.txt": b"2"}, tmp_path / "s2")
+    wired = wire_pod_spec(no_workdir_spec(["/bin/sh", "-c", "cat one.txt two.txt; exit 4"]),
+                          params(registry, inputs=("rel/one:v1", "rel/two:v1")))
+    run = run_pod(wired, tmp_path / "pod", tools)
+    assert run.codes == {"oras-pull": 0, "app": 4}, run.logs  # exec: the app's own code
+    assert run.logs["app"] == "12"
+
+
+def test_relative_output_failures_push_nothing(
+    tools: OrasTools, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    failing = wire_pod_spec(no_workdir_spec(["/bin/sh", "-c", "echo x > out.txt; exit 3"]),
+                            params(registry, outputs=(Output("rel/fail:v1", "out.txt"),)))
+    run = run_pod(failing, tmp_path / "pod1", tools)
+    assert run.codes == {"app": 3, "oras-push": 0}, run.logs
+    assert "the app exited with 3" in run.logs["oras-push"]
+    missing = wire_pod_spec(no_workdir_spec(["/bin/sh", "-c", "true"]),
+                            params(registry, outputs=(Output("rel/fail:v1", "nope.txt"),)))
+    run = run_pod(missing, tmp_path / "pod2", tools)
+    assert run.codes == {"app": 1, "oras-push": 0}, run.logs
+    assert "the app exited 0 but copying ./nope.txt to" in run.logs["app"]
+    gone = oras(tools, "manifest", "fetch", f"{registry.address}/rel/fail:v1",
+                cwd=tmp_path, check=False)
+    assert gone.returncode != 0 and b"not found" in gone.stderr
+
+
+def test_relative_output_with_on_failure_restarts_pushes_the_successful_attempt(
+    tools: OrasTools, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """Attempt 0 exits 5, attempt 1 writes a different file: only attempt 1's is pushed."""
+    app = ["/bin/sh", "-c",
+           "if [ -e tried ]; then echo ok > out.txt; else touch tried; echo bad > out.txt; "
+           "exit 5; fi"]
+    spec = {**no_workdir_spec(app), "restartPolicy": "OnFailure"}
+    wired = wire_pod_spec(spec, params(registry, outputs=(Output("rel/retry:v1", "out.txt"),)))
+    volumes, home, cwd = tmp_path / "volumes", tmp_path / "home", tmp_path / "workdir"
+    home.mkdir()
+    cwd.mkdir()
+    app_c, push_c = wired["containers"]
+    push_argv, _ = _command(push_c, volumes)
+    pusher = subprocess.Popen(push_argv, env=_env(push_c, {}, tools, home),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    argv, _ = _command(app_c, volumes)
+    codes = [subprocess.run(argv, cwd=cwd, env=_env(app_c, {}, tools, home),
+                            check=False).returncode for _ in range(2)]
+    out, _ = pusher.communicate(timeout=RUN_TIMEOUT_S)
+    assert codes == [5, 0]
+    assert pusher.returncode == 0, out
+    assert sorted(p.name for p in (volumes / "oras-workflow" / "out" / "0").iterdir()) == ["1"]
+    assert pull(tools, registry, "rel/retry:v1", tmp_path / "check") == {"out.txt": b"ok\n"}

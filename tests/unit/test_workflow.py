@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from constructs_lib import OrasCache, parse_oras_cache
+from constructs_lib.annotations import PREFIX, parse_annotations
 from constructs_lib.workflow import (
     DEFAULT_ORAS_IMAGE,
     PULL_CONTAINER,
@@ -179,10 +181,21 @@ def test_push_is_a_regular_container_not_a_native_sidecar() -> None:
          "restartPolicy is Always"),
         ({"containers": app_spec()["containers"]}, {"outputs": (Output("o:1", "f"),)},
          "restartPolicy is Always"),
-        (app_spec(workingDir=None), {"inputs": ("a:1",)},
-         "input-path is not set and container 'app' has no workingDir"),
-        (app_spec(workingDir=None), {"outputs": (Output("o:1", "rel/f"),)},
-         "output-path 'rel/f' is relative"),
+        (app_spec(workingDir=None), {"outputs": (Output("o:1"),)},
+         "output-path is not set and container 'app' has no workingDir: set output-path"),
+        (app_spec(workingDir=None), {"outputs": (Output("o:1", "sub/.."),)},
+         "output-path 'sub/..' names the working directory"),
+        (app_spec(workingDir=None), {"outputs": (Output("o:1", ".."),)},
+         "output-path '..' names the working directory or a parent"),
+        (app_spec(workingDir=None), {"outputs": (Output("o:1", "a/log"),),
+                                     "output_pipe": "b/log"},
+         "output-pipe 'b/log' and output-path 'a/log' would both be pushed as 'log'"),
+        (app_spec(workingDir=None, command=None), {"inputs": ("a:1",)},
+         "has no command and no entrypoint"),
+        (app_spec(), {"outputs": (Output("o:1", "$(HOME)/f"),)},
+         "contains \\$\\( or \\$\\$, which Kubernetes would expand"),
+        (app_spec(), {"outputs": (Output("o:1", "f"),), "output_pipe": "a$$b"},
+         "output-pipe 'a\\$\\$b' contains"),
         (app_spec(volumeMounts=[{"name": "v", "mountPath": "/mnt/oras"}]),
          {"inputs": ("a:1",)}, "reserved for the wiring"),
         (app_spec(volumeMounts=[{"name": "v", "mountPath": "/in", "readOnly": True}]),
@@ -205,8 +218,9 @@ def test_conflicts_are_rejected_with_clear_errors(
 ) -> None:
     spec = copy.deepcopy(spec)
     for c in spec["containers"]:
-        if c.get("workingDir", "") is None:
-            del c["workingDir"]
+        for key in ("workingDir", "command"):
+            if c.get(key, "") is None:
+                del c[key]
     with pytest.raises(WiringError, match=message):
         wire(spec, **params)
 
@@ -284,3 +298,150 @@ def test_nothing_is_downloaded_or_installed_at_run_time(name: str) -> None:
     text = yaml.safe_dump(wire_pod_spec(spec, params, namespace=namespace))
     for tool in ("wget", "curl", "apk ", "apt-get", "yum ", "pip "):
         assert tool not in text
+
+
+# --- relative paths without workingDir: resolved by the wrapper when the Pod runs ------
+
+def no_workdir(**container: Any) -> dict[str, Any]:
+    spec = app_spec(**container)
+    del spec["containers"][0]["workingDir"]
+    return spec
+
+
+def test_upstream_relative_output_and_pipe_are_copied_after_success() -> None:
+    """The original operator's example: output-path and output-pipe pancakes.txt."""
+    wired = wire(no_workdir(), output_pipe="pancakes.txt",
+                 outputs=(Output("dinosaur/hello-world:pancakes", "pancakes.txt"),))
+    app = containers(wired)["app"]
+    script = app["command"][2]
+    assert '"$@" <&3 3<&- >./pancakes.txt &' in script
+    copy = ('{ mkdir -p /mnt/oras/out/0/"$n" && cp -R ./pancakes.txt /mnt/oras/out/0/"$n"/; }')
+    assert copy in script
+    # the copy happens only after exit 0, before the completion marker
+    assert script.index('if [ "$code" = 0 ]; then') < script.index(copy) < script.index(
+        ': >"$s/done-$n"')
+    assert app["volumeMounts"] == [
+        {"name": VOLUME, "mountPath": "/mnt/oras/out", "subPath": "out"},
+        {"name": VOLUME, "mountPath": "/mnt/oras/state", "subPath": "state"}]
+    push = containers(wired)[PUSH_CONTAINER]
+    assert {"name": VOLUME, "mountPath": "/mnt/oras/out/0", "readOnly": True,
+            "subPath": "out/0"} in push["volumeMounts"]
+    assert 'cd /mnt/oras/out/0/"$n" ||' in push["command"][2]
+    assert " pancakes.txt\n" in push["command"][2]
+    assert "mkdir" not in script.split("exec 3<&0")[0], "no pipe directory to create"
+
+
+def test_relative_pipe_in_a_subdirectory_is_created_and_pushed_with_the_output() -> None:
+    wired = wire(no_workdir(), output_pipe="logs/out.log",
+                 outputs=(Output("o:1", "res/a.txt"),))
+    script = containers(wired)["app"]["command"][2]
+    assert script.index("mkdir -p ./logs ||") < script.index('"$@" <&3')
+    assert "cp -R ./res/a.txt ./logs/out.log /mnt/oras/out/0/" in script
+    push = containers(wired)[PUSH_CONTAINER]["command"][2]
+    assert "/o:1 a.txt out.log\n" in push
+
+
+def test_relative_pipe_inside_the_output_directory_travels_with_it() -> None:
+    wired = wire(no_workdir(), output_pipe="results/log",
+                 outputs=(Output("o:1", "results"),))
+    script = containers(wired)["app"]["command"][2]
+    assert 'cp -R ./results /mnt/oras/out/0/"$n"/;' in script
+    assert "/o:1 results\n" in containers(wired)[PUSH_CONTAINER]["command"][2]
+
+
+def test_relative_inputs_only_are_copied_by_a_wrapper_that_execs_the_app() -> None:
+    wired = wire(no_workdir(args=["x y"]), inputs=("a:1",), input_path="in/data")
+    app = containers(wired)["app"]
+    assert app["command"][:2] == ["/bin/sh", "-c"]
+    assert app["command"][3:] == ["oras-wrapper", "run", "x y"]
+    script = app["command"][2]
+    assert "{ mkdir -p ./in/data && cp -R /mnt/oras/inputs/. ./in/data; }" in script
+    assert script.endswith('exec "$@"\n')
+    assert app["volumeMounts"] == [{"name": VOLUME, "mountPath": "/mnt/oras/inputs",
+                                    "subPath": "inputs", "readOnly": True}]
+    pull = containers(wired)[PULL_CONTAINER]
+    assert pull["volumeMounts"] == [{"name": VOLUME, "mountPath": "/mnt/oras/inputs",
+                                     "subPath": "inputs"}]
+    assert PUSH_CONTAINER not in containers(wired)
+
+
+def test_unset_input_path_without_workdir_is_the_run_time_working_directory() -> None:
+    script = containers(wire(no_workdir(), inputs=("a:1",)))["app"]["command"][2]
+    assert "cp -R /mnt/oras/inputs/. . ||" in script
+    assert "mkdir" not in script
+
+
+def test_relative_inputs_with_outputs_are_copied_before_the_app_or_nothing_is_pushed() -> None:
+    wired = wire(no_workdir(), inputs=("a:1",), input_path="data",
+                 outputs=(Output("o:1", "/out/r.txt"),))
+    script = containers(wired)["app"]["command"][2]
+    copy = script.index("cp -R /mnt/oras/inputs/. ./data;")
+    assert script.index(': >"$s/attempt-$n"') < copy < script.index('"$@" <&3')
+    # a failed copy is recorded like an app that exited 1: the push container gives up
+    line = script[copy:].split("\n")[0]
+    assert 'printf \'1\\n\' >"$s/exit-$n"; : >"$s/done-$n"; exit 1; }' in line
+    # the absolute output is mounted as before; nothing is copied after the app
+    assert "/mnt/oras/out/0" not in script
+    mounts = containers(wired)["app"]["volumeMounts"]
+    assert {"name": VOLUME, "mountPath": "/out", "subPath": "out-0"} in mounts
+    assert {"name": VOLUME, "mountPath": "/mnt/oras/out", "subPath": "out"} not in mounts
+
+
+def test_absolute_paths_without_workdir_are_wired_as_before() -> None:
+    wired = wire(no_workdir(), inputs=("a:1",), input_path="/in",
+                 outputs=(Output("o:1", "/out/f"),), output_pipe="/out/log")
+    script = containers(wired)["app"]["command"][2]
+    assert "cp -R" not in script and "mkdir" not in script
+    assert '"$@" <&3 3<&- >/out/log &' in script
+    with_workdir = wire(inputs=("a:1",), input_path="/in", outputs=(Output("o:1", "/out/f"),),
+                        output_pipe="/out/log")
+    assert containers(with_workdir)[PUSH_CONTAINER] == containers(wired)[PUSH_CONTAINER]
+
+
+def test_relative_paths_with_a_workdir_are_mounted_not_copied() -> None:
+    wired = wire(inputs=("a:1",), input_path="in", outputs=(Output("o:1", "res.txt"),),
+                 output_pipe="log")
+    script = containers(wired)["app"]["command"][2]
+    assert "cp -R" not in script and '>/work/log &' in script
+
+
+def test_relative_debug_names_the_working_directory_at_run_time() -> None:
+    wired = wire(no_workdir(), inputs=("a:1",), debug=True)
+    assert 'copying the inputs into . in\' "$PWD" >&2' in containers(wired)["app"]["command"][2]
+    wired = wire(no_workdir(), outputs=(Output("o:1", "f"),), debug=True)
+    assert "relative paths are resolved in $PWD" in containers(wired)["app"]["command"][2]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0\n/"),
+               min_size=1, max_size=12).filter(
+    lambda t: t not in (".", "..") and "$(" not in t and "$$" not in t))
+def test_any_relative_name_is_quoted_for_the_shell(name: str) -> None:
+    wired = wire(no_workdir(), inputs=("a:1",), input_path=name,
+                 outputs=(Output("o:1", name + "-out"),))
+    script = containers(wired)["app"]["command"][2]
+    assert not KUBELET_EXPANDS.search(script)
+    assert f"cp -R {shlex.quote('./' + name + '-out')} " in script
+
+
+def test_upstream_annotated_examples_are_wired_unchanged() -> None:
+    """The original operator's breakfast Job and hello-world-3 Pod, annotations as published."""
+    breakfast = parse_annotations({
+        f"{PREFIX}oras-cache": "orascache-sample",
+        f"{PREFIX}output-uri": "dinosaur/hello-world:pancakes",
+        f"{PREFIX}output-path": "pancakes.txt", f"{PREFIX}output-pipe": "pancakes.txt",
+        f"{PREFIX}debug": "true"})
+    assert breakfast is not None
+    spec = {"restartPolicy": "Never",
+            "containers": [{"name": "pi", "image": "perl:5.34.0",
+                            "command": ["echo", "blueberry"]}]}
+    wired = wire_pod_spec(spec, breakfast.params, namespace="default")
+    assert [c["name"] for c in wired["containers"]] == ["pi", PUSH_CONTAINER]
+    hello = parse_annotations({f"{PREFIX}oras-cache": "orascache-sample",
+                               f"{PREFIX}input-uri_1": "dinosaur/hello-world:one",
+                               f"{PREFIX}input-uri_2": "dinosaur/hello-world:two"})
+    assert hello is not None
+    spec = {"containers": [{"name": "my-container", "image": "ubuntu",
+                            "command": ["ls", "inputs"]}]}
+    wired = wire_pod_spec(spec, hello.params, namespace="default")
+    assert [c["name"] for c in wired["initContainers"]] == [PULL_CONTAINER]

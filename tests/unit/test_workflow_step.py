@@ -69,7 +69,7 @@ def test_step_errors_are_wiring_errors() -> None:
     with pytest.raises(WiringError, match="command is empty"):
         synth(name="s", image="i", command=[], outputs=[Output("o:1", "/o/f")])
     with pytest.raises(WiringError, match="has no workingDir"):
-        synth(name="s", image="i", command=["run"], inputs=["a:1"])
+        synth(name="s", image="i", command=["run"], outputs=[Output("o:1")])
 
 
 def test_example_pipeline_shares_one_artifact() -> None:
