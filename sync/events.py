@@ -35,9 +35,16 @@ class EventRecorder:
 
     def _write(self, obj: Obj, type_: str, reason: str, message: str) -> None:
         """Best effort: an event that cannot be written is logged, never fatal."""
+        try:
+            self.kube.create(EVENTS, obj["metadata"]["namespace"],
+                             self.build(obj, type_, reason, message))
+        except ApiException as err:
+            log.warning("could not record event: %s", api_error_message(err))
+
+    def build(self, obj: Obj, type_: str, reason: str, message: str) -> Obj:
         meta = obj["metadata"]
         stamp = now()
-        event: Obj = {
+        return {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}",
@@ -56,7 +63,3 @@ class EventRecorder:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        try:
-            self.kube.create(EVENTS, meta["namespace"], event)
-        except ApiException as err:
-            log.warning("could not record event: %s", api_error_message(err))

@@ -8,6 +8,7 @@ one reconcile per cache at a time.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import logging
 import signal
@@ -91,6 +92,18 @@ def preflight(kube: Kube, namespaces: Sequence[str] | None) -> None:
             raise StartupError(f"listing orascaches {where}: {api_error_message(err)}") from err
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates its own malloc arena (up to 8 per core) and
+    keeps their freed memory: with ~25 threads parsing JSON that is tens of MB of RSS.
+    Same as MALLOC_ARENA_MAX=2, set before the service starts its threads."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): nothing to tune
+        return
+    m_arena_max = -8
+    libc.mallopt(m_arena_max, arenas)
+
+
 class SyncService:
     def __init__(self, kube: Kube, options: Options) -> None:
         self.kube = kube
@@ -166,6 +179,7 @@ class SyncService:
     # ----- run ------------------------------------------------------------------------------
     def run(self) -> int:
         """Blocks until SIGTERM/SIGINT or `stop()`; returns the exit code."""
+        limit_malloc_arenas()
         for sig in (signal.SIGTERM, signal.SIGINT):
             if threading.current_thread() is threading.main_thread():
                 signal.signal(sig, lambda *_: self.stop())
