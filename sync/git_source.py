@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -191,7 +192,7 @@ class GitSource:
             if creds.known_hosts:
                 ssh += ["-o", f"UserKnownHostsFile={secrets / 'known_hosts'}",
                         "-o", "StrictHostKeyChecking=yes"]
-            env["GIT_SSH_COMMAND"] = " ".join(ssh)
+            env["GIT_SSH_COMMAND"] = shlex.join(ssh)  # git runs it through a shell
         return env
 
     def close(self) -> None:
@@ -205,8 +206,11 @@ class GitSource:
         detail = " ".join(line.strip() for line in str(detail).splitlines() if line.strip())
         detail = detail.removeprefix("stderr:").strip().strip("'").strip()
         if "Authentication failed" in detail or "could not read Username" in detail or (
-                "403" in detail or "401" in detail):
+                "403" in detail or "401" in detail or "Permission denied (" in detail):
             hint = " (authentication failed: check the credentials)"
+        elif "Host key verification failed" in detail:
+            hint = (" (the server's host key is not the one known_hosts lists for it: "
+                    "check known_hosts)")
         else:
             hint = ""
         message = f"git {op} of {self.display_url} failed{hint}: {detail}"
