@@ -6,8 +6,11 @@
 2. git: a repository with N cache files (namespace-less, so they land in namespace B);
    the time of one `GitSync.sync_once()` from fetch of the new commit to every object
    applied (fetch + checkout + parse + render + parent + apply), in this process.
-3. no new commit: `sync_once()` again; the writes to the API server it caused
-   (apiserver_request_total, write verbs on the kinds we manage; none expected).
+3. no new commit: `sync_once()` again, i.e. a drift pass (the applied commit's objects,
+   kept in memory, compared with the listed ApplySet members; no render); the writes to the
+   API server it caused (apiserver_request_total, write verbs on the kinds we manage, plus
+   our Events; none expected). 3c: one member deleted and one edited by hand: the next pass
+   restores exactly those (2 writes).
 4. render to a branch: `render_commit` + `push_branch` of the N caches to a file:// remote.
 
 kube-controller-manager creates each StatefulSet's Pod (Pending: no kubelet) at 20 QPS;
@@ -47,6 +50,10 @@ from tests.harness import LocalCluster, ensure_binaries  # noqa: E402
 NS_BASE, NS_GIT, NS_BASE2 = "bench-git-baseline", "bench-git", "bench-git-baseline-2"
 NS_WARM = "bench-git-warm-up"
 WRITE_VERBS = frozenset({"APPLY", "PATCH", "POST", "PUT", "DELETE", "DELETECOLLECTION"})
+# The git source writes members and the parent with server-side apply and DELETE only (its
+# Events are counted by listing them). A POST of a PersistentVolumeClaim is
+# kube-controller-manager's StatefulSet controller making a volumeClaimTemplate's claim.
+OUR_VERBS = frozenset({"APPLY", "PATCH", "PUT", "DELETE"})
 OURS = frozenset({"services", "statefulsets", "persistentvolumeclaims", "configmaps"})
 
 
@@ -115,10 +122,11 @@ def make_repo(path: Path, n: int) -> git.Repo:
     return repo
 
 
-def our_writes(before: Counter[tuple[str, str, str]],
-               after: Counter[tuple[str, str, str]]) -> int:
-    return sum(after[k] - before[k] for k in after
-               if k[0] in WRITE_VERBS and k[1] in OURS and not k[2])
+def write_keys(before: Counter[tuple[str, str, str]],
+               after: Counter[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
+    """The writes between two samples, by (verb, resource, subresource)."""
+    return {k: after[k] - before[k] for k in after
+            if k[0] in WRITE_VERBS and k[1] in OURS and not k[2] and after[k] > before[k]}
 
 
 def raw_loop(kube: Kube, tmp: Path, namespace: str, limit: int | None = None,
@@ -141,6 +149,46 @@ def raw_loop(kube: Kube, tmp: Path, namespace: str, limit: int | None = None,
 def our_events(kube: Kube, namespace: str) -> int:
     events = kube.list(RESOURCES[("v1", "Event")], namespace)
     return sum(1 for e in events.get("items", []) if e.get("reportingComponent") == "orascache")
+
+
+def drift_phases(cluster: LocalCluster, kube: Kube, sync: GitSync,
+                 ) -> tuple[int, float, float, int]:
+    """(writes, seconds) of a drift pass with no drift, then (seconds, writes) of one
+    with a deleted Service and a scaled StatefulSet."""
+    # 3. no new commit, three times: zero writes. kube-apiserver's counters cannot tell
+    # who wrote: the breakdown is logged when another controller wrote in the meantime.
+    totals = []
+    for _ in range(3):
+        before, events = apiserver_requests(cluster), our_events(kube, NS_GIT)
+        start = time.monotonic()
+        idle = sync.sync_once()
+        idle_s = time.monotonic() - start
+        keys = write_keys(before, apiserver_requests(cluster))
+        writes = sum(v for k, v in keys.items() if k[0] in OUR_VERBS)
+        writes += our_events(kube, NS_GIT) - events
+        totals.append(writes)
+        log(f"fetch with no new commit (drift pass): {idle.outcome} in {idle_s:.2f} s, "
+            f"{writes} writes to the API server by the git source, {idle.changes.writes} "
+            f"by the applier; all writes to those kinds: {keys or 'none'}")
+        assert idle.outcome == "UpToDate" and idle.changes.writes == 0, idle.message
+    writes = max(totals)
+
+    # 3c. drift: one Service deleted, one StatefulSet scaled by hand.
+    kube.request("DELETE", f"/api/v1/namespaces/{NS_GIT}/services/c0002")
+    kube.request("PATCH", f"/apis/apps/v1/namespaces/{NS_GIT}/statefulsets/c0004",
+                 body={"spec": {"replicas": 3}}, content_type="application/merge-patch+json")
+    before = apiserver_requests(cluster)
+    start = time.monotonic()
+    drift = sync.sync_once()
+    drift_s = time.monotonic() - start
+    keys = write_keys(before, apiserver_requests(cluster))
+    drift_writes = sum(v for k, v in keys.items() if k[0] in OUR_VERBS)
+    log(f"drift pass with 2 drifted members: {drift.outcome} in {drift_s:.2f} s, "
+        f"{drift_writes} writes ({drift.changes.summary()}; all: {keys})")
+    assert drift.outcome == "DriftCorrected" and drift.changes.writes == 2, drift.message
+    assert max(totals) == 0, totals
+
+    return writes, idle_s, drift_s, drift_writes
 
 
 def main() -> int:
@@ -184,15 +232,8 @@ def main() -> int:
             f"{took / baseline2:.2f}x (baseline after); apply stage alone "
             f"{apply_s / baseline:.2f}x / {apply_s / baseline2:.2f}x")
 
-        # 3. no new commit: zero writes.
-        before, events = apiserver_requests(cluster), our_events(kube, NS_GIT)
-        start = time.monotonic()
-        idle = sync.sync_once()
-        idle_s = time.monotonic() - start
-        writes = our_writes(before, apiserver_requests(cluster))
-        writes += our_events(kube, NS_GIT) - events
-        log(f"fetch with no new commit: {idle.outcome} in {idle_s:.2f} s, "
-            f"{writes} writes to the API server")
+        # 3. no new commit: a drift pass, zero writes; 3c. two drifted members restored.
+        writes, idle_s, drift_s, drift_writes = drift_phases(cluster, kube, sync)
 
         # 3b. one changed cache: only its objects are written.
         (Path(tmp) / "src" / "caches" / "c0001.yaml").write_text(yaml.safe_dump({
@@ -219,7 +260,8 @@ def main() -> int:
         log(f"render again, unchanged: {time.monotonic() - start:.2f} s, new commit: {again}")
         print(f"RESULT n={n} baseline_s={baseline:.2f} baseline_after_s={baseline2:.2f} "
               f"git_s={took:.2f} git_apply_s={apply_s:.2f} "
-              f"ratio={took / min(baseline, baseline2):.2f} idle_writes={writes}")
+              f"ratio={took / min(baseline, baseline2):.2f} idle_writes={writes} "
+              f"idle_s={idle_s:.2f} drift_s={drift_s:.2f} drift_writes={drift_writes}")
     return 0
 
 

@@ -24,12 +24,17 @@ RBAC, and why each rule is there (and nothing else: no wildcards, no Secrets):
   request path (the name is only in the body) and a `resourceNames` rule never matches it.
 Watching all namespaces grants the namespaced rules through a ClusterRole bound by a
 ClusterRoleBinding; a list of namespaces gets one Role + RoleBinding per namespace.
+
+`GitSyncService` (below) is the git source's variant, rendered to `dist/install-git/`
+(`sync.synth.install_git_files`): no CRD, no webhook, one replica, the credentials Secret
+mounted by name, and RBAC for the ApplySet it applies (see its docstring).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import cdk8s
 import constructs
@@ -345,8 +350,19 @@ class SyncService(constructs.Construct):
                 selector=k8s.LabelSelector(match_labels=sync_selector_labels()),
                 template=k8s.PodTemplateSpec(
                     metadata=k8s.ObjectMeta(labels=sync_labels()),
-                    spec=self._pod_spec(
-                        image, sync_args(namespace, watch_namespaces, metrics_port), metrics_port
+                    spec=pod_spec(
+                        NAME,
+                        image,
+                        sync_args(namespace, watch_namespaces, metrics_port),
+                        [
+                            k8s.ContainerPort(
+                                name=PORT_NAME, container_port=metrics_port, protocol="TCP"
+                            ),
+                            k8s.ContainerPort(
+                                name=WEBHOOK_PORT_NAME, container_port=WEBHOOK_PORT,
+                                protocol="TCP",
+                            ),
+                        ],
                     ),
                 ),
             ),
@@ -394,78 +410,356 @@ class SyncService(constructs.Construct):
         crd.add_json_patch(cdk8s.JsonPatch.add("/spec", manifest["spec"]))
         return crd
 
-    def _probe(self, path: str, period: int) -> k8s.Probe:
-        return k8s.Probe(
-            http_get=k8s.HttpGetAction(path=path, port=k8s.IntOrString.from_string(PORT_NAME)),
-            period_seconds=period,
-            timeout_seconds=3,
-            failure_threshold=3,
+# ----- the git source ----------------------------------------------------------------------
+GIT_NAME = "oras-cache-git-sync"
+GIT_COMPONENT = "git-sync"
+GIT_METRICS_SERVICE = f"{GIT_NAME}-metrics"
+GIT_APPLYSET_ROLE = f"{GIT_NAME}-applyset"
+GIT_CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"  # = sync.git_source.CREDENTIALS_MOUNT
+GIT_CLONE_DIR = "/var/lib/orascache/git"
+DEFAULT_GIT_REPO = "https://git.example.com/your-org/your-caches.git"  # a placeholder
+DEFAULT_GIT_CREDENTIALS_SECRET = "oras-cache-git-credentials"
+DEFAULT_APPLYSET_NAME = "orascache-git"
+# The environment variables the container args refer to as $(NAME): a kustomize patch of
+# the container's `env` (merged by name) points an install at another repo, ref or path.
+GIT_ENV = {"repo": "ORASCACHE_GIT_REPO", "ref": "ORASCACHE_GIT_REF", "path": "ORASCACHE_GIT_PATH"}
+GIT_MEMBER_VERBS = ["get", "list", "create", "patch", "delete"]
+# The git source applies the rendered children directly (no OrasCache CRD, no watch): it
+# lists the ApplySet members by label, GETs an object before applying it when its listed
+# copy differs, applies (create + patch), prunes (delete).
+GIT_MEMBER_RULES: list[dict[str, list[str]]] = [
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "services"],
+     "verbs": GIT_MEMBER_VERBS},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": GIT_MEMBER_VERBS},
+]
+
+
+def git_applyset_rules(applyset_name: str) -> list[dict[str, list[str]]]:
+    """In the namespace of the ApplySet parent: that one ConfigMap (read, and server-side
+    applied: a PATCH that creates is authorized as `create` *with* the name, so
+    `resourceNames` holds for it too) and the Events recorded on it."""
+    return [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [applyset_name],
+         "verbs": ["get", "create", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]
+
+
+def git_labels() -> dict[str, str]:
+    return {**sync_labels(), "app.kubernetes.io/component": GIT_COMPONENT}
+
+
+def git_selector_labels() -> dict[str, str]:
+    return {"app.kubernetes.io/name": "oras-cache", "app.kubernetes.io/component": GIT_COMPONENT}
+
+
+def git_sync_args(
+    target_namespace: str,
+    applyset_name: str,
+    *,
+    interval: str,
+    metrics_port: int,
+    credentials: bool,
+    drift_correction: bool,
+) -> list[str]:
+    """Container args of the git source; repo, ref and path come from the environment."""
+    return [
+        "sync",
+        "--source",
+        "git",
+        "--repo",
+        f"$({GIT_ENV['repo']})",
+        "--ref",
+        f"$({GIT_ENV['ref']})",
+        "--path",
+        f"$({GIT_ENV['path']})",
+        "--namespace",
+        target_namespace,
+        "--applyset-name",
+        applyset_name,
+        "--interval",
+        interval,
+        "--http-addr",
+        f":{metrics_port}",
+        "--git-dir",
+        GIT_CLONE_DIR,
+        *(["--credentials-file", GIT_CREDENTIALS_MOUNT] if credentials else []),
+        *([] if drift_correction else ["--no-drift-correction"]),
+    ]
+
+
+class GitSyncService(constructs.Construct):
+    """The sync service following a git repository (`orascache sync --source git`).
+
+    It applies the rendered children of the OrasCache files found at `path` of `ref` as a
+    KEP-3659 ApplySet whose parent is the ConfigMap `applyset_name` in `target_namespace`
+    (also the namespace of caches that name none); no CRD is installed or needed.
+    One replica, replaced with `Recreate`: the git source has no leader election, and two
+    instances must not apply and prune the same ApplySet. Objects: the Namespace of the
+    service (restricted Pod Security), its ServiceAccount, RBAC, a metrics Service, the
+    Deployment. Names and the `app.kubernetes.io/component` label (`git-sync`) differ from
+    `SyncService`'s, so both can be installed in the same namespace.
+
+    RBAC: `GIT_MEMBER_RULES` where the caches may live (`target_namespaces=None`: any
+    namespace, through a ClusterRole; a list: a Role in each, `target_namespace` always
+    included) and `git_applyset_rules` in `target_namespace`. No Secrets API: the
+    credentials Secret `credentials_secret` (keys `username` + `password` or `token`, or
+    `ssh-privatekey` + `known_hosts`) is mounted read-only at `GIT_CREDENTIALS_MOUNT`
+    with mode 0400; `fsGroup` makes it readable by the non-root user. `None`: no
+    credentials (a public repository).
+    """
+
+    def __init__(
+        self,
+        scope: constructs.Construct,
+        id: str,
+        *,
+        repo: str = DEFAULT_GIT_REPO,
+        ref: str = "main",
+        path: str = ".",
+        credentials_secret: str | None = DEFAULT_GIT_CREDENTIALS_SECRET,
+        target_namespace: str = "default",
+        target_namespaces: Sequence[str] | None = None,
+        applyset_name: str = DEFAULT_APPLYSET_NAME,
+        interval: str = "1m",
+        drift_correction: bool = True,
+        namespace: str = DEFAULT_NAMESPACE,
+        image: str = DEFAULT_IMAGE,
+        metrics_port: int = DEFAULT_METRICS_PORT,
+    ) -> None:
+        super().__init__(scope, id)
+        url = urlsplit(repo)
+        if url.password or (url.scheme in ("http", "https") and url.username):
+            raise ValueError("repo must not carry credentials: put them in credentials_secret")
+        if target_namespaces is not None:
+            if isinstance(target_namespaces, str):
+                raise TypeError("target_namespaces must be a sequence of names, not a string")
+            target_namespaces = list(dict.fromkeys([target_namespace, *target_namespaces]))
+        if not 1 <= metrics_port <= 65535:
+            raise ValueError("metrics_port must be a TCP port")
+        self.namespace = namespace
+        self.namespace_object = k8s.KubeNamespace(
+            self,
+            "Namespace",
+            metadata=k8s.ObjectMeta(
+                name=namespace,
+                labels={
+                    "app.kubernetes.io/name": "oras-cache",
+                    "app.kubernetes.io/part-of": "oras-cache",
+                    "app.kubernetes.io/managed-by": "orascache",
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            ),
         )
-
-    def _pod_spec(self, image: str, args: list[str], metrics_port: int) -> k8s.PodSpec:
-        def field(path: str) -> k8s.EnvVarSource:
-            return k8s.EnvVarSource(field_ref=k8s.ObjectFieldSelector(field_path=path))
-
-        return k8s.PodSpec(
-            service_account_name=NAME,
-            # The service talks to the API server with this token.
-            automount_service_account_token=True,
-            enable_service_links=False,
-            containers=[
-                k8s.Container(
-                    name=CONTAINER_NAME,
-                    image=image,
-                    args=args,
-                    ports=[
-                        k8s.ContainerPort(
-                            name=PORT_NAME, container_port=metrics_port, protocol="TCP"
-                        ),
-                        k8s.ContainerPort(
-                            name=WEBHOOK_PORT_NAME, container_port=WEBHOOK_PORT, protocol="TCP"
-                        ),
-                    ],
-                    env=[
-                        # The leader-election identity and the lease's namespace.
-                        k8s.EnvVar(name="POD_NAME", value_from=field("metadata.name")),
-                        k8s.EnvVar(name="POD_NAMESPACE", value_from=field("metadata.namespace")),
-                        # jsii unpacks its assemblies to a temp dir and caches under
-                        # $HOME/.cache: both on the writable emptyDir.
-                        k8s.EnvVar(name="HOME", value=TMP),
-                        k8s.EnvVar(name="TMPDIR", value=TMP),
-                    ],
-                    liveness_probe=self._probe("/healthz", period=20),
-                    readiness_probe=self._probe("/readyz", period=5),
-                    # Python plus the Node process that jsii runs.
-                    resources=k8s.ResourceRequirements(
-                        requests={
-                            "cpu": k8s.Quantity.from_string("50m"),
-                            "memory": k8s.Quantity.from_string("128Mi"),
-                        },
-                        limits={"memory": k8s.Quantity.from_string("384Mi")},
-                    ),
-                    # All of the "restricted" Pod Security Standard, in one place.
-                    security_context=k8s.SecurityContext(
-                        run_as_non_root=True,
-                        run_as_user=RUN_AS_USER,
-                        run_as_group=RUN_AS_USER,
-                        read_only_root_filesystem=True,
-                        allow_privilege_escalation=False,
-                        capabilities=k8s.Capabilities(drop=["ALL"]),
-                        seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
-                    ),
-                    volume_mounts=[k8s.VolumeMount(name="tmp", mount_path=TMP)],
-                )
-            ],
-            volumes=[
+        self.service_account = k8s.KubeServiceAccount(
+            self, "ServiceAccount", metadata=self._metadata(GIT_NAME)
+        )
+        self.cluster_role: k8s.KubeClusterRole | None = None
+        self.cluster_role_binding: k8s.KubeClusterRoleBinding | None = None
+        self.roles: list[k8s.KubeRole] = []
+        self.role_bindings: list[k8s.KubeRoleBinding] = []
+        if target_namespaces is None:
+            self.cluster_role = k8s.KubeClusterRole(
+                self,
+                "ClusterRole",
+                metadata=k8s.ObjectMeta(name=GIT_NAME, labels=git_labels()),
+                rules=_rules(GIT_MEMBER_RULES),
+            )
+            self.cluster_role_binding = k8s.KubeClusterRoleBinding(
+                self,
+                "ClusterRoleBinding",
+                metadata=k8s.ObjectMeta(name=GIT_NAME, labels=git_labels()),
+                role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name=GIT_NAME),
+                subjects=[self._subject()],
+            )
+        else:
+            for ns in target_namespaces:
+                self._role(f"Members-{ns}", GIT_NAME, ns, GIT_MEMBER_RULES)
+        self._role("ApplySet", GIT_APPLYSET_ROLE, target_namespace,
+                   git_applyset_rules(applyset_name))
+        self.metrics_service = k8s.KubeService(
+            self,
+            "MetricsService",
+            metadata=self._metadata(GIT_METRICS_SERVICE),
+            spec=k8s.ServiceSpec(
+                selector=git_selector_labels(),
+                ports=[
+                    k8s.ServicePort(
+                        name="http-metrics",
+                        port=metrics_port,
+                        target_port=k8s.IntOrString.from_string(PORT_NAME),
+                        protocol="TCP",
+                    )
+                ],
+            ),
+        )
+        volumes = [
+            k8s.Volume(
+                name="git",
+                empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string("1Gi")),
+            )
+        ]
+        mounts = [k8s.VolumeMount(name="git", mount_path=GIT_CLONE_DIR)]
+        if credentials_secret is not None:
+            volumes.append(
                 k8s.Volume(
-                    name="tmp",
-                    # jsii's unpacked assemblies take about 35 MB.
-                    empty_dir=k8s.EmptyDirVolumeSource(
-                        size_limit=k8s.Quantity.from_string("256Mi")
+                    name="git-credentials",
+                    secret=k8s.SecretVolumeSource(
+                        secret_name=credentials_secret, default_mode=0o400, optional=False
                     ),
                 )
-            ],
+            )
+            mounts.append(
+                k8s.VolumeMount(
+                    name="git-credentials", mount_path=GIT_CREDENTIALS_MOUNT, read_only=True
+                )
+            )
+        env = [
+            k8s.EnvVar(name=GIT_ENV["repo"], value=repo),
+            k8s.EnvVar(name=GIT_ENV["ref"], value=ref),
+            k8s.EnvVar(name=GIT_ENV["path"], value=path),
+        ]
+        args = git_sync_args(
+            target_namespace,
+            applyset_name,
+            interval=interval,
+            metrics_port=metrics_port,
+            credentials=credentials_secret is not None,
+            drift_correction=drift_correction,
         )
+        self.deployment = k8s.KubeDeployment(
+            self,
+            "Deployment",
+            metadata=self._metadata(GIT_NAME),
+            spec=k8s.DeploymentSpec(
+                replicas=1,
+                strategy=k8s.DeploymentStrategy(type="Recreate"),
+                selector=k8s.LabelSelector(match_labels=git_selector_labels()),
+                template=k8s.PodTemplateSpec(
+                    metadata=k8s.ObjectMeta(labels=git_labels()),
+                    spec=pod_spec(
+                        GIT_NAME,
+                        image,
+                        args,
+                        [k8s.ContainerPort(name=PORT_NAME, container_port=metrics_port,
+                                           protocol="TCP")],
+                        env=env,
+                        volumes=volumes,
+                        mounts=mounts,
+                        fs_group=RUN_AS_USER if credentials_secret is not None else None,
+                    ),
+                ),
+            ),
+        )
+
+    def _metadata(self, name: str, namespace: str | None = None) -> k8s.ObjectMeta:
+        return k8s.ObjectMeta(name=name, namespace=namespace or self.namespace,
+                              labels=git_labels())
+
+    def _subject(self) -> k8s.Subject:
+        return k8s.Subject(kind="ServiceAccount", name=GIT_NAME, namespace=self.namespace)
+
+    def _role(
+        self, id: str, name: str, namespace: str, rules: Sequence[dict[str, list[str]]]
+    ) -> None:
+        self.roles.append(
+            k8s.KubeRole(
+                self, f"Role-{id}", metadata=self._metadata(name, namespace), rules=_rules(rules)
+            )
+        )
+        self.role_bindings.append(
+            k8s.KubeRoleBinding(
+                self,
+                f"RoleBinding-{id}",
+                metadata=self._metadata(name, namespace),
+                role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="Role", name=name),
+                subjects=[self._subject()],
+            )
+        )
+
+
+def _probe(path: str, period: int) -> k8s.Probe:
+    return k8s.Probe(
+        http_get=k8s.HttpGetAction(path=path, port=k8s.IntOrString.from_string(PORT_NAME)),
+        period_seconds=period,
+        timeout_seconds=3,
+        failure_threshold=3,
+    )
+
+
+def _field(path: str) -> k8s.EnvVarSource:
+    return k8s.EnvVarSource(field_ref=k8s.ObjectFieldSelector(field_path=path))
+
+
+def pod_spec(
+    service_account: str,
+    image: str,
+    args: list[str],
+    ports: list[k8s.ContainerPort],
+    *,
+    env: Sequence[k8s.EnvVar] = (),
+    volumes: Sequence[k8s.Volume] = (),
+    mounts: Sequence[k8s.VolumeMount] = (),
+    fs_group: int | None = None,
+) -> k8s.PodSpec:
+    """The sync service's Pod (both sources): one container meeting the "restricted" Pod
+    Security Standard, probes on the `http` port, a writable emptyDir at /tmp."""
+    return k8s.PodSpec(
+        service_account_name=service_account,
+        # The service talks to the API server with this token.
+        automount_service_account_token=True,
+        enable_service_links=False,
+        # Only for mounted Secrets: their files belong to root, readable by this group.
+        security_context=k8s.PodSecurityContext(fs_group=fs_group) if fs_group else None,
+        containers=[
+            k8s.Container(
+                name=CONTAINER_NAME,
+                image=image,
+                args=args,
+                ports=ports,
+                env=[
+                    # The leader-election identity and the lease's namespace.
+                    k8s.EnvVar(name="POD_NAME", value_from=_field("metadata.name")),
+                    k8s.EnvVar(name="POD_NAMESPACE", value_from=_field("metadata.namespace")),
+                    # jsii unpacks its assemblies to a temp dir and caches under
+                    # $HOME/.cache: both on the writable emptyDir.
+                    k8s.EnvVar(name="HOME", value=TMP),
+                    k8s.EnvVar(name="TMPDIR", value=TMP),
+                    *env,
+                ],
+                liveness_probe=_probe("/healthz", period=20),
+                readiness_probe=_probe("/readyz", period=5),
+                # Python plus the Node process that jsii runs.
+                resources=k8s.ResourceRequirements(
+                    requests={
+                        "cpu": k8s.Quantity.from_string("50m"),
+                        "memory": k8s.Quantity.from_string("128Mi"),
+                    },
+                    limits={"memory": k8s.Quantity.from_string("384Mi")},
+                ),
+                # All of the "restricted" Pod Security Standard, in one place.
+                security_context=k8s.SecurityContext(
+                    run_as_non_root=True,
+                    run_as_user=RUN_AS_USER,
+                    run_as_group=RUN_AS_USER,
+                    read_only_root_filesystem=True,
+                    allow_privilege_escalation=False,
+                    capabilities=k8s.Capabilities(drop=["ALL"]),
+                    seccomp_profile=k8s.SeccompProfile(type="RuntimeDefault"),
+                ),
+                volume_mounts=[k8s.VolumeMount(name="tmp", mount_path=TMP), *mounts],
+            )
+        ],
+        volumes=[
+            k8s.Volume(
+                name="tmp",
+                # jsii's unpacked assemblies take about 35 MB.
+                empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string("256Mi")),
+            ),
+            *volumes,
+        ],
+    )
 
 
 def render_install(**options: Any) -> list[dict[str, Any]]:
@@ -473,5 +767,14 @@ def render_install(**options: Any) -> list[dict[str, Any]]:
     app = cdk8s.App()
     chart = cdk8s.Chart(app, "install", disable_resource_name_hashes=True)
     SyncService(chart, "SyncService", **options)
+    manifests: list[dict[str, Any]] = list(chart.to_json())
+    return manifests
+
+
+def render_git_install(**options: Any) -> list[dict[str, Any]]:
+    """The manifests of one `GitSyncService(**options)`, in apply order."""
+    app = cdk8s.App()
+    chart = cdk8s.Chart(app, "install-git", disable_resource_name_hashes=True)
+    GitSyncService(chart, "GitSyncService", **options)
     manifests: list[dict[str, Any]] = list(chart.to_json())
     return manifests

@@ -61,6 +61,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     if args.source == "git":
         return _sync_git(args)
     namespaces = None if args.all_namespaces else args.namespace
+    if args.webhook_cert_dir and not args.webhook_addr:
+        print("error: --webhook-cert-dir needs --webhook-addr", file=sys.stderr)
+        return 2
     try:
         kube = Kube(load_api_client(args.kubeconfig))
         preflight(kube, namespaces)
@@ -78,8 +81,14 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         renew_deadline=args.renew_deadline, retry_period=args.retry_period,
         webhook_addr=args.webhook_addr, webhook_hosts=tuple(args.webhook_host or ()),
         webhook_config=args.webhook_config, webhook_cert_validity=args.webhook_cert_validity,
+        webhook_cert_dir=args.webhook_cert_dir,
     )
-    return SyncService(kube, options).run()
+    try:
+        service = SyncService(kube, options)
+    except StartupError as err:  # e.g. an unusable --webhook-cert-dir
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return service.run()
 
 
 def duration(text: str) -> float:
@@ -120,7 +129,8 @@ def _sync_git(args: argparse.Namespace) -> int:
         return 2
     options = GitOptions(path=args.path, namespace=_default_namespace(args),
                          applyset_name=args.applyset_name, interval=args.interval,
-                         allow_empty=args.allow_empty, http_addr=args.http_addr or None)
+                         allow_empty=args.allow_empty, http_addr=args.http_addr or None,
+                         drift_correction=args.drift_correction)
     # The clone is kept between fetches; without --git-dir it lives as long as the process.
     with tempfile.TemporaryDirectory(prefix="orascache-clone-") as tmp:
         try:
@@ -240,6 +250,29 @@ def _sync_git_arguments(sync: argparse.ArgumentParser) -> None:
                       "to that namespace too")
     sync.add_argument("--git-dir", metavar="DIR",
                       help="git: where to keep the clone (default: a temporary directory)")
+    sync.add_argument("--no-drift-correction", dest="drift_correction", action="store_false",
+                      help="git: when the commit is unchanged, do not re-apply its objects "
+                      "(by default every interval restores deleted or edited members, "
+                      "with no write when nothing drifted; never prunes)")
+
+
+def _webhook_arguments(sync: argparse.ArgumentParser) -> None:
+    hook = sync.add_argument_group("admission webhook (served by every replica)")
+    hook.add_argument("--webhook-addr", metavar="ADDR",
+                      help="serve the mutating webhook over TLS here, e.g. :8443")
+    hook.add_argument("--webhook-host", action="append", metavar="NAME",
+                      help="DNS name or IP in the serving certificate (repeatable)")
+    hook.add_argument("--webhook-config", metavar="NAME",
+                      help="MutatingWebhookConfiguration whose caBundle the service keeps "
+                      "(with --webhook-cert-dir: only when DIR has ca.crt)")
+    hook.add_argument("--webhook-cert-validity", type=float, default=7 * 24 * 3600.0,
+                      metavar="SECONDS", help="generated serving certificate lifetime; "
+                      "rotated when a third is left (default 7 days)")
+    hook.add_argument("--webhook-cert-dir", metavar="DIR",
+                      help="serve tls.crt/tls.key from DIR (e.g. a cert-manager "
+                      "Certificate's Secret as a volume), reloaded when they change, "
+                      "instead of generating a CA; --webhook-host and "
+                      "--webhook-cert-validity then do not apply")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,16 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--lease-duration", type=int, default=15, metavar="SECONDS")
     sync.add_argument("--renew-deadline", type=int, default=10, metavar="SECONDS")
     sync.add_argument("--retry-period", type=int, default=2, metavar="SECONDS")
-    hook = sync.add_argument_group("admission webhook (served by every replica)")
-    hook.add_argument("--webhook-addr", metavar="ADDR",
-                      help="serve the mutating webhook over TLS here, e.g. :8443")
-    hook.add_argument("--webhook-host", action="append", metavar="NAME",
-                      help="DNS name or IP in the serving certificate (repeatable)")
-    hook.add_argument("--webhook-config", metavar="NAME",
-                      help="MutatingWebhookConfiguration whose caBundle the service keeps")
-    hook.add_argument("--webhook-cert-validity", type=float, default=7 * 24 * 3600.0,
-                      metavar="SECONDS", help="serving certificate lifetime; rotated when a "
-                      "third is left (default 7 days)")
+    _webhook_arguments(sync)
     sync.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sync.add_argument("--log-format", default="json", choices=["json", "text"])
     _sync_git_arguments(sync)

@@ -8,6 +8,13 @@ inventory (the ApplySet, found by label) that the new render no longer has, and 
 after every apply succeeded. A revision with no caches prunes nothing unless
 `allow_empty`. The rendered children are applied directly: no OrasCache CRD is needed.
 
+Drift correction: at every interval whose fetch finds the commit already applied, the
+objects rendered for it (kept in memory, never rendered again) are applied again through
+the applier, which skips every object whose hash annotation and set fields still hold: a
+pass with no drift makes zero write requests, while a hand-deleted or hand-edited member
+is restored (as Flux's kustomize-controller re-applies at every interval). A drift pass
+never prunes and never rewrites the ApplySet parent unless the parent itself is gone.
+
 Threads: the main thread fetches, parses and renders (jsii is not thread-safe); the
 applier's pool talks to the API server; the HTTP thread only sets the trigger event.
 """
@@ -56,6 +63,8 @@ log = logging.getLogger(__name__)
 
 APPLIED, INVALID, EMPTY, FAILED, FETCH_FAILED, UP_TO_DATE = (
     "Applied", "Invalid", "EmptyRefused", "Failed", "FetchFailed", "UpToDate")
+# Outcomes of a drift pass (the parent keeps recording the revision's own result).
+DRIFT_CORRECTED, DRIFT_FAILED = "DriftCorrected", "DriftCorrectionFailed"
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class GitOptions:
     interval: float = 60.0
     allow_empty: bool = False
     http_addr: str | None = ":8080"
+    drift_correction: bool = True  # re-apply the applied commit's objects every interval
 
 
 @dataclass
@@ -105,6 +115,12 @@ class GitMetrics:
                             "1, labelled with the commit last applied.", ["commit"], registry=r)
         self.duration = Gauge("orascache_git_last_sync_duration_seconds",
                               "Fetch to applied time of the last new revision.", registry=r)
+        self.drift_checks = Counter("orascache_git_drift_checks", "Drift passes over the "
+                                    "applied commit by result (clean, corrected, failed).",
+                                    ["result"], registry=r)
+        self.drift_corrected = Counter("orascache_git_drift_corrected_objects",
+                                       "Members re-created or re-applied by drift passes.",
+                                       registry=r)
 
 
 def stamp() -> str:
@@ -184,6 +200,9 @@ class GitSync:
         self.last_good: str | None = None
         self.fetch_error: Result | None = None
         self._recorded: tuple[str | None, str, str] | None = None
+        # The rendered objects of the last applied commit, reused by drift passes.
+        self._rendered: tuple[str, Desired] | None = None
+        self._drift_reported: str | None = None  # one Warning per distinct failure
 
     # ----- state kept on the parent ----------------------------------------------------
     def restore(self) -> None:
@@ -255,6 +274,8 @@ class GitSync:
         last = self.last
         if (not force and last is not None and last.commit == commit
                 and last.outcome in (APPLIED, INVALID, EMPTY)):
+            if last.outcome == APPLIED and self.options.drift_correction:
+                return self._drift_safely(commit, started)
             self.git_metrics.healthy.set(1 if last.outcome == APPLIED else 0)
             return Result(UP_TO_DATE, commit, f"{commit[:12]} already {last.outcome}")
         try:
@@ -353,9 +374,93 @@ class GitSync:
         summary = (f"{desired.caches} cache(s), {len(refs)} object(s): "
                    f"{changes.summary()}; pruned: {pruned.summary()}")
         result = Result(APPLIED, commit, summary, changes, pruned, watch.laps)
+        self._rendered = (commit, desired)
         self._record(result, parent, new_gks, new_ns)
         lap("record")
         return result
+
+    # ----- drift correction ----------------------------------------------------------------
+    def _drift_safely(self, commit: str, started: float) -> Result:
+        try:
+            result = self._drift(commit)
+        except (ApiException, HTTPError, OSError, ApplySetError, GitSourceError) as exc:
+            message = api_error_message(exc) if isinstance(exc, ApiException) else str(exc)
+            result = Result(DRIFT_FAILED, commit, f"drift check of {commit[:12]}: {message}")
+        result.timings["drift"] = time.monotonic() - started
+        if result.outcome == DRIFT_FAILED:
+            self.git_metrics.drift_checks.labels(result="failed").inc()
+            self.git_metrics.healthy.set(0)
+            log.error("%s", result.message)
+        else:
+            self.git_metrics.healthy.set(1)
+            self.git_metrics.drift_checks.labels(
+                result="corrected" if result.outcome == DRIFT_CORRECTED else "clean").inc()
+        return result
+
+    def _desired_of(self, commit: str) -> Desired:
+        """The objects rendered for the applied `commit`: kept from its revision, or
+        rendered once after a restart (the parent said it was applied)."""
+        if self._rendered is None or self._rendered[0] != commit:
+            revision = self.source.checkout(commit)
+            self._rendered = (commit, render_tree(revision.worktree, self.options.path,
+                                                  self.applyset, self.options.namespace))
+        desired = self._rendered[1]
+        if desired.errors:  # e.g. a newer orascache rejects what an older one applied
+            raise GitSourceError(f"{commit[:12]} no longer renders: "
+                                 + "; ".join(desired.errors))
+        return desired
+
+    def _drift(self, commit: str) -> Result:
+        """Apply the applied commit's objects again: no write unless a member drifted;
+        no prune; the parent is only written when it is gone or misses a kind."""
+        desired = self._desired_of(commit)
+        parent = self.applyset.read_parent(self.kube)
+        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+        old_gks, old_ns = split(ann.get(GKS)), split(ann.get(NSS))
+        refs = [ObjectRef.of(o) for o in desired.objects]
+        gks, namespaces = group_kinds(refs), namespaces_of(refs)
+        repaired: list[str] = []
+        if parent is None or not (gks <= old_gks
+                                  and namespaces - {self.options.namespace} <= old_ns):
+            # The parent was deleted or edited: it must list the kinds before members are
+            # applied (KEP-3659); a new one records the applied commit again.
+            if parent is None:
+                self._recorded = None
+                self._record(self.last or Result(APPLIED, commit, "drift correction"),
+                             None, gks, namespaces)
+                parent = self.applyset.read_parent(self.kube)
+            else:
+                status = {k: v for k, v in ann.items() if k.startswith("orascache.")}
+                parent = self.applyset.write_parent(self.kube, old_gks | gks,
+                                                    old_ns | namespaces, status)
+            if parent is not None:
+                repaired.append(f"restored the ApplySet parent {self.applyset.namespace}/"
+                                f"{self.applyset.name}")
+        members = self.applyset.members(self.kube, parent, gks, namespaces)
+        live = {ObjectRef.of(m): m for m in members}
+        changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
+                                     live=live.get)
+        self.metrics.record(changes)
+        corrected = changes.of("created", "configured")
+        self.git_metrics.drift_corrected.inc(len(corrected))
+        if not changes.ok:
+            failures = [c.message for c in changes.of("conflict", "failed")]
+            message = (f"drift check of {commit[:12]}: {len(failures)} object(s) not "
+                       "restored: " + "; ".join(failures))
+            if parent is not None and self._drift_reported != message:
+                self.events.emit(parent, "Warning", DRIFT_FAILED, message)
+                self._drift_reported = message
+            return Result(DRIFT_FAILED, commit, message, changes)
+        self._drift_reported = None
+        if not corrected and not repaired:
+            return Result(UP_TO_DATE, commit, f"{commit[:12]} already {APPLIED}, no drift",
+                          changes)
+        message = (f"{commit[:12]} drift corrected: "
+                   + "; ".join([*repaired, changes.summary()] if corrected else repaired))
+        log.warning("%s", message)
+        if parent is not None:
+            self.events.emit(parent, "Normal", DRIFT_CORRECTED, message)
+        return Result(DRIFT_CORRECTED, commit, message, changes)
 
 
 class GitSyncService:

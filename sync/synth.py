@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from constructs_lib import SpecError, render, schema, to_yaml
-from constructs_lib.install import render_install
+from constructs_lib.install import render_git_install, render_install
 from constructs_lib.workflow_example import pipeline_yaml, render_pipeline
 from sync.load import load
 
@@ -63,6 +63,22 @@ def install_files() -> dict[str, str]:
     return {"crd.yaml": crd_yaml(), "sync-service.yaml": HEADER + to_yaml(service)}
 
 
+GIT_INSTALL_NOTE = (
+    "# The sync service following a git repository: `kubectl apply -k dist/install-git/`,\n"
+    "# after pointing ORASCACHE_GIT_REPO/REF/PATH at your repository with a kustomize patch\n"
+    "# and creating the Secret oras-cache-git-credentials (see README, \"Git source\").\n"
+)
+
+
+def install_git_files() -> dict[str, str]:
+    """The git source's install (`GitSyncService` with its defaults: placeholders for the
+    repository, overridden by a kustomize patch of the container's env), with a
+    kustomization.yaml so that an overlay can use the directory as its base."""
+    service = render_git_install()
+    return with_kustomization({"git-sync-service.yaml": HEADER + GIT_INSTALL_NOTE
+                               + to_yaml(service)})
+
+
 PIPELINE_CACHE = ("workflows", "shared")  # the example cache the example pipeline uses
 
 
@@ -89,6 +105,7 @@ def dist_files() -> dict[str, str] | list[SpecError]:
         **{f"examples/{k}": v for k, v in examples.items()},
         **{f"examples/pipelines/{k}": v for k, v in pipeline_files().items()},
         **{f"install/{k}": v for k, v in install_files().items()},
+        **{f"install-git/{k}": v for k, v in install_git_files().items()},
     }
 
 

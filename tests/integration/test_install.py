@@ -8,21 +8,28 @@ creating them proves that the restricted Pod Security level admits them.
 from __future__ import annotations
 
 import json
+import os
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema, to_yaml
-from constructs_lib.install import render_install
+from constructs_lib.install import GIT_NAME, render_git_install, render_install
+from sync.applyset import LAST_COMMIT, LAST_RESULT
+from sync.kube import Kube
 from sync.synth import REPO_ROOT
 from tests.harness import LocalCluster
+from tests.integration.gitserver import WorkRepo
+from tests.integration.syncproc import SyncProcess, get, wait_for
 
 NS = "oras-cache-system"
 SA = "oras-cache-sync"
@@ -292,3 +299,186 @@ def test_namespaced_install_grants_only_the_watched_namespaces(
         assert not can_i(cluster, kubeconfig, "create", "leases.coordination.k8s.io", "-n", watched)
     finally:
         core.delete_namespace(watched)
+
+
+# ----- the git source's install (dist/install-git/) ------------------------------------------
+GIT_INSTALL = REPO_ROOT / "dist/install-git"
+# What README documents: point the install at a repository with a patch of the env.
+GIT_OVERLAY = """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - {base}
+patches:
+  - patch: |
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: oras-cache-git-sync
+        namespace: oras-cache-system
+      spec:
+        template:
+          spec:
+            containers:
+              - name: sync
+                env:
+                  - name: ORASCACHE_GIT_REPO
+                    value: https://github.com/example/caches.git
+                  - name: ORASCACHE_GIT_PATH
+                    value: clusters/prod/caches
+"""
+
+
+def test_git_install_is_accepted_by_the_api_server(
+    cluster: LocalCluster, installed: str, tmp_path: Path
+) -> None:
+    """Server-side dry runs (the namespace oras-cache-system exists: `installed`)."""
+    expected = sorted(rendered_names(render_git_install()))
+    proc = cluster.kubectl(*APPLY, "--dry-run=server", "-oname", "-k", str(GIT_INSTALL))
+    assert sorted(proc.stdout.split()) == expected  # kustomize orders by kind
+    assert "PodSecurity" not in proc.stderr, proc.stderr
+
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        GIT_OVERLAY.format(base=os.path.relpath(GIT_INSTALL, overlay)))
+    built = cluster.kubectl("kustomize", str(overlay)).stdout
+    (deployment,) = [d for d in yaml.safe_load_all(built) if d["kind"] == "Deployment"]
+    env = {e["name"]: e.get("value") for e in
+           deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ORASCACHE_GIT_REPO"] == "https://github.com/example/caches.git"
+    assert env["ORASCACHE_GIT_PATH"] == "clusters/prod/caches"
+    assert env["ORASCACHE_GIT_REF"] == "main"
+    proc = cluster.kubectl(*APPLY, "--dry-run=server", "-oname", "-f", "-", input=built)
+    assert sorted(proc.stdout.split()) == expected
+    proc = cluster.kubectl(*APPLY, "--dry-run=server", "-oname", "-f",
+                           str(GIT_INSTALL / "git-sync-service.yaml"))
+    assert proc.stdout.split() == rendered_names(render_git_install())
+
+
+def cache_doc(name: str, namespace: str | None = None) -> str:
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return yaml.safe_dump({"apiVersion": schema.API_VERSION, "kind": schema.KIND,
+                           "metadata": meta, "spec": {}})
+
+
+def assert_git_out_of_role(
+    cluster: LocalCluster, kubeconfig: Path, namespace: str, target: str, other: str
+) -> None:
+    """As the git install's ServiceAccount: the Secrets API, other ConfigMaps, the parent
+    elsewhere, other kinds, the OrasCache API, Events outside the parent's namespace."""
+    with cluster.api_client(kubeconfig) as sa:
+        cms = f"/api/v1/namespaces/{target}/configmaps"
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}
+        assert raw(sa, "GET", f"{cms}/orascache-git") == 200
+        assert raw(sa, "GET", f"/api/v1/namespaces/{target}/secrets") == 403
+        assert raw(sa, "GET", f"/api/v1/namespaces/{namespace}/secrets/x") == 403
+        assert raw(sa, "GET", f"{cms}/kube-root-ca.crt") == 403
+        assert raw(sa, "GET", cms) == 403
+        assert raw(sa, "POST", cms, cm) == 403
+        assert raw(sa, "PATCH", f"{cms}/x", cm, fieldManager="orascache") == 403
+        assert raw(sa, "GET", f"/api/v1/namespaces/{other}/configmaps/orascache-git") == 403
+        deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}}
+        assert raw(sa, "POST", f"/apis/apps/v1/namespaces/{target}/deployments",
+                   deployment) == 403
+        assert raw(sa, "GET", f"/apis/{schema.API_VERSION}/{schema.PLURAL}") == 403
+        event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"},
+                 "involvedObject": {"kind": "ConfigMap", "name": "x"}}
+        assert raw(sa, "POST", f"/api/v1/namespaces/{other}/events", event) == 403
+        assert raw(sa, "DELETE", f"/api/v1/namespaces/{target}/services") == 403
+    assert not can_i(cluster, kubeconfig, "watch", "services", "-n", target)
+    assert not can_i(cluster, kubeconfig, "update", "statefulsets.apps", "-n", target)
+    assert not can_i(cluster, kubeconfig, "create", "leases.coordination.k8s.io", "-n",
+                     namespace)
+    assert not can_i(cluster, kubeconfig, "update",
+                     "mutatingwebhookconfigurations.admissionregistration.k8s.io")
+
+
+def assert_git_pod_admitted(core: client.CoreV1Api, namespace: str) -> None:
+    """The restricted Pod Security level admits the git Pod (fsGroup, the Secret volume)."""
+    pods: list[Any] = []
+    deadline = time.monotonic() + 60
+    while not pods and time.monotonic() < deadline:
+        pods = core.list_namespaced_pod(
+            namespace, label_selector="app.kubernetes.io/component=git-sync").items
+        time.sleep(0.5)
+    failures = [e.message for e in core.list_namespaced_event(namespace).items
+                if e.reason == "FailedCreate"]
+    assert pods and not failures, failures
+
+
+def test_git_install_rbac_is_enough_for_the_git_source_and_no_more(
+    cluster: LocalCluster, api_client: ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """The install's objects really applied (service in `namespace`, ApplySet parent and
+    namespace-less caches in `target`), then `orascache sync --source git` run as its
+    ServiceAccount: it applies, corrects drift and prunes; anything else is forbidden."""
+    core = client.CoreV1Api(api_client)
+    target, other = f"{namespace[:50]}-t", f"{namespace[:50]}-o"
+    for ns in (target, other):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    kube = Kube(api_client)
+    proc: SyncProcess | None = None
+    try:
+        manifests = render_git_install(namespace=namespace, target_namespace=target)
+        applied = cluster.kubectl(*APPLY, "-oname", "-f", "-", input=to_yaml(manifests))
+        assert applied.stdout.split() == rendered_names(manifests)
+        assert "PodSecurity" not in applied.stderr, applied.stderr
+        kubeconfig = cluster.kubeconfig_for_service_account(namespace, GIT_NAME)
+
+        repo = WorkRepo(tmp_path / "remote" / "caches.git")
+        first = (repo.write("caches/a.yaml", cache_doc("a"))
+                 .write("caches/b.yaml", cache_doc("b", other)).commit())
+        proc = SyncProcess(kubeconfig, [
+            "--source", "git", "--repo", repo.url, "--ref", "main", "--path", "caches",
+            "--namespace", target, "--interval", "1h", "--log-format", "text",
+            "--git-dir", str(tmp_path / "clone")], tmp_path / "sync.log").start()
+        proc.wait_ready(60)
+        parent_path = f"/api/v1/namespaces/{target}/configmaps/orascache-git"
+
+        def annotations() -> dict[str, str]:
+            found: dict[str, str] = (get(kube, parent_path) or {}).get(
+                "metadata", {}).get("annotations") or {}
+            return found
+
+        wait_for(lambda: annotations().get(LAST_COMMIT) == first, timeout=60,
+                 what=f"first commit applied as the ServiceAccount: {proc.output()[-2000:]}")
+        assert get(kube, f"/apis/apps/v1/namespaces/{target}/statefulsets/a")
+        assert get(kube, f"/apis/apps/v1/namespaces/{other}/statefulsets/b")
+
+        def trigger() -> None:
+            request = urllib.request.Request(f"http://127.0.0.1:{proc.port}/trigger",
+                                             data=b"{}", method="POST")
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 202
+
+        # Drift correction (list, get, create) as the ServiceAccount.
+        kube.request("DELETE", f"/api/v1/namespaces/{other}/services/b")
+        trigger()
+        wait_for(lambda: get(kube, f"/api/v1/namespaces/{other}/services/b"), timeout=30,
+                 what="Service b restored by the drift pass")
+        # Prune (delete) as the ServiceAccount.
+        second = repo.remove("caches/b.yaml").commit("drop b")
+        trigger()
+        wait_for(lambda: annotations().get(LAST_COMMIT) == second, timeout=60,
+                 what="second commit applied")
+        assert annotations()[LAST_RESULT] == "Applied"
+        assert get(kube, f"/apis/apps/v1/namespaces/{other}/statefulsets/b") is None
+        assert "Forbidden" not in proc.output() and "forbidden" not in proc.output()
+        events = core.list_namespaced_event(target).items
+        assert "Applied" in {e.reason for e in events if e.reporting_component == "orascache"}
+
+        assert_git_out_of_role(cluster, kubeconfig, namespace, target, other)
+        assert_git_pod_admitted(core, namespace)
+    finally:
+        if proc is not None and not proc.exited():
+            proc.stop()
+        for ns in (target, other):
+            core.delete_namespace(ns)
+        rbac = client.RbacAuthorizationV1Api(api_client)
+        for delete in (rbac.delete_cluster_role_binding, rbac.delete_cluster_role):
+            try:
+                delete(GIT_NAME)
+            except ApiException as err:
+                if err.status != 404:
+                    raise

@@ -408,3 +408,128 @@ def test_diff_exit_codes(
     assert f"--- live/StatefulSet/{namespace}/a\n+++ /dev/null" in done.stdout
     repo.write("caches/b.yaml", "spec: [")
     assert orascache("diff", str(repo.path / "caches"), *base).returncode == 2
+
+
+def write_requests(cluster: LocalCluster) -> dict[str, float]:
+    """kube-apiserver's own count of writes (apply, patch, create, update) to the kinds the
+    git source writes: members and the parent. DELETEs are left out: earlier tests'
+    namespaces are still being emptied by the namespace controller."""
+    code, text = cluster.admin_get("/metrics")
+    assert code == 200
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")]
+                      .replace('"', "").split(","))
+        if labels.get("verb") not in ("APPLY", "PATCH", "POST", "PUT"):
+            continue
+        if labels.get("resource") not in ("statefulsets", "services", "configmaps",
+                                          "persistentvolumeclaims"):
+            continue
+        if labels.get("subresource"):
+            continue  # kube-controller-manager's status updates
+        key = f"{labels['verb']} {labels['resource']}"
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def our_events(kube: Kube, ns: str) -> list[dict[str, Any]]:
+    events = get(kube, f"/api/v1/namespaces/{ns}/events") or {}
+    return [e for e in events.get("items", []) if e.get("reportingComponent") == "orascache"]
+
+
+def drift_passes(proc: SyncProcess, result: str) -> float:
+    return proc.metric(f'orascache_git_drift_checks_total{{result="{result}"}}')
+
+
+def drift_pass(proc: SyncProcess, result: str) -> None:
+    """Trigger a fetch of the unchanged commit and wait for its drift pass to end."""
+    before = drift_passes(proc, result)
+    trigger(proc)
+    wait_for(lambda: drift_passes(proc, result) > before, what=f"a {result} drift pass")
+
+
+def test_drift_corrected_every_interval_zero_writes_when_clean(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    commit = (repo.write("caches/a.yaml", cache_yaml("a"))
+              .write("caches/b.yaml", cache_yaml("b", port=6000)).commit())
+    proc = start_sync(repo.url)
+    recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == commit, what="applied")
+    cm = f"/api/v1/namespaces/{namespace}/configmaps/{PARENT}"
+    version = (get(kube, cm) or {})["metadata"]["resourceVersion"]
+    kinds = parent(kube, namespace)["applyset.kubernetes.io/contains-group-kinds"]
+    objects = proc.metric('orascache_objects_total{action="created"}')
+    assert objects == 4  # a Service and a StatefulSet per cache
+    sts_path = f"/apis/apps/v1/namespaces/{namespace}/statefulsets"
+    wait_for(lambda: len((get(kube, f"/api/v1/namespaces/{namespace}/pods") or {})
+                         .get("items", [])) == 2, what="the StatefulSets' Pods")
+
+    # 1. Nothing drifted: a drift pass (list the members, compare), zero writes.
+    drift_pass(proc, "clean")  # the first one after applying may only warm the caches
+    writes, events = write_requests(cluster), len(our_events(kube, namespace))
+    applied = proc.metric("orascache_objects_total")
+    for _ in range(3):
+        drift_pass(proc, "clean")
+    after = write_requests(cluster)
+    assert after == writes, {k: after[k] - writes.get(k, 0) for k in after}
+    assert len(our_events(kube, namespace)) == events
+    assert proc.metric("orascache_objects_total") - applied == 3 * objects
+    assert proc.metric('orascache_objects_total{action="unchanged"}') == 4 * objects
+    assert (get(kube, cm) or {})["metadata"]["resourceVersion"] == version
+    assert proc.metric("orascache_git_drift_corrected_objects_total") == 0
+
+    # 2. A member deleted and a field we set edited by hand: both restored at the next
+    #    interval, without a new commit, and reported; the parent is not rewritten.
+    kube.request("DELETE", f"/api/v1/namespaces/{namespace}/services/a")
+    kube.request("PATCH", f"{sts_path}/b", body={"spec": {"replicas": 3}},
+                 content_type="application/merge-patch+json")
+    drift_pass(proc, "corrected")
+    restored = svc(kube, namespace, "a")
+    assert restored is not None and restored["metadata"]["labels"][PART_OF_LABEL] == (
+        applyset_id(PARENT, namespace))
+    assert (sts(kube, namespace, "b") or {})["spec"]["replicas"] == 1
+    assert proc.metric("orascache_git_drift_corrected_objects_total") == 2
+    assert proc.metric('orascache_objects_total{action="created"}') >= 1
+    assert (get(kube, cm) or {})["metadata"]["resourceVersion"] == version
+    ann = parent(kube, namespace)
+    assert (ann[LAST_RESULT], ann[LAST_COMMIT]) == ("Applied", commit)
+    wait_for(lambda: [e for e in our_events(kube, namespace)
+                      if e["reason"] == "DriftCorrected"], what="a DriftCorrected event")
+    assert "drift corrected" in proc.output()
+    assert proc.metric('orascache_git_revisions_total{result="Applied"}') == 1
+
+    # 3. The ApplySet parent itself deleted: recreated with the applied commit's record.
+    kube.request("DELETE", cm)
+    drift_pass(proc, "corrected")
+    ann = parent(kube, namespace)
+    assert (ann[LAST_RESULT], ann[LAST_COMMIT]) == ("Applied", commit)
+    assert ann["applyset.kubernetes.io/contains-group-kinds"] == kinds
+    assert svc(kube, namespace, "a") is not None
+
+
+def test_no_drift_correction_flag_and_drift_after_a_restart(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str
+) -> None:
+    commit = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    start_sync(repo.url, "--no-drift-correction").stop()
+    assert parent(kube, namespace)[LAST_COMMIT] == commit
+
+    # --no-drift-correction: an unchanged commit is left alone.
+    kube.request("DELETE", f"/api/v1/namespaces/{namespace}/services/a")
+    proc = start_sync(repo.url, "--no-drift-correction")
+    fetches = proc.metric('orascache_git_fetches_total{result="ok"}')
+    trigger(proc)
+    wait_for(lambda: proc.metric('orascache_git_fetches_total{result="ok"}') > fetches,
+             what="another fetch")
+    assert svc(kube, namespace, "a") is None
+    assert drift_passes(proc, "clean") + drift_passes(proc, "corrected") == 0
+    proc.stop()
+
+    # After a restart (the parent says the commit is applied), the first interval
+    # renders the commit once and restores the member.
+    proc = start_sync(repo.url)
+    wait_for(lambda: svc(kube, namespace, "a"), what="Service a restored after a restart")
+    assert proc.metric("orascache_git_drift_corrected_objects_total") == 1
+    assert proc.metric('orascache_git_revisions_total{result="Applied"}') == 0

@@ -114,3 +114,13 @@ def test_ssh_key_and_known_hosts_by_path(tmp_path: Path) -> None:
         assert f"UserKnownHostsFile={key.parent / 'known_hosts'}" in command
     finally:
         source.close()
+
+
+def test_drift_correction_is_on_by_default_and_can_be_turned_off() -> None:
+    from sync.cli import build_parser  # noqa: PLC0415
+    from sync.git_sync import GitOptions  # noqa: PLC0415
+
+    base = ["sync", "--source", "git", "--repo", "file:///r"]
+    assert build_parser().parse_args(base).drift_correction is True
+    assert build_parser().parse_args([*base, "--no-drift-correction"]).drift_correction is False
+    assert GitOptions().drift_correction is True

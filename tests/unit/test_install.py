@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from constructs_lib import schema
-from constructs_lib.install import render_install
-from sync.synth import HEADER, REPO_ROOT, install_files
+from constructs_lib.install import render_git_install, render_install
+from sync.synth import HEADER, REPO_ROOT, install_files, install_git_files
 
 Obj = dict[str, Any]
 NS = "oras-cache-system"
@@ -349,3 +349,156 @@ def test_webhook_configuration(default: list[Obj], scoped: list[Obj]) -> None:
     service = named(default, "Service", "oras-cache-sync-webhook")
     assert service["spec"]["ports"] == [
         {"name": "https", "port": 443, "targetPort": "webhook", "protocol": "TCP"}]
+
+
+# ----- GitSyncService: the git source's install (dist/install-git/) ------------------------
+GIT_SA = {"kind": "ServiceAccount", "name": "oras-cache-git-sync", "namespace": NS}
+GIT_LABELS = {**LABELS, "app.kubernetes.io/component": "git-sync"}
+GIT_MEMBER_VERBS = ["get", "list", "create", "patch", "delete"]
+# Written out by hand: what sync/git_sync.py, sync/applyset.py and sync/applier.py call.
+GIT_MEMBER_RULES = [
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "services"],
+     "verbs": GIT_MEMBER_VERBS},
+    {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": GIT_MEMBER_VERBS},
+]
+GIT_APPLYSET_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["orascache-git"],
+     "verbs": ["get", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+@pytest.fixture(scope="module")
+def git_default() -> list[Obj]:
+    return render_git_install()
+
+
+def test_git_objects_order_and_rbac(git_default: list[Obj]) -> None:
+    assert [
+        (m["kind"], m["metadata"]["name"], m["metadata"].get("namespace")) for m in git_default
+    ] == [
+        ("Namespace", NS, None),
+        ("ServiceAccount", "oras-cache-git-sync", NS),
+        ("ClusterRole", "oras-cache-git-sync", None),
+        ("ClusterRoleBinding", "oras-cache-git-sync", None),
+        ("Role", "oras-cache-git-sync-applyset", "default"),
+        ("RoleBinding", "oras-cache-git-sync-applyset", "default"),
+        ("Service", "oras-cache-git-sync-metrics", NS),
+        ("Deployment", "oras-cache-git-sync", NS),
+    ]
+    for m in git_default[1:]:
+        assert m["metadata"]["labels"] == GIT_LABELS, m["kind"]
+    assert one(git_default, "ClusterRole")["rules"] == GIT_MEMBER_RULES
+    assert one(git_default, "Role")["rules"] == GIT_APPLYSET_RULES
+    for binding in by_kind(git_default, "ClusterRoleBinding") + by_kind(git_default,
+                                                                        "RoleBinding"):
+        assert binding["subjects"] == [GIT_SA]
+    # The cluster source's Namespace is the same object: both installs can share it.
+    assert one(git_default, "Namespace") == one(render_install(), "Namespace")
+    rules = [r for m in by_kind(git_default, "ClusterRole") + by_kind(git_default, "Role")
+             for r in m["rules"]]
+    for rule in rules:
+        assert not any("*" in v for f in rule.values() for v in f), rule
+        assert "secrets" not in rule["resources"]
+        assert not {"watch", "update", "deletecollection", "escalate", "bind"} & set(
+            rule["verbs"])
+
+
+def test_git_deployment(git_default: list[Obj]) -> None:
+    deployment = one(git_default, "Deployment")
+    assert deployment["spec"]["replicas"] == 1  # no leader election for the git source
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "oras-cache-git-sync"
+    assert pod["securityContext"] == {"fsGroup": 65532}  # the Secret's files readable
+    c = container(git_default)
+    assert c["args"] == [
+        "sync", "--source", "git", "--repo", "$(ORASCACHE_GIT_REPO)", "--ref",
+        "$(ORASCACHE_GIT_REF)", "--path", "$(ORASCACHE_GIT_PATH)", "--namespace", "default",
+        "--applyset-name", "orascache-git", "--interval", "1m", "--http-addr", ":8080",
+        "--git-dir", "/var/lib/orascache/git",
+        "--credentials-file", "/etc/orascache/git-credentials",
+    ]  # fmt: skip
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["ORASCACHE_GIT_REPO"] == "https://git.example.com/your-org/your-caches.git"
+    assert (env["ORASCACHE_GIT_REF"], env["ORASCACHE_GIT_PATH"]) == ("main", ".")
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["volumeMounts"] == [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "git", "mountPath": "/var/lib/orascache/git"},
+        {"name": "git-credentials", "mountPath": "/etc/orascache/git-credentials",
+         "readOnly": True},
+    ]
+    assert pod["volumes"][1:] == [
+        {"name": "git", "emptyDir": {"sizeLimit": "1Gi"}},
+        {"name": "git-credentials", "secret": {"secretName": "oras-cache-git-credentials",
+                                               "defaultMode": 0o400, "optional": False}},
+    ]
+    service = one(git_default, "Service")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "oras-cache", "app.kubernetes.io/component": "git-sync"}
+
+
+def test_git_args_are_what_the_cli_and_the_source_expect(git_default: list[Obj]) -> None:
+    from sync.cli import build_parser  # noqa: PLC0415
+    from sync.git_source import CREDENTIALS_MOUNT  # noqa: PLC0415
+
+    c = container(git_default)
+    env = {e["name"]: e.get("value", "") for e in c["env"]}
+    args = [env.get(a[2:-1], a) if a.startswith("$(") else a for a in c["args"]]
+    parsed = build_parser().parse_args(args)
+    assert (parsed.source, parsed.repo, parsed.ref, parsed.path) == (
+        "git", env["ORASCACHE_GIT_REPO"], "main", ".")
+    assert parsed.credentials_file == CREDENTIALS_MOUNT
+    assert parsed.namespace == ["default"] and parsed.interval == 60.0
+    assert parsed.drift_correction is True
+    assert not any("password" in str(v) or "token" in str(v) for v in env.values())
+
+
+def test_git_options() -> None:
+    manifests = render_git_install(
+        repo="ssh://git@example.com/caches.git", ref="v2", path="caches", namespace="ops",
+        target_namespace="team-a", target_namespaces=["team-b"], applyset_name="caches",
+        credentials_secret=None, interval="5m", drift_correction=False, metrics_port=9090,
+    )  # fmt: skip
+    assert not by_kind(manifests, "ClusterRole")
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r["rules"]
+             for r in by_kind(manifests, "Role")}
+    assert roles == {
+        ("team-a", "oras-cache-git-sync"): GIT_MEMBER_RULES,
+        ("team-b", "oras-cache-git-sync"): GIT_MEMBER_RULES,
+        ("team-a", "oras-cache-git-sync-applyset"): [
+            {**GIT_APPLYSET_RULES[0], "resourceNames": ["caches"]}, GIT_APPLYSET_RULES[1]],
+    }
+    for binding in by_kind(manifests, "RoleBinding"):
+        assert binding["subjects"] == [{**GIT_SA, "namespace": "ops"}]
+    c = container(manifests)
+    assert "--credentials-file" not in c["args"]
+    assert c["args"][-1] == "--no-drift-correction"
+    assert c["args"][c["args"].index("--interval") + 1] == "5m"
+    assert c["args"][c["args"].index("--namespace") + 1] == "team-a"
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    assert "securityContext" not in pod
+    assert [v["name"] for v in pod["volumes"]] == ["tmp", "git"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["ORASCACHE_GIT_REPO"] == "ssh://git@example.com/caches.git"
+    with pytest.raises(ValueError, match="credentials"):
+        render_git_install(repo="https://robot:s3cret@example.com/caches.git")
+    with pytest.raises(TypeError):
+        render_git_install(target_namespaces="team-a")
+
+
+def test_git_every_object_is_valid_kubernetes_1_37(git_default: list[Obj]) -> None:
+    for obj in git_default:
+        kubernetes_validate.validate(obj, "1.37.0", strict=True)
+
+
+def test_install_git_files() -> None:
+    files = install_git_files()
+    assert sorted(files) == ["git-sync-service.yaml", "kustomization.yaml"]
+    docs = [d for d in yaml.safe_load_all(files["git-sync-service.yaml"]) if d]
+    assert docs == render_git_install()
+    assert yaml.safe_load(files["kustomization.yaml"])["resources"] == ["git-sync-service.yaml"]
+    assert (REPO_ROOT / "dist/install-git/git-sync-service.yaml").read_text() == files[
+        "git-sync-service.yaml"]
