@@ -35,7 +35,7 @@ from prometheus_client import Counter, Gauge
 from urllib3.exceptions import HTTPError
 
 from constructs_lib import render
-from sync.applier import Applier, ChangeSet, ObjectRef
+from sync.applier import AbsentCheck, Applier, ChangeSet, ObjectRef
 from sync.applyset import GROUP_KINDS_ANNOTATION as GKS
 from sync.applyset import (
     LAST_ATTEMPT,
@@ -55,7 +55,7 @@ from sync.applyset import NAMESPACES_ANNOTATION as NSS
 from sync.events import EventRecorder
 from sync.git_source import GitSource, GitSourceError
 from sync.health import HealthServer
-from sync.kube import Kube, Obj, api_error_message, resource_for
+from sync.kube import RESOURCES, Kube, Obj, api_error_message, resource_for
 from sync.load import load
 from sync.metrics import Metrics
 
@@ -352,7 +352,7 @@ class GitSync:
                                                 old_ns | new_ns, status)
         lap("inventory")
         changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
-                                     live=live.get)
+                                     live=live.get, absent=absence_check(self.kube, refs))
         lap("apply")
         self.metrics.record(changes)
         if not changes.ok:
@@ -439,7 +439,7 @@ class GitSync:
         members = self.applyset.members(self.kube, parent, gks, namespaces)
         live = {ObjectRef.of(m): m for m in members}
         changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
-                                     live=live.get)
+                                     live=live.get, absent=absence_check(self.kube, refs))
         self.metrics.record(changes)
         corrected = changes.of("created", "configured")
         self.git_metrics.drift_corrected.inc(len(corrected))
@@ -461,6 +461,23 @@ class GitSync:
         if parent is not None:
             self.events.emit(parent, "Normal", DRIFT_CORRECTED, message)
         return Result(DRIFT_CORRECTED, commit, message, changes)
+
+
+def absence_check(kube: Kube, refs: Sequence[ObjectRef]) -> AbsentCheck | None:
+    """Which of `refs` do not exist at all, from one metadata-only LIST per kind and
+    namespace (labelled or not: the member list alone cannot tell a missing object from
+    someone else's), so the applier creates those without a GET each. None (GET each)
+    when the objects are spread so thin that the LISTs would outnumber the GETs."""
+    scopes = sorted({(r.api_version, r.kind, r.namespace) for r in refs})
+    if not refs or len(scopes) * 4 > len(refs):
+        return None
+    existing: set[ObjectRef] = set()
+    for api_version, kind, namespace in scopes:
+        res = RESOURCES[(api_version, kind)]
+        listing = kube.list_function(res, namespace or None, metadata_only=True)()
+        existing.update(ObjectRef(api_version, kind, namespace, item["metadata"]["name"])
+                        for item in listing.get("items") or [])
+    return lambda ref: ref not in existing
 
 
 class GitSyncService:
