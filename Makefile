@@ -130,6 +130,10 @@ bench: bootstrap ## render benchmark: 1000 caches, against a cdk8s-plus baseline
 bench-sync: bootstrap cluster-build ## sync benchmark: 1000 caches on a fresh local control plane
 	$(PY) -m bench.sync 1000
 
+.PHONY: bench-git
+bench-git: bootstrap cluster-build ## git source benchmark: a 1000-cache repository, commit -> applied
+	$(PY) -m bench.git 1000
+
 .PHONY: demo-git
 demo-git: cluster-up ## follow a local git repo made from examples/: commit a change, see it applied
 	@kubectl=$$($(PY) -m tests.harness build 2>/dev/null | sed -n 's/^KUBECTL=//p'); \
