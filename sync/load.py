@@ -32,10 +32,14 @@ def yaml_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield path
 
 
+# libyaml's loader when PyYAML has it: the same safe schema, ~10x faster on 1000 files.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_documents(text: str, name: str, result: LoadResult) -> None:
     """Parse one multi-document YAML text; documents of other kinds are ignored."""
     try:
-        docs: list[Any] = list(yaml.safe_load_all(text))
+        docs: list[Any] = list(yaml.load_all(text, Loader=SAFE_LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
