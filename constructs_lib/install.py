@@ -196,7 +196,88 @@ def _rules(rules: Sequence[dict[str, list[str]]]) -> list[k8s.PolicyRule]:
     ]
 
 
-class SyncService(constructs.Construct):
+class _ServiceConstruct(constructs.Construct):
+    """What both installs share: the service's own Namespace (restricted Pod Security),
+    its ServiceAccount, and RBAC either cluster-wide or as a Role per namespace."""
+
+    account: str  # the ServiceAccount's (and the ClusterRole's) name
+
+    def _labels(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _identity(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.namespace_object = k8s.KubeNamespace(
+            self,
+            "Namespace",
+            metadata=k8s.ObjectMeta(
+                name=namespace,
+                labels={
+                    "app.kubernetes.io/name": "oras-cache",
+                    "app.kubernetes.io/part-of": "oras-cache",
+                    "app.kubernetes.io/managed-by": "orascache",
+                    # The Deployment meets the "restricted" Pod Security Standard.
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            ),
+        )
+        self.service_account = k8s.KubeServiceAccount(
+            self, "ServiceAccount", metadata=self._metadata(self.account)
+        )
+        self.cluster_role: k8s.KubeClusterRole | None = None
+        self.cluster_role_binding: k8s.KubeClusterRoleBinding | None = None
+        self.roles: list[k8s.KubeRole] = []
+        self.role_bindings: list[k8s.KubeRoleBinding] = []
+
+    def _access(self, rules: Sequence[dict[str, list[str]]],
+                namespaces: Sequence[str] | None, role_id: str) -> None:
+        """`rules` in every namespace (a ClusterRole) or in each of `namespaces` (Roles)."""
+        if namespaces is not None:
+            for ns in namespaces:
+                self._role(f"{role_id}-{ns}", self.account, ns, rules)
+            return
+        self.cluster_role = k8s.KubeClusterRole(
+            self,
+            "ClusterRole",
+            metadata=k8s.ObjectMeta(name=self.account, labels=self._labels()),
+            rules=_rules(rules),
+        )
+        self.cluster_role_binding = k8s.KubeClusterRoleBinding(
+            self,
+            "ClusterRoleBinding",
+            metadata=k8s.ObjectMeta(name=self.account, labels=self._labels()),
+            role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name=self.account),
+            subjects=[self._subject()],
+        )
+
+    def _metadata(self, name: str, namespace: str | None = None) -> k8s.ObjectMeta:
+        return k8s.ObjectMeta(name=name, namespace=namespace or self.namespace,
+                              labels=self._labels())
+
+    def _subject(self) -> k8s.Subject:
+        return k8s.Subject(kind="ServiceAccount", name=self.account, namespace=self.namespace)
+
+    def _role(
+        self, id: str, name: str, namespace: str, rules: Sequence[dict[str, list[str]]]
+    ) -> None:
+        self.roles.append(
+            k8s.KubeRole(
+                self, f"Role-{id}", metadata=self._metadata(name, namespace), rules=_rules(rules)
+            )
+        )
+        self.role_bindings.append(
+            k8s.KubeRoleBinding(
+                self,
+                f"RoleBinding-{id}",
+                metadata=self._metadata(name, namespace),
+                role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="Role", name=name),
+                subjects=[self._subject()],
+            )
+        )
+
+
+class SyncService(_ServiceConstruct):
     """Everything `kubectl apply -f dist/install/` installs, in apply order.
 
     `watch_namespaces=None` watches every namespace (ClusterRole + ClusterRoleBinding);
@@ -206,6 +287,11 @@ class SyncService(constructs.Construct):
     from `schema.crd()`). The Namespace is labelled to enforce the "restricted" Pod
     Security level: give the service a namespace of its own.
     """
+
+    account = NAME
+
+    def _labels(self) -> dict[str, str]:
+        return sync_labels()
 
     def __init__(
         self,
@@ -230,48 +316,10 @@ class SyncService(constructs.Construct):
             raise ValueError("replicas must be >= 1")
         if not 1 <= metrics_port <= 65535:
             raise ValueError("metrics_port must be a TCP port")
-        self.namespace = namespace
         self.watch_namespaces = watch_namespaces
         self.crd: cdk8s.ApiObject | None = self._crd() if include_crd else None
-        self.namespace_object = k8s.KubeNamespace(
-            self,
-            "Namespace",
-            metadata=k8s.ObjectMeta(
-                name=namespace,
-                labels={
-                    "app.kubernetes.io/name": "oras-cache",
-                    "app.kubernetes.io/part-of": "oras-cache",
-                    "app.kubernetes.io/managed-by": "orascache",
-                    # The Deployment below meets the "restricted" Pod Security Standard.
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/warn": "restricted",
-                },
-            ),
-        )
-        self.service_account = k8s.KubeServiceAccount(
-            self, "ServiceAccount", metadata=self._metadata(NAME)
-        )
-        self.cluster_role: k8s.KubeClusterRole | None = None
-        self.cluster_role_binding: k8s.KubeClusterRoleBinding | None = None
-        self.roles: list[k8s.KubeRole] = []
-        self.role_bindings: list[k8s.KubeRoleBinding] = []
-        if watch_namespaces is None:
-            self.cluster_role = k8s.KubeClusterRole(
-                self,
-                "ClusterRole",
-                metadata=k8s.ObjectMeta(name=NAME, labels=sync_labels()),
-                rules=_rules(WATCH_RULES),
-            )
-            self.cluster_role_binding = k8s.KubeClusterRoleBinding(
-                self,
-                "ClusterRoleBinding",
-                metadata=k8s.ObjectMeta(name=NAME, labels=sync_labels()),
-                role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name=NAME),
-                subjects=[self._subject()],
-            )
-        else:
-            for ns in watch_namespaces:
-                self._role(f"Watch-{ns}", NAME, ns, WATCH_RULES)
+        self._identity(namespace)
+        self._access(WATCH_RULES, watch_namespaces, "Watch")
         self._role("LeaderElection", LEADER_ELECTION_ROLE, namespace, LEADER_ELECTION_RULES)
         self.webhook_role = k8s.KubeClusterRole(
             self,
@@ -368,32 +416,6 @@ class SyncService(constructs.Construct):
             ),
         )
 
-    def _metadata(self, name: str, namespace: str | None = None) -> k8s.ObjectMeta:
-        return k8s.ObjectMeta(
-            name=name, namespace=namespace or self.namespace, labels=sync_labels()
-        )
-
-    def _subject(self) -> k8s.Subject:
-        return k8s.Subject(kind="ServiceAccount", name=NAME, namespace=self.namespace)
-
-    def _role(
-        self, id: str, name: str, namespace: str, rules: Sequence[dict[str, list[str]]]
-    ) -> None:
-        self.roles.append(
-            k8s.KubeRole(
-                self, f"Role-{id}", metadata=self._metadata(name, namespace), rules=_rules(rules)
-            )
-        )
-        self.role_bindings.append(
-            k8s.KubeRoleBinding(
-                self,
-                f"RoleBinding-{id}",
-                metadata=self._metadata(name, namespace),
-                role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="Role", name=name),
-                subjects=[self._subject()],
-            )
-        )
-
     def _crd(self) -> cdk8s.ApiObject:
         """The CRD exactly as `schema.crd()` (the single source of truth): the schema is a
         plain dictionary, set with a JSON patch rather than retyped as JSONSchemaProps."""
@@ -488,7 +510,7 @@ def git_sync_args(
     ]
 
 
-class GitSyncService(constructs.Construct):
+class GitSyncService(_ServiceConstruct):
     """The sync service following a git repository (`orascache sync --source git`).
 
     It applies the rendered children of the OrasCache files found at `path` of `ref` as a
@@ -508,6 +530,11 @@ class GitSyncService(constructs.Construct):
     with mode 0400; `fsGroup` makes it readable by the non-root user. `None`: no
     credentials (a public repository).
     """
+
+    account = GIT_NAME
+
+    def _labels(self) -> dict[str, str]:
+        return git_labels()
 
     def __init__(
         self,
@@ -537,45 +564,8 @@ class GitSyncService(constructs.Construct):
             target_namespaces = list(dict.fromkeys([target_namespace, *target_namespaces]))
         if not 1 <= metrics_port <= 65535:
             raise ValueError("metrics_port must be a TCP port")
-        self.namespace = namespace
-        self.namespace_object = k8s.KubeNamespace(
-            self,
-            "Namespace",
-            metadata=k8s.ObjectMeta(
-                name=namespace,
-                labels={
-                    "app.kubernetes.io/name": "oras-cache",
-                    "app.kubernetes.io/part-of": "oras-cache",
-                    "app.kubernetes.io/managed-by": "orascache",
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/warn": "restricted",
-                },
-            ),
-        )
-        self.service_account = k8s.KubeServiceAccount(
-            self, "ServiceAccount", metadata=self._metadata(GIT_NAME)
-        )
-        self.cluster_role: k8s.KubeClusterRole | None = None
-        self.cluster_role_binding: k8s.KubeClusterRoleBinding | None = None
-        self.roles: list[k8s.KubeRole] = []
-        self.role_bindings: list[k8s.KubeRoleBinding] = []
-        if target_namespaces is None:
-            self.cluster_role = k8s.KubeClusterRole(
-                self,
-                "ClusterRole",
-                metadata=k8s.ObjectMeta(name=GIT_NAME, labels=git_labels()),
-                rules=_rules(GIT_MEMBER_RULES),
-            )
-            self.cluster_role_binding = k8s.KubeClusterRoleBinding(
-                self,
-                "ClusterRoleBinding",
-                metadata=k8s.ObjectMeta(name=GIT_NAME, labels=git_labels()),
-                role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name=GIT_NAME),
-                subjects=[self._subject()],
-            )
-        else:
-            for ns in target_namespaces:
-                self._role(f"Members-{ns}", GIT_NAME, ns, GIT_MEMBER_RULES)
+        self._identity(namespace)
+        self._access(GIT_MEMBER_RULES, target_namespaces, "Members")
         self._role("ApplySet", GIT_APPLYSET_ROLE, target_namespace,
                    git_applyset_rules(applyset_name))
         self.metrics_service = k8s.KubeService(
@@ -652,32 +642,6 @@ class GitSyncService(constructs.Construct):
                 ),
             ),
         )
-
-    def _metadata(self, name: str, namespace: str | None = None) -> k8s.ObjectMeta:
-        return k8s.ObjectMeta(name=name, namespace=namespace or self.namespace,
-                              labels=git_labels())
-
-    def _subject(self) -> k8s.Subject:
-        return k8s.Subject(kind="ServiceAccount", name=GIT_NAME, namespace=self.namespace)
-
-    def _role(
-        self, id: str, name: str, namespace: str, rules: Sequence[dict[str, list[str]]]
-    ) -> None:
-        self.roles.append(
-            k8s.KubeRole(
-                self, f"Role-{id}", metadata=self._metadata(name, namespace), rules=_rules(rules)
-            )
-        )
-        self.role_bindings.append(
-            k8s.KubeRoleBinding(
-                self,
-                f"RoleBinding-{id}",
-                metadata=self._metadata(name, namespace),
-                role_ref=k8s.RoleRef(api_group=RBAC_GROUP, kind="Role", name=name),
-                subjects=[self._subject()],
-            )
-        )
-
 
 def _probe(path: str, period: int) -> k8s.Probe:
     return k8s.Probe(
