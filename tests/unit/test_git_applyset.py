@@ -95,3 +95,31 @@ def test_diff_strips_server_noise() -> None:
     text = unified(ref, live, changed)
     assert "-  k: v\n+  k: w\n" in text and text.startswith("--- live/ConfigMap/ns/c")
     assert exit_code([], []) == 0 and exit_code([text], []) == 1 and exit_code([], ["e"]) == 2
+
+
+def test_render_memo_renders_only_changed_caches(monkeypatch: Any) -> None:
+    from constructs_lib import parse_oras_cache  # noqa: PLC0415
+    from sync import git_sync  # noqa: PLC0415
+
+    rendered: list[str] = []
+    real = git_sync.render
+
+    def counting(caches: Any) -> Any:
+        caches = list(caches)
+        rendered.extend(c.name for c in caches)
+        return real(caches)
+
+    monkeypatch.setattr(git_sync, "render", counting)
+
+    def cache(name: str, port: int) -> Any:
+        return parse_oras_cache({
+            "apiVersion": "cache.converged-computing.github.io/v1alpha1", "kind": "OrasCache",
+            "metadata": {"name": name, "namespace": "ns"}, "spec": {"port": port}}, name)
+
+    memo = git_sync.RenderMemo()
+    first = memo.render([cache("a", 5000), cache("b", 5000)])
+    assert rendered == ["a", "b"]
+    second = memo.render([cache("a", 5000), cache("b", 6000)])
+    assert rendered == ["a", "b", "b"]  # only the changed cache again
+    assert second[0] == first[0] and second[1] != first[1]
+    assert second[1] == real([cache("b", 6000)])[0].manifests
