@@ -461,8 +461,10 @@ class GitSync:
                                 f"{self.applyset.name}")
         members = self.applyset.members(self.kube, parent, gks, namespaces)
         live = {ObjectRef.of(m): m for m in members}
+        # No absence_check: drifted members are few, a GET each is cheaper than LISTs of
+        # every object at every interval.
         changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
-                                     live=live.get, absent=absence_check(self.kube, refs))
+                                     live=live.get)
         self.metrics.record(changes)
         corrected = changes.of("created", "configured")
         self.git_metrics.drift_corrected.inc(len(corrected))
