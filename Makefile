@@ -130,6 +130,10 @@ bench: bootstrap ## render benchmark: 1000 caches, against a cdk8s-plus baseline
 bench-sync: bootstrap cluster-build ## sync benchmark: 1000 caches on a fresh local control plane
 	$(PY) -m bench.sync 1000
 
+.PHONY: bench-webhook
+bench-webhook: bootstrap cluster-build ## admission latency at 50 Pod creations per second for 20 s
+	$(PY) -m bench.webhook 50 20
+
 .PHONY: bench-git
 bench-git: bootstrap cluster-build ## git source benchmark: a 1000-cache repository, commit -> applied
 	$(PY) -m bench.git 1000
