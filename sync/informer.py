@@ -37,7 +37,6 @@ class Informer:
         label_selector: str | None = None,
         index_label: str | None = None,
         on_event: OnEvent | None = None,
-        metadata_only: bool = False,
         watch_timeout: int = 300,
     ) -> None:
         self.kube = kube
@@ -45,7 +44,7 @@ class Informer:
         self.namespace = namespace
         self.label_selector = label_selector
         self.on_event = on_event or (lambda _type, _obj: None)
-        self._list_fn = kube.list_function(resource, namespace, metadata_only=metadata_only)
+        self._list_fn = kube.list_function(resource, namespace)
         self.watch_timeout = watch_timeout
         self.synced = threading.Event()
         self.relists = 0

@@ -74,15 +74,11 @@ class Reconciler:
         children: dict[tuple[str, str], InformerSet],
         events: EventRecorder,
         metrics: Metrics,
-        names: dict[tuple[str, str], InformerSet] | None = None,
     ) -> None:
         self.kube = kube
         self.applier = applier
         self.caches = caches
         self.children = children
-        # Metadata of every object of the child kinds, ours or not: a miss there means
-        # the object does not exist, so it is created without a GET first.
-        self.names = names or {}
         self.events = events
         self.metrics = metrics
         self._lock = threading.Lock()
@@ -162,8 +158,7 @@ class Reconciler:
             return True  # retrying cannot help; a new generation will come as an event
         assert work.cache is not None and work.manifests is not None
         owner = {OWNER_LABEL: work.cache.name}
-        changes = self.applier.apply(work.manifests, owner_labels=owner, live=self._live,
-                                     absent=self._absent)
+        changes = self.applier.apply(work.manifests, owner_labels=owner, live=self._live)
         self.metrics.record(changes)
         conflicts = changes.of("conflict")
         if conflicts:
@@ -199,11 +194,6 @@ class Reconciler:
         if informer is None:
             return self.kube.get(RESOURCES[(ref.api_version, ref.kind)], ref.namespace, ref.name)
         return informer.get(f"{ref.namespace}/{ref.name}")
-
-    def _absent(self, ref: ObjectRef) -> bool:
-        names = self.names.get((ref.api_version, ref.kind))
-        return names is not None and names.synced() and (
-            names.get(f"{ref.namespace}/{ref.name}") is None)
 
     def _children_of(self, cache: OrasCache) -> list[Obj]:
         return [o for informer in self.children.values()

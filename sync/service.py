@@ -124,16 +124,9 @@ class SyncService:
             ])
             for kind in CHILD_KINDS
         }
-        self.names = {
-            kind: InformerSet([
-                Informer(kube, RESOURCES[kind], namespace=ns, metadata_only=True)
-                for ns in namespaces
-            ])
-            for kind in CHILD_KINDS
-        }
         self.reconciler = Reconciler(
             kube=kube, applier=self.applier, caches=self.caches, children=self.children,
-            events=EventRecorder(kube), metrics=self.metrics, names=self.names,
+            events=EventRecorder(kube), metrics=self.metrics,
         )
         self.elector: LeaderElector | None = None
         self.health = HealthServer(options.http_addr, self) if options.http_addr else None
@@ -168,7 +161,7 @@ class SyncService:
 
     # ----- readiness ----------------------------------------------------------------------
     def synced(self) -> bool:
-        informers = [self.caches, *self.children.values(), *self.names.values()]
+        informers = [self.caches, *self.children.values()]
         return all(i.synced() for i in informers)
 
     def ready(self) -> tuple[bool, str]:
@@ -208,7 +201,7 @@ class SyncService:
             log.info("became leader", extra={"identity": o.identity})
         if not self.webhook:
             self.caches.start()
-        for informer in [*self.children.values(), *self.names.values()]:
+        for informer in self.children.values():
             informer.start()
         code = self._loop(lost)
         return self._shutdown(code)
@@ -262,7 +255,7 @@ class SyncService:
         self.queue.done(work.key)
 
     def _shutdown(self, code: int) -> int:
-        for informer in [self.caches, *self.children.values(), *self.names.values()]:
+        for informer in [self.caches, *self.children.values()]:
             informer.stop()
         self.applier.close()
         self.reconciler.events.close()  # pending events still go out
