@@ -255,6 +255,25 @@ class _ServiceConstruct(constructs.Construct):
         return k8s.ObjectMeta(name=name, namespace=namespace or self.namespace,
                               labels=self._labels())
 
+    def _metrics_service(self, name: str, selector: dict[str, str],
+                         port: int) -> k8s.KubeService:
+        return k8s.KubeService(
+            self,
+            "MetricsService",
+            metadata=self._metadata(name),
+            spec=k8s.ServiceSpec(
+                selector=selector,
+                ports=[
+                    k8s.ServicePort(
+                        name="http-metrics",
+                        port=port,
+                        target_port=k8s.IntOrString.from_string(PORT_NAME),
+                        protocol="TCP",
+                    )
+                ],
+            ),
+        )
+
     def _subject(self) -> k8s.Subject:
         return k8s.Subject(kind="ServiceAccount", name=self.account, namespace=self.namespace)
 
@@ -373,22 +392,8 @@ class SyncService(_ServiceConstruct):
         self.webhook_configuration.add_json_patch(
             cdk8s.JsonPatch.add("/webhooks", config["webhooks"])
         )
-        self.metrics_service = k8s.KubeService(
-            self,
-            "MetricsService",
-            metadata=self._metadata(METRICS_SERVICE),
-            spec=k8s.ServiceSpec(
-                selector=sync_selector_labels(),
-                ports=[
-                    k8s.ServicePort(
-                        name="http-metrics",
-                        port=metrics_port,
-                        target_port=k8s.IntOrString.from_string(PORT_NAME),
-                        protocol="TCP",
-                    )
-                ],
-            ),
-        )
+        self.metrics_service = self._metrics_service(METRICS_SERVICE, sync_selector_labels(),
+                                                     metrics_port)
         self.deployment = k8s.KubeDeployment(
             self,
             "Deployment",
@@ -568,22 +573,8 @@ class GitSyncService(_ServiceConstruct):
         self._access(GIT_MEMBER_RULES, target_namespaces, "Members")
         self._role("ApplySet", GIT_APPLYSET_ROLE, target_namespace,
                    git_applyset_rules(applyset_name))
-        self.metrics_service = k8s.KubeService(
-            self,
-            "MetricsService",
-            metadata=self._metadata(GIT_METRICS_SERVICE),
-            spec=k8s.ServiceSpec(
-                selector=git_selector_labels(),
-                ports=[
-                    k8s.ServicePort(
-                        name="http-metrics",
-                        port=metrics_port,
-                        target_port=k8s.IntOrString.from_string(PORT_NAME),
-                        protocol="TCP",
-                    )
-                ],
-            ),
-        )
+        self.metrics_service = self._metrics_service(GIT_METRICS_SERVICE, git_selector_labels(),
+                                                     metrics_port)
         volumes = [
             k8s.Volume(
                 name="git",
