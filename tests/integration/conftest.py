@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
+from sync.kube import Kube
 from tests.harness import LocalCluster, ensure_binaries
 
 HERE = Path(__file__).resolve().parent
@@ -70,6 +71,12 @@ def api_client(cluster: LocalCluster) -> Iterator[ApiClient]:
     """An admin ApiClient, closed after the test."""
     with cluster.api_client() as api:
         yield api
+
+
+@pytest.fixture
+def kube(api_client: ApiClient) -> Kube:
+    """The sync service's own JSON client, on the test cluster."""
+    return Kube(api_client)
 
 
 def _namespace_name(test_name: str) -> str:

@@ -8,13 +8,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
 from sync.kube import Kube
+from tests.harness import LocalCluster
 from tests.harness.ports import free_ports
 
 T = TypeVar("T")
@@ -110,3 +111,27 @@ def sts(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
 
 def svc(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
     return get(kube, f"/api/v1/namespaces/{ns}/services/{name}")
+
+
+def write_requests(cluster: LocalCluster, resources: Container[str],
+                   ignore: Callable[[str, str], bool]) -> dict[str, float]:
+    """kube-apiserver's own count of writes (apply, patch, create, update) to `resources`,
+    by verb and resource/subresource, leaving out those `ignore(resource, subresource)`
+    names (e.g. kube-controller-manager's status updates). DELETEs are left out: earlier
+    tests' namespaces are still being emptied by the namespace controller."""
+    code, text = cluster.admin_get("/metrics")
+    assert code == 200
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")]
+                      .replace('"', "").split(","))
+        if labels.get("verb") not in ("APPLY", "PATCH", "POST", "PUT"):
+            continue
+        resource, subresource = labels.get("resource", ""), labels.get("subresource", "")
+        if resource not in resources or ignore(resource, subresource):
+            continue
+        key = f"{labels['verb']} {resource}/{subresource}"
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts

@@ -18,16 +18,12 @@ from constructs_lib import schema
 from constructs_lib.install import LEADER_ELECTION_RULES, WATCH_RULES
 from sync.kube import Kube
 from tests.harness import LocalCluster
+from tests.integration import syncproc
 from tests.integration.syncproc import SyncProcess, sts, svc, wait_for
 
 Start = Callable[..., SyncProcess]
 LEASE = ["--leader-elect", "--lease-duration", "4", "--renew-deadline", "3",
          "--retry-period", "1"]
-
-
-@pytest.fixture
-def kube(api_client: ApiClient) -> Kube:
-    return Kube(api_client)
 
 
 @pytest.fixture
@@ -238,26 +234,10 @@ def test_deleting_the_cache_garbage_collects_children(
 
 
 def write_requests(cluster: LocalCluster) -> dict[str, float]:
-    """kube-apiserver's own count of writes to the kinds the service manages."""
-    code, text = cluster.admin_get("/metrics")
-    assert code == 200
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")]
-                      .replace('"', "").split(","))
-        # DELETEs are left out: earlier tests' namespaces are still being deleted by the
-        # namespace controller. The service's own prune count is checked separately.
-        if labels.get("verb") not in ("APPLY", "PATCH", "POST", "PUT"):
-            continue
-        if labels.get("resource") not in ("statefulsets", "services", "orascaches"):
-            continue
-        if labels.get("resource") == "statefulsets" and labels.get("subresource") == "status":
-            continue  # kube-controller-manager's status updates
-        key = f"{labels['verb']} {labels['resource']}/{labels.get('subresource', '')}"
-        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-    return counts
+    """Writes to the kinds the service manages, but kube-controller-manager's status
+    updates of StatefulSets (the service's own prune count is checked separately)."""
+    return syncproc.write_requests(cluster, {"statefulsets", "services", "orascaches"},
+                                   lambda r, s: (r, s) == ("statefulsets", "status"))
 
 
 def test_idle_resync_makes_zero_writes(

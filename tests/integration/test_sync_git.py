@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes.client import ApiClient
 
 from sync.applyset import (
     LAST_ATTEMPT,
@@ -26,6 +25,7 @@ from sync.applyset import (
 )
 from sync.kube import Kube
 from tests.harness import LocalCluster
+from tests.integration import syncproc
 from tests.integration.gitserver import GitHttpServer, WorkRepo
 from tests.integration.syncproc import REPO, SyncProcess, get, sts, svc, wait_for
 
@@ -37,11 +37,6 @@ SECRET = "s3cr3t-Pa55-word"
 def cache_yaml(name: str, **spec: Any) -> str:
     return yaml.safe_dump({"apiVersion": "cache.converged-computing.github.io/v1alpha1",
                            "kind": "OrasCache", "metadata": {"name": name}, "spec": spec})
-
-
-@pytest.fixture
-def kube(api_client: ApiClient) -> Kube:
-    return Kube(api_client)
 
 
 @pytest.fixture
@@ -411,27 +406,11 @@ def test_diff_exit_codes(
 
 
 def write_requests(cluster: LocalCluster) -> dict[str, float]:
-    """kube-apiserver's own count of writes (apply, patch, create, update) to the kinds the
-    git source writes: members and the parent. DELETEs are left out: earlier tests'
-    namespaces are still being emptied by the namespace controller."""
-    code, text = cluster.admin_get("/metrics")
-    assert code == 200
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")]
-                      .replace('"', "").split(","))
-        if labels.get("verb") not in ("APPLY", "PATCH", "POST", "PUT"):
-            continue
-        if labels.get("resource") not in ("statefulsets", "services", "configmaps",
-                                          "persistentvolumeclaims"):
-            continue
-        if labels.get("subresource"):
-            continue  # kube-controller-manager's status updates
-        key = f"{labels['verb']} {labels['resource']}"
-        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-    return counts
+    """Writes to the kinds the git source writes (members and the parent), but any
+    subresource (kube-controller-manager's status updates)."""
+    return syncproc.write_requests(
+        cluster, {"statefulsets", "services", "configmaps", "persistentvolumeclaims"},
+        lambda _r, s: bool(s))
 
 
 def our_events(kube: Kube, ns: str) -> list[dict[str, Any]]:

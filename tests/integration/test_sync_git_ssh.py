@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes.client import ApiClient
 
 from sync.applyset import LAST_COMMIT, LAST_MESSAGE, LAST_RESULT
 from sync.kube import Kube
@@ -21,11 +20,6 @@ from tests.integration.syncproc import SyncProcess, sts, svc
 from tests.integration.test_sync_git import cache_yaml, orascache, parent, recorded, settle
 
 Start = Callable[..., SyncProcess]
-
-
-@pytest.fixture
-def kube(api_client: ApiClient) -> Kube:
-    return Kube(api_client)
 
 
 @pytest.fixture
