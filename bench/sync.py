@@ -13,8 +13,9 @@ One run on one fresh LocalCluster (etcd + kube-apiserver + kube-controller-manag
    so nothing polls the API server while the clock runs).
 3. latency at idle: caches created one at a time; creation response -> StatefulSet
    watch event, and -> status written.
-4. RSS of the service: Python plus jsii's two Node processes (the runtime host and the
-   kernel it spawns), at N caches (/proc VmRSS, peak VmHWM).
+4. RSS of the service: Python plus jsii's Node process (the kernel, started directly by
+   sync/jsii_kernel.py; with JSII_RUNTIME set, jsii's relay and the kernel under it), at
+   N caches (/proc VmRSS, peak VmHWM).
 5. idle resync: the service restarted with --resync-period 5 (phases 2-4 use the
    default 600 s: a 5 s resync would re-render every cache several times during the
    initial sync); the writes of the restart itself, then of a quiet window, counted by
@@ -379,9 +380,9 @@ class Service:
         return out
 
     def pids(self) -> dict[int, str]:
-        """The service and its descendants, named: python, then jsii's two Node processes
-        (jsii-runtime.js, the host, spawns the kernel that holds every construct)."""
-        names = {1: {"node": "node-host"}, 2: {"node": "node-kernel"}}
+        """The service and its descendants, named: python, then jsii's Node kernel (and
+        the relay above it when jsii's own jsii-runtime.js is used)."""
+        names = {1: {"node": "node"}, 2: {"node": "node-kernel"}}
         found = {self.proc.pid: "python"}
         for pid, depth in descendants(self.proc.pid):
             exe = comm(pid)
@@ -390,7 +391,7 @@ class Service:
         return found
 
     def memory(self) -> dict[str, tuple[float, float]]:
-        """{'python': (rss, hwm), 'node-host': ..., 'node-kernel': ..., 'total': ...}, MB."""
+        """{'python': (rss, hwm), 'node': ..., 'total': ...}, MB."""
         out: dict[str, tuple[float, float]] = {}
         for pid, name in self.pids().items():
             rss, hwm = memory_mb(pid)

@@ -1,0 +1,77 @@
+"""sync/jsii_kernel.py: the service's jsii kernel runs as one Node process and renders
+exactly what jsii's own runtime renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Renders one cache, then reports the jsii runtime in use and the Node processes under
+# this Python process (the kernel, and any process the kernel itself started).
+PROBE = """
+import json, os, sys
+import sync
+from constructs_lib import OrasCache, OrasCacheSpec, render
+out = render([OrasCache("c", "ns", OrasCacheSpec())])[0].manifests
+def children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+def cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode().rstrip("\\0").split("\\0")
+kids = children(os.getpid())
+print(json.dumps({
+    "runtime": os.environ["JSII_RUNTIME"],
+    "kids": [cmdline(p) for p in kids],
+    "grandkids": [cmdline(g) for p in kids for g in children(p)],
+    "manifests": out,
+}))
+"""
+
+
+def probe(env: dict[str, str]) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_direct_kernel_is_one_node_process_and_renders_like_jsii_runtime(
+        tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "JSII_RUNTIME"}
+    direct = probe(env)
+    assert str(direct["runtime"]).endswith("jsii_kernel.js")
+    kids = direct["kids"]
+    assert isinstance(kids, list) and len(kids) == 1, kids
+    assert kids[0][-1] == direct["runtime"]
+    assert direct["grandkids"] == []  # no relay: the kernel is the only Node process
+
+    # jsii's own runtime, pointed at explicitly (setting JSII_RUNTIME turns ours off).
+    jsii_dir = tmp_path / "jsii"
+    subprocess.run([sys.executable, "-c", f"""
+import importlib.resources, os, jsii._embedded.jsii as e
+for res, name in e.EMBEDDED_FILES.items():
+    p = os.path.join({str(jsii_dir)!r}, name)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    open(p, "wb").write(importlib.resources.files(e).joinpath(res).read_bytes())
+"""], check=True, timeout=60)
+    relay = str(jsii_dir / "bin" / "jsii-runtime.js")
+    default = probe({**env, "JSII_RUNTIME": relay})
+    assert default["runtime"] == relay
+    assert len(default["grandkids"]) == 1  # type: ignore[arg-type]
+    assert direct["manifests"] == default["manifests"]
+
+
+def test_direct_kernel_files_are_removed_at_exit() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "JSII_RUNTIME"}
+    done = subprocess.run(
+        [sys.executable, "-c", "import os, sync; print(os.environ['JSII_RUNTIME'])"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
+    runtime = Path(done.stdout.strip())
+    assert runtime.name == "jsii_kernel.js"
+    assert not runtime.parent.exists()
