@@ -162,6 +162,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields else 0.0
 
 
+def thread_cpu(pid: int) -> Counter[str]:
+    """CPU-s of a process by thread name, pools folded (apply_0, apply_1 -> apply)."""
+    out: Counter[str] = Counter()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            name = re.sub(r"[-_]?\d+$", "", (task / "comm").read_text().strip())
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[name] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) in MB."""
     values = {"VmRSS": 0.0, "VmHWM": 0.0}
@@ -635,15 +646,19 @@ class Bench:
         self.stack.callback(svc.stop)
         sampler = Sampler(svc, "start")
         self.stack.callback(sampler.stop)
+        profiler = self.profile(svc)
         ready_s = svc.wait_ready()
         while (done := self.tracker.done_at(children, self.names)) is None:
             svc.check()
             if time.monotonic() - svc.started > self.args.timeout:
                 raise TimeoutError(self.progress(children))
             time.sleep(0.1)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
         children_s, status_s = (t - svc.started for t in done)
         total_s = max(children_s, status_s)
         at_done = svc.metrics()
+        threads = thread_cpu(svc.proc.pid)
         mem = svc.memory()
         s1 = self.snap(svc)
         s0.cpu.update({k: 0.0 for k in s1.cpu if k.startswith("sync ")})  # born after s0
@@ -670,6 +685,16 @@ class Bench:
                      f"<= 1/3 of 50 s = {GO_OPERATOR_S / 3:.1f} s",
                      f"{total_s / GO_OPERATOR_S:.2f}x of 50 s "
                      f"{verdict(total_s <= GO_OPERATOR_S / 3)}")
+        self.work_rows(at_done, m, quiet_s, svc)
+        self.res.row("service Python CPU-s by thread, start -> converged (informational)",
+                     ", ".join(f"{k} {v:.1f}" for k, v in threads.most_common()))
+        self.table("service start-up, until converged", s0, s1, total_s)
+        self.cost_row()
+        self.memory_row("RSS at N caches, converged", mem)
+        return svc
+
+    def work_rows(self, at_done: Counter[str], m: Counter[str], quiet_s: float,
+                  svc: Service) -> None:
         recs = at_done["reconciles:ok"] + at_done["reconciles:error"]
         self.res.row("service work by convergence (each reconcile renders)",
                      f"{recs:.0f} reconciles = {recs / self.n:.2f}/cache, "
@@ -686,10 +711,16 @@ class Bench:
         pool_full = svc.log.read_text(errors="replace").count("Connection pool is full")
         self.res.row("service log: urllib3 'Connection pool is full, discarding connection'",
                      f"{pool_full} times")
-        self.table("service start-up, until converged", s0, s1, total_s)
-        self.cost_row()
-        self.memory_row("RSS at N caches, converged", mem)
-        return svc
+
+    def profile(self, svc: Service) -> subprocess.Popen[bytes] | None:
+        """py-spy (collapsed stacks, every thread) on the service until it converges."""
+        if self.args.profile is None:
+            return None
+        spy = REPO / ".venv" / "bin" / "py-spy"
+        return subprocess.Popen(
+            [str(spy), "record", "--pid", str(svc.proc.pid), "--format", "raw", "--threads",
+             "--nonblocking", "--rate", "200", "--output", str(self.args.profile)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def cost_row(self) -> None:
         """CPU-seconds of the client plus kube-apiserver and etcd: unlike wall time, this
@@ -883,6 +914,9 @@ class Bench:
     def run(self) -> Results:
         base_s = self.baseline()
         svc = self.service_start(base_s)
+        if self.args.startup_only:
+            svc.stop()
+            return self.res
         log(f"waiting for kube-controller-manager to create {self.pods} Pods in {NS_SYNC}")
         log(f"... done in {wait_pods(self.kube, NS_SYNC, self.pods):.0f} s")
         samples = self.args.latency_samples
@@ -935,6 +969,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quiet-timeout", type=float, default=300.0,
                    help="... but at most this long (s, default 300)")
     p.add_argument("--json", type=Path, help="also write every number here")
+    p.add_argument("--startup-only", action="store_true",
+                   help="stop after the start-up phase (2) and its RSS")
+    p.add_argument("--profile", type=Path,
+                   help="py-spy the service's start-up into this file (collapsed stacks; "
+                   "needs py-spy in .venv)")
     p.add_argument("--keep-logs", type=Path, help="copy the service logs to this directory")
     return p.parse_args(argv)
 

@@ -139,7 +139,8 @@ class Applier:
         """Apply every object (in parallel); `owner_labels` must already be on them.
 
         `live` reads a (watch) cache instead of GETting each object; `absent` says when
-        the caller knows an object does not exist at all, so it is created straight away.
+        the caller believes an object does not exist at all, so it is created without a
+        GET (unless this process applied it before: then the caller's cache lags).
         """
         lookup = live or self._get_live
         futures = [self._pool.submit(self._apply_one, o, owner_labels, lookup, absent)
@@ -159,6 +160,11 @@ class Applier:
     def _get_live(self, ref: ObjectRef) -> Obj | None:
         res = resource_for({"apiVersion": ref.api_version, "kind": ref.kind})
         return self.kube.get(res, ref.namespace or None, ref.name)
+
+    def _seen(self, ref: ObjectRef) -> bool:
+        """Applied by this process: a cache without it only lags behind our write."""
+        with self._lock:
+            return ref in self._applied
 
     def _unchanged(self, ref: ObjectRef, obj: Obj, live: Obj) -> bool:
         digest = obj["metadata"]["annotations"][HASH_ANNOTATION]
@@ -184,7 +190,7 @@ class Applier:
             live = lookup(ref)
             if lookup is not self._get_live and (live is None or not self._unchanged(
                     ref, obj, live)):
-                if live is None and absent is not None and absent(ref):
+                if live is None and absent is not None and not self._seen(ref) and absent(ref):
                     created = self._create(ref, obj)
                     if created is not None:
                         return created
@@ -207,14 +213,17 @@ class Applier:
         return Change(ref, "created" if live is None else "configured")
 
     def _create(self, ref: ObjectRef, obj: Obj) -> Change | None:
-        """Apply an object the caller knows to be absent, without a GET first.
+        """Apply an object believed absent, without a GET first: create-only.
 
-        Not forced: should someone else's object of that name appear in the meantime,
-        the server answers 409 on the fields we disagree on instead of handing them to us;
-        None then sends the caller down the GET path, which reports the conflict.
+        The resourceVersion "1" precondition (etcd's first revision, which no object of
+        ours can carry) makes the server answer 409 without writing if the object exists
+        after all: someone else's is never merged into or adopted, even where no field
+        conflicts. On create the server ignores it. None sends the caller down the GET
+        path, which reports what is there.
         """
+        body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": "1"}}
         try:
-            result = self.kube.apply(obj, field_manager=FIELD_MANAGER, force=False)
+            result = self.kube.apply(body, field_manager=FIELD_MANAGER, force=False)
         except ApiException as err:
             if err.status == 409:
                 return None

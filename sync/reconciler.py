@@ -158,7 +158,8 @@ class Reconciler:
             return True  # retrying cannot help; a new generation will come as an event
         assert work.cache is not None and work.manifests is not None
         owner = {OWNER_LABEL: work.cache.name}
-        changes = self.applier.apply(work.manifests, owner_labels=owner, live=self._live)
+        changes = self.applier.apply(work.manifests, owner_labels=owner, live=self._live,
+                                     absent=self._absent)
         self.metrics.record(changes)
         conflicts = changes.of("conflict")
         if conflicts:
@@ -194,6 +195,13 @@ class Reconciler:
         if informer is None:
             return self.kube.get(RESOURCES[(ref.api_version, ref.kind)], ref.namespace, ref.name)
         return informer.get(f"{ref.namespace}/{ref.name}")
+
+    def _absent(self, ref: ObjectRef) -> bool:
+        """Not in the (synced) watch cache of our labelled children: almost always no such
+        object, so the applier creates it without a GET first (two per cache at start-up).
+        Should one exist after all (someone else's, or ours with the label edited away),
+        that create fails without writing and the applier takes the GET path."""
+        return (ref.api_version, ref.kind) in self.children
 
     def _children_of(self, cache: OrasCache) -> list[Obj]:
         return [o for informer in self.children.values()
