@@ -162,17 +162,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK if fields else 0.0
 
 
-def thread_cpu(pid: int) -> Counter[str]:
-    """CPU-s of a process by thread name, pools folded (apply_0, apply_1 -> apply)."""
-    out: Counter[str] = Counter()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            name = re.sub(r"[-_]?\d+$", "", (task / "comm").read_text().strip())
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            out[name] += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return out
-
-
 def memory_mb(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) in MB."""
     values = {"VmRSS": 0.0, "VmHWM": 0.0}
@@ -658,7 +647,6 @@ class Bench:
         children_s, status_s = (t - svc.started for t in done)
         total_s = max(children_s, status_s)
         at_done = svc.metrics()
-        threads = thread_cpu(svc.proc.pid)
         mem = svc.memory()
         s1 = self.snap(svc)
         s0.cpu.update({k: 0.0 for k in s1.cpu if k.startswith("sync ")})  # born after s0
@@ -686,8 +674,6 @@ class Bench:
                      f"{total_s / GO_OPERATOR_S:.2f}x of 50 s "
                      f"{verdict(total_s <= GO_OPERATOR_S / 3)}")
         self.work_rows(at_done, m, quiet_s, svc)
-        self.res.row("service Python CPU-s by thread, start -> converged (informational)",
-                     ", ".join(f"{k} {v:.1f}" for k, v in threads.most_common()))
         self.table("service start-up, until converged", s0, s1, total_s)
         self.cost_row()
         self.memory_row("RSS at N caches, converged", mem)

@@ -113,12 +113,16 @@ def svc(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
     return get(kube, f"/api/v1/namespaces/{ns}/services/{name}")
 
 
-def write_requests(cluster: LocalCluster, resources: Container[str],
-                   ignore: Callable[[str, str], bool]) -> dict[str, float]:
-    """kube-apiserver's own count of writes (apply, patch, create, update) to `resources`,
-    by verb and resource/subresource, leaving out those `ignore(resource, subresource)`
-    names (e.g. kube-controller-manager's status updates). DELETEs are left out: earlier
-    tests' namespaces are still being emptied by the namespace controller."""
+WRITE_VERBS = ("APPLY", "PATCH", "POST", "PUT")
+
+
+def api_requests(cluster: LocalCluster, resources: Container[str],
+                   ignore: Callable[[str, str], bool] = lambda r, s: False,
+                   verbs: Container[str] = WRITE_VERBS) -> dict[str, float]:
+    """kube-apiserver's own count of writes (apply, patch, create, update; or `verbs`) to
+    `resources`, by verb and resource/subresource, leaving out those `ignore(resource,
+    subresource)` names (e.g. kube-controller-manager's status updates). DELETEs are left
+    out: earlier tests' namespaces are still being emptied by the namespace controller."""
     code, text = cluster.admin_get("/metrics")
     assert code == 200
     counts: dict[str, float] = {}
@@ -127,7 +131,7 @@ def write_requests(cluster: LocalCluster, resources: Container[str],
             continue
         labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")]
                       .replace('"', "").split(","))
-        if labels.get("verb") not in ("APPLY", "PATCH", "POST", "PUT"):
+        if labels.get("verb") not in verbs:
             continue
         resource, subresource = labels.get("resource", ""), labels.get("subresource", "")
         if resource not in resources or ignore(resource, subresource):

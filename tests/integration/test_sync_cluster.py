@@ -233,10 +233,26 @@ def test_deleting_the_cache_garbage_collects_children(
              timeout=30, what="garbage collection by kube-controller-manager")
 
 
+def test_start_up_creates_children_without_reading_them_first(
+    start_sync: Start, api_client: ApiClient, namespace: str, cluster: LocalCluster
+) -> None:
+    """Children missing from the watch cache are created straight away (create-only), not
+    GET first: two requests less per cache when the service starts on new caches."""
+    for name in ("n1", "n2"):
+        create_cache(api_client, namespace, name, {})
+    gets = lambda: syncproc.api_requests(  # noqa: E731
+        cluster, {"statefulsets", "services"}, verbs=("GET",))
+    before = gets()
+    start_sync()
+    for name in ("n1", "n2"):
+        wait_for(converged(api_client, namespace, name))
+    assert gets() == before
+
+
 def write_requests(cluster: LocalCluster) -> dict[str, float]:
     """Writes to the kinds the service manages, but kube-controller-manager's status
     updates of StatefulSets (the service's own prune count is checked separately)."""
-    return syncproc.write_requests(cluster, {"statefulsets", "services", "orascaches"},
+    return syncproc.api_requests(cluster, {"statefulsets", "services", "orascaches"},
                                    lambda r, s: (r, s) == ("statefulsets", "status"))
 
 

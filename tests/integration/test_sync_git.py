@@ -408,7 +408,7 @@ def test_diff_exit_codes(
 def write_requests(cluster: LocalCluster) -> dict[str, float]:
     """Writes to the kinds the git source writes (members and the parent), but any
     subresource (kube-controller-manager's status updates)."""
-    return syncproc.write_requests(
+    return syncproc.api_requests(
         cluster, {"statefulsets", "services", "configmaps", "persistentvolumeclaims"},
         lambda _r, s: bool(s))
 
