@@ -705,7 +705,7 @@ class Bench:
         spy = REPO / ".venv" / "bin" / "py-spy"
         return subprocess.Popen(
             [str(spy), "record", "--pid", str(svc.proc.pid), "--format", "raw", "--threads",
-             "--nonblocking", "--rate", "200", "--output", str(self.args.profile)],
+             "--nonblocking", "--gil", "--rate", "100", "--output", str(self.args.profile)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def cost_row(self) -> None:
