@@ -124,6 +124,8 @@ class Applier:
         self._lock = threading.Lock()
         # ref -> (rendered hash, digest of the live projection right after our last apply)
         self._applied: dict[ObjectRef, tuple[str, str]] = {}
+        # ref -> resourceVersion our last write returned: its watch event is our own echo
+        self._written_rv: dict[ObjectRef, str] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -156,10 +158,17 @@ class Applier:
         with self._lock:
             for ref in refs:
                 self._applied.pop(ref, None)
+                self._written_rv.pop(ref, None)
 
     def _get_live(self, ref: ObjectRef) -> Obj | None:
         res = resource_for({"apiVersion": ref.api_version, "kind": ref.kind})
         return self.kube.get(res, ref.namespace or None, ref.name)
+
+    def is_echo(self, live: Mapping[str, Any]) -> bool:
+        """The watch event of exactly what our last write produced (nothing to react to)."""
+        rv = live["metadata"].get("resourceVersion")
+        with self._lock:
+            return rv is not None and self._written_rv.get(ObjectRef.of(live)) == rv
 
     def _seen(self, ref: ObjectRef) -> bool:
         """Applied by this process: a cache without it only lags behind our write."""
@@ -238,6 +247,7 @@ class Applier:
         seen = content_hash(project(obj, result))
         with self._lock:
             self._applied[ref] = (digest, seen)
+            self._written_rv[ref] = result["metadata"]["resourceVersion"]
 
     def _recreate(self, ref: ObjectRef, live: Obj, message: str) -> Change:
         """An immutable field changed (e.g. a StatefulSet's volumeClaimTemplates): delete

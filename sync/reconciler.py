@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from constructs_lib import OrasCache, SpecError, parse_oras_cache, render, schema
 from sync.applier import Applier, ChangeSet, ObjectRef
 from sync.events import EventRecorder
-from sync.informer import InformerSet
+from sync.informer import InformerSet, key_of
 from sync.kube import RESOURCES, Kube, Obj, api_error_message
 from sync.metrics import Metrics
 from sync.status import Outcome, desired_status, needs_write
@@ -244,6 +244,12 @@ class Reconciler:
         self.metrics.status_writes.inc()
         with self._lock:
             self._written[work.key] = (_rv(written), written.get("status") or desired)
+
+    def is_status_echo(self, obj: Obj) -> bool:
+        """The watch event of exactly what our last status write produced."""
+        with self._lock:
+            written = self._written.get(key_of(obj))
+        return written is not None and written[0] == _rv(obj)
 
     def _current_status(self, work: Work) -> Obj | None:
         """The cached object's status, unless our own later write is not in it yet."""

@@ -150,10 +150,16 @@ class SyncService:
         return CertRotator(list(options.webhook_hosts) or ["127.0.0.1"], validity)
 
     # ----- event handlers (informer threads) -------------------------------------------
-    def _on_cache(self, _type: str, obj: Obj) -> None:
+    # Our own writes come back as watch events; reacting to them would reconcile every
+    # cache once or twice more for nothing (a third of the start-up's reconciles).
+    def _on_cache(self, type_: str, obj: Obj) -> None:
+        if type_ == "MODIFIED" and self.reconciler.is_status_echo(obj):
+            return
         self.queue.add(key_of(obj))
 
-    def _on_child(self, _type: str, obj: Obj) -> None:
+    def _on_child(self, type_: str, obj: Obj) -> None:
+        if type_ != "DELETED" and self.applier.is_echo(obj):
+            return
         meta = obj["metadata"]
         owner = (meta.get("labels") or {}).get(OWNER_LABEL)
         if owner:

@@ -249,6 +249,19 @@ def test_start_up_creates_children_without_reading_them_first(
     assert gets() == before
 
 
+def test_own_writes_do_not_trigger_reconciles(
+    start_sync: Start, api_client: ApiClient, namespace: str
+) -> None:
+    """The watch events of our own status write and applies are echoes, not work: a cache
+    whose children nobody else touches converges in exactly one reconcile."""
+    proc = start_sync()
+    create_cache(api_client, namespace, "quiet",
+                 {"deploy": False, "registry": "r.example.com", "port": 443})
+    wait_for(converged(api_client, namespace, "quiet"))
+    time.sleep(1.5)  # the echo of the status write has arrived by now
+    assert proc.metric("orascache_reconciles_total") == 1
+
+
 def write_requests(cluster: LocalCluster) -> dict[str, float]:
     """Writes to the kinds the service manages, but kube-controller-manager's status
     updates of StatefulSets (the service's own prune count is checked separately)."""
