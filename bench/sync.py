@@ -699,7 +699,8 @@ class Bench:
                      f"{pool_full} times")
 
     def profile(self, svc: Service) -> subprocess.Popen[bytes] | None:
-        """py-spy (collapsed stacks, every thread) on the service until it converges."""
+        """py-spy on the service until it converges: collapsed stacks of the threads that
+        hold the GIL (where its Python CPU goes; waiting on the API server is left out)."""
         if self.args.profile is None:
             return None
         spy = REPO / ".venv" / "bin" / "py-spy"
