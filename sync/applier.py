@@ -247,7 +247,9 @@ class Applier:
         seen = content_hash(project(obj, result))
         with self._lock:
             self._applied[ref] = (digest, seen)
-            self._written_rv[ref] = result["metadata"]["resourceVersion"]
+            rv = result["metadata"].get("resourceVersion")
+            if rv is not None:
+                self._written_rv[ref] = rv
 
     def _recreate(self, ref: ObjectRef, live: Obj, message: str) -> Change:
         """An immutable field changed (e.g. a StatefulSet's volumeClaimTemplates): delete

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -149,11 +150,13 @@ class _RecordingKube:
 
     def __init__(self, existing: dict[str, object] | None = None, conflict: bool = False):
         self.calls: list[tuple[str, bool | None]] = []
+        self.preconditions: list[str | None] = []  # metadata.resourceVersion of each apply
         self.existing = existing
         self.conflict = conflict
 
-    def apply(self, obj: dict[str, object], *, field_manager: str, force: bool) -> object:
+    def apply(self, obj: dict[str, Any], *, field_manager: str, force: bool) -> object:
         self.calls.append(("apply", force))
+        self.preconditions.append(obj["metadata"].get("resourceVersion"))
         if self.conflict and not force:
             raise ApiException(status=409, reason="Conflict")
         return obj
@@ -177,6 +180,19 @@ def test_known_absent_object_is_created_without_a_get_and_without_force() -> Non
     applier.close()
     assert [c.action for c in changes.changes] == ["created"]
     assert kube.calls == [("apply", False)]
+    assert kube.preconditions == ["1"]  # create-only: an existing object fails with 409
+
+
+def test_absent_from_a_cache_but_applied_by_us_gets_first() -> None:
+    """The caller's cache lags behind our own create: no second blind create."""
+    kube = _RecordingKube()
+    applier = Applier(kube)  # type: ignore[arg-type]
+    for _ in range(2):
+        applier.apply([_svc()], owner_labels={"owner": "x"}, live=lambda _r: None,
+                      absent=lambda _r: True)
+    applier.close()
+    assert kube.calls == [("apply", False), ("get", None), ("apply", True)]
+    assert kube.preconditions == ["1", None]
 
 
 def test_foreign_object_appearing_before_a_create_is_a_conflict_not_a_takeover() -> None:
