@@ -18,12 +18,17 @@ import tempfile
 import jsii._embedded.jsii as embedded
 
 _KERNEL_FILES = ("lib/program.js", "lib/runtime-index-worker.js")
+# The pid that made the copy JSII_RUNTIME points at. A child process inherits both and
+# makes its own copy: the parent deletes its copy when it exits, and the kernel loads
+# lib/runtime-index-worker.js lazily.
+_OWNER = "ORASCACHE_JSII_KERNEL_PID"
 
 
 def use_direct_kernel() -> None:
     """Point JSII_RUNTIME at a copy of the kernel; call before cdk8s is first imported."""
-    if "JSII_RUNTIME" in os.environ:
-        return
+    owner = os.environ.get(_OWNER)
+    if "JSII_RUNTIME" in os.environ and (owner is None or owner == str(os.getpid())):
+        return  # set by the user, or already done in this process
     directory = tempfile.mkdtemp(prefix="orascache-jsii-")
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     os.mkdir(os.path.join(directory, "lib"))
@@ -37,5 +42,6 @@ def use_direct_kernel() -> None:
     with open(runtime, "wb") as out:
         out.write(wrapper)
     os.environ["JSII_RUNTIME"] = runtime
+    os.environ[_OWNER] = str(os.getpid())
     # What jsii-runtime.js passes to the kernel as --preserve-symlinks.
     os.environ.setdefault("NODE_PRESERVE_SYMLINKS", "1")

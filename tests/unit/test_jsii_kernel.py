@@ -34,6 +34,12 @@ print(json.dumps({
 """
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without a runtime choice (pytest may have imported sync)."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("JSII_RUNTIME", "ORASCACHE_JSII_KERNEL_PID")}
+
+
 def probe(env: dict[str, str]) -> dict[str, object]:
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
@@ -43,7 +49,7 @@ def probe(env: dict[str, str]) -> dict[str, object]:
 
 def test_direct_kernel_is_one_node_process_and_renders_like_jsii_runtime(
         tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "JSII_RUNTIME"}
+    env = clean_env()
     direct = probe(env)
     assert str(direct["runtime"]).endswith("jsii_kernel.js")
     kids = direct["kids"]
@@ -67,11 +73,31 @@ for res, name in e.EMBEDDED_FILES.items():
     assert direct["manifests"] == default["manifests"]
 
 
+RUNTIME = "import os, sync; print(os.environ['JSII_RUNTIME'])"
+
+
 def test_direct_kernel_files_are_removed_at_exit() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "JSII_RUNTIME"}
-    done = subprocess.run(
-        [sys.executable, "-c", "import os, sync; print(os.environ['JSII_RUNTIME'])"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run([sys.executable, "-c", RUNTIME], cwd=REPO, env=clean_env(),
+                          capture_output=True, text=True, timeout=60, check=True)
     runtime = Path(done.stdout.strip())
     assert runtime.name == "jsii_kernel.js"
     assert not runtime.parent.exists()
+
+
+def test_a_child_process_makes_its_own_copy_and_a_user_choice_is_kept() -> None:
+    """A child may outlive the parent whose copy it inherited; JSII_RUNTIME set by a user
+    (no owner pid) is left alone."""
+    parent = """
+import os, subprocess, sys, sync
+child = subprocess.run([sys.executable, "-c", sys.argv[1]], capture_output=True, text=True,
+                       check=True)
+print(os.environ["JSII_RUNTIME"], child.stdout.strip())
+"""
+    done = subprocess.run([sys.executable, "-c", parent, RUNTIME], cwd=REPO, env=clean_env(),
+                          capture_output=True, text=True, timeout=60, check=True)
+    mine, childs = done.stdout.split()
+    assert mine != childs and Path(childs).name == "jsii_kernel.js"
+    user = subprocess.run([sys.executable, "-c", RUNTIME], cwd=REPO, text=True, timeout=60,
+                          env={**clean_env(), "JSII_RUNTIME": "/opt/mine.js"},
+                          capture_output=True, check=True)
+    assert user.stdout.strip() == "/opt/mine.js"
