@@ -240,8 +240,9 @@ def test_start_up_creates_children_without_reading_them_first(
     GET first: two requests less per cache when the service starts on new caches."""
     for name in ("n1", "n2"):
         create_cache(api_client, namespace, name, {})
-    gets = lambda: syncproc.api_requests(  # noqa: E731
-        cluster, {"statefulsets", "services"}, verbs=("GET",))
+    def gets() -> dict[str, float]:
+        return syncproc.api_requests(cluster, {"statefulsets", "services"}, verbs=("GET",))
+
     before = gets()
     start_sync()
     for name in ("n1", "n2"):
@@ -266,7 +267,7 @@ def write_requests(cluster: LocalCluster) -> dict[str, float]:
     """Writes to the kinds the service manages, but kube-controller-manager's status
     updates of StatefulSets (the service's own prune count is checked separately)."""
     return syncproc.api_requests(cluster, {"statefulsets", "services", "orascaches"},
-                                   lambda r, s: (r, s) == ("statefulsets", "status"))
+                                 lambda r, s: (r, s) == ("statefulsets", "status"))
 
 
 def test_idle_resync_makes_zero_writes(
