@@ -88,6 +88,9 @@ class Reconciler:
         # key -> (resourceVersion, status) of our last status write: the watch cache may
         # still hold the object from before it, which must not look like a change.
         self._written: dict[str, tuple[int, Obj]] = {}
+        # key -> set once the status write in flight for it is recorded in _written: its
+        # watch event can arrive before the reconcile thread gets to record it.
+        self._writing: dict[str, threading.Event] = {}
 
     # ----- thread of the caller: parse + render -----------------------------------------
     def prepare(self, keys: list[str]) -> list[Work]:
@@ -239,16 +242,31 @@ class Reconciler:
             return
         cleared = {k: None for k in current or {} if k not in desired}
         meta = work.obj["metadata"]
-        written = self.kube.merge_patch(CACHES.path(meta["namespace"], meta["name"]) + "/status",
-                                        {"status": {**cleared, **desired}})
-        self.metrics.status_writes.inc()
+        recorded = threading.Event()
         with self._lock:
-            self._written[work.key] = (_rv(written), written.get("status") or desired)
+            self._writing[work.key] = recorded
+        try:
+            written = self.kube.merge_patch(
+                CACHES.path(meta["namespace"], meta["name"]) + "/status",
+                {"status": {**cleared, **desired}})
+            with self._lock:
+                self._written[work.key] = (_rv(written), written.get("status") or desired)
+        finally:
+            with self._lock:
+                self._writing.pop(work.key, None)
+            recorded.set()
+        self.metrics.status_writes.inc()
 
     def is_status_echo(self, obj: Obj) -> bool:
-        """The watch event of exactly what our last status write produced."""
+        """The watch event of exactly what our last status write produced. Waits (briefly)
+        for a write in flight to be recorded: its echo may overtake its answer."""
+        key = key_of(obj)
         with self._lock:
-            written = self._written.get(key_of(obj))
+            recording = self._writing.get(key)
+        if recording is not None:
+            recording.wait(timeout=1.0)
+        with self._lock:
+            written = self._written.get(key)
         return written is not None and written[0] == _rv(obj)
 
     def _current_status(self, work: Work) -> Obj | None:
