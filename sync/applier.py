@@ -142,7 +142,8 @@ class Applier:
 
         `live` reads a (watch) cache instead of GETting each object; `absent` says when
         the caller believes an object does not exist at all, so it is created without a
-        GET (unless this process applied it before: then the caller's cache lags).
+        GET (unless this process applied or saw it before: then it was deleted since, or
+        the caller's cache lags, and a GET tells which).
         """
         lookup = live or self._get_live
         futures = [self._pool.submit(self._apply_one, o, owner_labels, lookup, absent)
@@ -171,7 +172,8 @@ class Applier:
             return rv is not None and self._written_rv.get(ObjectRef.of(live)) == rv
 
     def _seen(self, ref: ObjectRef) -> bool:
-        """Applied by this process: a cache without it only lags behind our write."""
+        """Applied by this process, or seen live by it (`_unchanged` records first
+        sightings too): the object existed, so a cache without it is no proof of absence."""
         with self._lock:
             return ref in self._applied
 
