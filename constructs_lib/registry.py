@@ -21,6 +21,7 @@ from constructs_lib.model import OrasCacheSpec
 
 DATA_PATH = "/var/lib/registry"
 PORT_NAME = "http"
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 
 Json = dict[str, Any]
 
@@ -29,7 +30,7 @@ def recommended_labels(name: str) -> dict[str, str]:
     """Kubernetes recommended labels; `name` + `instance` select the registry Pods."""
     return {
         "app.kubernetes.io/name": "oras-cache",
-        "app.kubernetes.io/instance": name,
+        INSTANCE_LABEL: name,
         "app.kubernetes.io/component": "registry",
         "app.kubernetes.io/part-of": "oras-cache",
         "app.kubernetes.io/managed-by": "orascache",
@@ -37,7 +38,7 @@ def recommended_labels(name: str) -> dict[str, str]:
 
 
 def selector_labels(name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "oras-cache", "app.kubernetes.io/instance": name}
+    return {"app.kubernetes.io/name": "oras-cache", INSTANCE_LABEL: name}
 
 
 def _sorted(value: Any) -> Any:
@@ -55,7 +56,8 @@ class OrasCacheRegistry(constructs.Construct):
     The Service name is a contract with workflow pods: they reach the registry at
     `<name>-0.<name>.<namespace>.svc.cluster.local:<port>`. With `deploy: false`
     nothing is rendered: pods use `spec.registry` directly. The raw objects are
-    `service`, `stateful_set` and `shared_claim` (escape hatches for JSON patches).
+    `service`, `stateful_set` and `shared_claim` (escape hatches for JSON patches);
+    `api_objects` lists the ones rendered, in order, without a call into jsii.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class OrasCacheRegistry(constructs.Construct):
         self.service: cdk8s.ApiObject | None = None
         self.stateful_set: cdk8s.ApiObject | None = None
         self.shared_claim: cdk8s.ApiObject | None = None
+        self.api_objects: list[cdk8s.ApiObject] = []
         if not spec.deploy:
             return
         if spec.storage is not None and spec.storage.shared:
@@ -107,6 +110,7 @@ class OrasCacheRegistry(constructs.Construct):
                 name=name, namespace=self.namespace, labels=recommended_labels(self.name)),
         )
         obj.add_json_patch(cdk8s.JsonPatch.add("/spec", _sorted(spec)))
+        self.api_objects.append(obj)
         return obj
 
     def _claim_spec(self) -> Json:

@@ -9,6 +9,7 @@ import kubernetes_validate
 from hypothesis import HealthCheck, given, settings
 
 from constructs_lib import Manifest, OrasCache, OrasCacheRegistry, parse_oras_cache, render
+from constructs_lib.render import CACHES_PER_CHART
 from tests.unit.strategies import document, valid_specs
 
 
@@ -129,6 +130,21 @@ def test_placement_and_resources() -> None:
 def test_rendering_is_deterministic() -> None:
     spec = {"storage": {"size": "1Gi"}, "nodeSelector": {"b": "1", "a": "2"}}
     assert render([cache(spec)])[0].manifests == render([cache(spec)])[0].manifests
+
+
+def test_caches_sharing_a_chart_render_as_if_alone() -> None:
+    """render() batches caches into shared charts; across batch boundaries and with 0, 2
+    or 3 objects per cache, each gets exactly what it gets rendered alone."""
+    specs: list[dict[str, Any]] = [
+        {}, {"deploy": False, "registry": "r.example.com"},
+        {"storage": {"size": "1Gi", "accessModes": ["ReadWriteMany"]}},
+        {"storage": {"size": "2Gi"}, "image": "registry:3.0.0"},
+    ]
+    caches = [cache(specs[i % len(specs)], name=f"c{i}") for i in range(CACHES_PER_CHART + 7)]
+    together = render(caches)
+    assert [r.cache for r in together] == caches
+    assert [r.manifests for r in together] == [render([c])[0].manifests for c in caches]
+    assert {len(r.manifests) for r in together} == {0, 2, 3}
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
