@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from constructs_lib.render import CACHES_PER_CHART
+from sync.parallel_render import MIN_CHUNKS
 from sync.synth import cache_files, crd_yaml, dist_files, write_atomic, write_tree
 
 if TYPE_CHECKING:
@@ -130,7 +132,8 @@ def _sync_git(args: argparse.Namespace) -> int:
     options = GitOptions(path=args.path, namespace=_default_namespace(args),
                          applyset_name=args.applyset_name, interval=args.interval,
                          allow_empty=args.allow_empty, http_addr=args.http_addr or None,
-                         drift_correction=args.drift_correction)
+                         drift_correction=args.drift_correction,
+                         render_workers=args.render_workers)
     # The clone is kept between fetches; without --git-dir it lives as long as the process.
     with tempfile.TemporaryDirectory(prefix="orascache-clone-") as tmp:
         try:
@@ -152,7 +155,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
         try:
             source = _git_source(args, Path(tmp))
             try:
-                rendered = render_commit(source, args.path)
+                rendered = render_commit(source, args.path, args.render_workers)
                 if rendered.errors:
                     for error in rendered.errors:
                         print(f"error: {error}", file=sys.stderr)
@@ -185,7 +188,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from sync.applyset import ApplySet  # noqa: PLC0415
     from sync.diff import diff_objects, exit_code, report  # noqa: PLC0415
     from sync.git_source import GitSourceError  # noqa: PLC0415
-    from sync.git_sync import render_paths, render_tree  # noqa: PLC0415
+    from sync.git_sync import RenderMemo, render_paths, render_tree  # noqa: PLC0415
     from sync.kube import Kube, load_api_client  # noqa: PLC0415
 
     if bool(args.paths) == bool(args.repo):
@@ -193,20 +196,23 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         return 2
     namespace = args.namespace or "default"
     applyset = ApplySet(args.applyset_name, namespace)
+    memo = RenderMemo(args.render_workers)
     if args.repo:
         with tempfile.TemporaryDirectory(prefix="orascache-diff-clone-") as tmp:
             try:
                 source = _git_source(args, Path(tmp))
                 try:
                     revision = source.checkout(source.fetch())
-                    desired = render_tree(revision.worktree, args.path, applyset, namespace)
+                    desired = render_tree(revision.worktree, args.path, applyset, namespace,
+                                          memo)
                 finally:
                     source.close()
             except GitSourceError as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 2
     else:
-        desired = render_paths([Path(p) for p in args.paths], applyset, namespace)
+        desired = render_paths([Path(p) for p in args.paths], applyset, namespace,
+                               memo=memo)
     if desired.errors:
         for error in desired.errors:
             print(f"error: {error}", file=sys.stderr)
@@ -236,6 +242,11 @@ def _git_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
                        help="in a Pod: the Secret NAME, which the Deployment mounts at "
                        "/etc/orascache/git-credentials (the service never reads the "
                        "Secrets API)")
+    parser.add_argument("--render-workers", type=int, metavar="N",
+                        help="helper processes (Python + Node, ~130 MB each) that render "
+                        f"alongside this one when {(MIN_CHUNKS - 1) * CACHES_PER_CHART + 1} "
+                        "caches or more need rendering; they exit after the render "
+                        "(default: usable CPUs - 1, at most 3; 0: render in this process)")
 
 
 def _sync_git_arguments(sync: argparse.ArgumentParser) -> None:

@@ -30,7 +30,8 @@ class Rendered:
     errors: list[str]
 
 
-def render_commit(source: GitSource, path: str) -> Rendered:
+def render_commit(source: GitSource, path: str, render_workers: int | None = None,
+                  ) -> Rendered:
     """Fetch, check out the ref's commit and render the caches under `path`."""
     commit = source.fetch()
     revision = source.checkout(commit)
@@ -38,7 +39,7 @@ def render_commit(source: GitSource, path: str) -> Rendered:
     if not source.path_exists(commit, rel):
         return Rendered(commit, {}, [f"path {path!r} does not exist in {commit[:12]}"])
     target = revision.worktree / rel if rel not in ("", ".") else revision.worktree
-    files = cache_files([target])
+    files = cache_files([target], render_workers)
     if isinstance(files, list):
         prefix = f"{revision.worktree}/"
         return Rendered(commit, {}, [str(e).replace(prefix, "") for e in files])

@@ -35,7 +35,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Gauge
 from urllib3.exceptions import HTTPError
 
-from constructs_lib import Manifest, OrasCache, render
+from constructs_lib import Manifest, OrasCache
 from sync.applier import AbsentCheck, Applier, ChangeSet, ObjectRef
 from sync.applyset import GROUP_KINDS_ANNOTATION as GKS
 from sync.applyset import (
@@ -59,6 +59,7 @@ from sync.health import HealthServer
 from sync.kube import RESOURCES, Kube, Obj, api_error_message, resource_for
 from sync.load import load
 from sync.metrics import Metrics
+from sync.parallel_render import render_parallel
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class GitOptions:
     allow_empty: bool = False
     http_addr: str | None = ":8080"
     drift_correction: bool = True  # re-apply the applied commit's objects every interval
+    render_workers: int | None = None  # helper processes for big renders (None: default)
 
 
 @dataclass
@@ -141,13 +143,15 @@ class RenderMemo:
     parsed cache: a commit that changes one file of 1000 renders one cache, not 1000
     (jsii, ~4 ms each). Holds only the last revision's caches, as compact JSON."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int | None = None) -> None:
         self._rendered: dict[str, bytes] = {}
+        self._workers = workers
 
     def render(self, caches: Sequence[OrasCache]) -> list[list[Manifest]]:
         keys = [repr(c) for c in caches]
         missing = {k: c for k, c in zip(keys, caches, strict=True) if k not in self._rendered}
-        fresh = dict(zip(missing, render(missing.values()), strict=True))
+        fresh = dict(zip(missing, render_parallel(missing.values(), self._workers),
+                         strict=True))
         kept = {k: self._rendered.get(k) or json.dumps(fresh[k].manifests).encode()
                 for k in keys}
         self._rendered = kept
@@ -222,7 +226,7 @@ class GitSync:
         self._recorded: tuple[str | None, str, str] | None = None
         # The rendered objects of the last applied commit, reused by drift passes.
         self._rendered: tuple[str, Desired] | None = None
-        self._memo = RenderMemo()
+        self._memo = RenderMemo(options.render_workers)
         self._drift_reported: str | None = None  # one Warning per distinct failure
 
     # ----- state kept on the parent ----------------------------------------------------

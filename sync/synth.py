@@ -13,10 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from constructs_lib import SpecError, render, schema, to_yaml
+from constructs_lib import SpecError, schema, to_yaml
 from constructs_lib.install import render_git_install, render_install
 from constructs_lib.workflow_example import pipeline_yaml, render_pipeline
 from sync.load import load
+from sync.parallel_render import render_parallel
 
 HEADER = "# Rendered by orascache. Do not edit: change the source and run `make synth`.\n"
 NO_NAMESPACE_DIR = "_unnamespaced"
@@ -27,13 +28,14 @@ def crd_yaml() -> str:
     return HEADER + to_yaml([schema.crd()])
 
 
-def cache_files(paths: Iterable[str | Path]) -> dict[str, str] | list[SpecError]:
+def cache_files(paths: Iterable[str | Path], render_workers: int | None = None,
+                ) -> dict[str, str] | list[SpecError]:
     """`<namespace>/<name>.yaml` -> YAML for every cache under `paths`, or every error."""
     loaded = load(paths)
     if loaded.errors:
         return loaded.errors
     files: dict[str, str] = {}
-    for rendered in render(cache for _, cache in loaded.caches):
+    for rendered in render_parallel((c for _, c in loaded.caches), render_workers):
         if not rendered.manifests:
             continue  # deploy: false renders nothing to run in the cluster
         cache = rendered.cache

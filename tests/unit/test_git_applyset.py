@@ -102,14 +102,14 @@ def test_render_memo_renders_only_changed_caches(monkeypatch: Any) -> None:
     from sync import git_sync  # noqa: PLC0415
 
     rendered: list[str] = []
-    real = git_sync.render
+    real = git_sync.render_parallel
 
-    def counting(caches: Any) -> Any:
+    def counting(caches: Any, workers: int | None = None) -> Any:
         caches = list(caches)
         rendered.extend(c.name for c in caches)
-        return real(caches)
+        return real(caches, workers)
 
-    monkeypatch.setattr(git_sync, "render", counting)
+    monkeypatch.setattr(git_sync, "render_parallel", counting)
 
     def cache(name: str, port: int) -> Any:
         return parse_oras_cache({
