@@ -5,6 +5,8 @@ No I/O and no cluster access here; `sync` does both.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from constructs_lib.annotations import (
     AnnotationError,
     ParsedAnnotations,
@@ -32,7 +34,20 @@ from constructs_lib.workflow import (
     is_wired,
     wire_pod_spec,
 )
-from constructs_lib.workflow_step import OrasWorkflowStep
+
+if TYPE_CHECKING:
+    from constructs_lib.workflow_step import OrasWorkflowStep
+
+
+def __getattr__(name: str) -> Any:
+    """OrasWorkflowStep on first use: it loads cdk8s-plus-34, which costs ~20 MB in
+    jsii's Node process and ~0.1 s, and the sync service never needs it."""
+    if name == "OrasWorkflowStep":
+        from constructs_lib.workflow_step import OrasWorkflowStep  # noqa: PLC0415
+
+        return OrasWorkflowStep
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AnnotationError",

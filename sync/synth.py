@@ -14,8 +14,6 @@ from pathlib import Path
 import yaml
 
 from constructs_lib import SpecError, schema, to_yaml
-from constructs_lib.install import render_git_install, render_install
-from constructs_lib.workflow_example import pipeline_yaml, render_pipeline
 from sync.load import load
 from sync.parallel_render import render_parallel
 
@@ -61,6 +59,8 @@ def install_files() -> dict[str, str]:
     byte-identical to crds/orascache.yaml) comes before `sync-service.yaml`, whose first
     object is the Namespace the others live in.
     """
+    from constructs_lib.install import render_install  # noqa: PLC0415 - see dist_files
+
     service = render_install(include_crd=False)
     return {"crd.yaml": crd_yaml(), "sync-service.yaml": HEADER + to_yaml(service)}
 
@@ -76,6 +76,8 @@ def install_git_files() -> dict[str, str]:
     """The git source's install (`GitSyncService` with its defaults: placeholders for the
     repository, overridden by a kustomize patch of the container's env), with a
     kustomization.yaml so that an overlay can use the directory as its base."""
+    from constructs_lib.install import render_git_install  # noqa: PLC0415 - see dist_files
+
     service = render_git_install()
     return with_kustomization({"git-sync-service.yaml": HEADER + GIT_INSTALL_NOTE
                                + to_yaml(service)})
@@ -95,11 +97,21 @@ def pipeline_files() -> dict[str, str]:
         f"# Two Jobs sharing an artifact through the OrasCache {cache.namespace}/{cache.name}:"
         " see constructs_lib/workflow_example.py.\n"
     )
+    from constructs_lib.workflow_example import (  # noqa: PLC0415 - see dist_files
+        pipeline_yaml,
+        render_pipeline,
+    )
+
     return {"two-step.yaml": HEADER + note + pipeline_yaml(render_pipeline(cache))}
 
 
 def dist_files() -> dict[str, str] | list[SpecError]:
-    """The whole committed dist/ tree; a test fails when dist/ differs from it."""
+    """The whole committed dist/ tree; a test fails when dist/ differs from it.
+
+    The install and the example pipeline use cdk8s-plus-34, imported here rather than at
+    the top: the sync service (which imports this module) never loads it (~20 MB less in
+    jsii's Node process).
+    """
     examples = cache_files([REPO_ROOT / "examples"])
     if isinstance(examples, list):
         return examples

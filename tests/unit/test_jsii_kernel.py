@@ -101,3 +101,15 @@ print(os.environ["JSII_RUNTIME"], child.stdout.strip())
                           env={**clean_env(), "JSII_RUNTIME": "/opt/mine.js"},
                           capture_output=True, check=True)
     assert user.stdout.strip() == "/opt/mine.js"
+
+
+def test_the_services_do_not_load_cdk8s_plus() -> None:
+    """cdk8s-plus-34 (the install, workflow steps) costs ~20 MB in the kernel: the sync
+    service's modules (cluster and git source, CLI) must not import it."""
+    probe = ("import sys, sync.cli, sync.service, sync.git_sync, constructs_lib\n"
+             "print(sorted(m for m in sys.modules if m.startswith('cdk8s_plus')))\n"
+             "constructs_lib.OrasWorkflowStep\n"
+             "print('cdk8s_plus_34' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, env=clean_env(),
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "True"]

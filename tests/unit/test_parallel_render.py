@@ -23,14 +23,14 @@ def chunked(items: list[OrasCache]) -> list[list[OrasCache]]:
 
 
 def children() -> set[int]:
-    me = str(os.getpid())
-    out = set()
+    """By parent pid: /proc/PID/task/PID/children misses those started by other threads."""
+    me, out = str(os.getpid()), set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            ppid = stat.read_text().rsplit(")", 1)[1].split()[1]
         except OSError:
             continue
-        if fields[1] == me:
+        if ppid == me:
             out.add(int(stat.parent.name))
     return out
 
