@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 # Below this many chunks a helper's start-up (~0.5 s of CPU) is not worth it.
 MIN_CHUNKS = 4
 STOP_TIMEOUT = 10.0
+# A helper still busy this long after this process ran out of chunks is stuck: killed,
+# and its chunk rendered here (one chunk takes ~0.15 s).
+STUCK_TIMEOUT = 30.0
 _HEADER = struct.Struct("!Q")
 
 
@@ -59,6 +63,7 @@ class _Chunks:
         self.done: dict[int, list[RenderedCache]] = {}
         self._next = 0
         self._lock = threading.Lock()
+        self._procs: list[subprocess.Popen[bytes]] = []
 
     def claim(self) -> int | None:
         with self._lock:
@@ -72,14 +77,29 @@ class _Chunks:
                                     daemon=True) for n in range(workers)]
         for thread in threads:
             thread.start()
-        while (index := self.claim()) is not None:
-            self.done[index] = render(self.chunks[index])
-        for thread in threads:
-            thread.join()
+        try:
+            while (index := self.claim()) is not None:
+                self.done[index] = render(self.chunks[index])
+        finally:
+            with self._lock:  # after an error here: hand out nothing more
+                self._next = len(self.chunks)
+            self._join(threads)
         for index, chunk in enumerate(self.chunks):
             if index not in self.done:  # a helper failed on it: render here, raise here
                 self.done[index] = render(chunk)
         return [self.done[i] for i in range(len(self.chunks))]
+
+    def _join(self, threads: list[threading.Thread]) -> None:
+        deadline = time.monotonic() + STUCK_TIMEOUT
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in threads):
+            log.warning("render helper stuck for %.0f s: killed", STUCK_TIMEOUT)
+            with self._lock:
+                for proc in self._procs:
+                    proc.kill()
+            for thread in threads:
+                thread.join()
 
     def _helper(self) -> None:
         """Drive one helper process; its chunks' results go to `done` (thread-safe:
@@ -90,6 +110,8 @@ class _Chunks:
         except OSError as exc:
             log.warning("render helper not started: %s", exc)
             return
+        with self._lock:
+            self._procs.append(proc)
         assert proc.stdin is not None and proc.stdout is not None
         try:
             if _read(proc.stdout) != "ready":

@@ -73,8 +73,26 @@ def test_a_render_error_in_a_helper_is_raised_here(caplog: pytest.LogCaptureFixt
         chunks._helper()
     assert list(chunks.done) == [0]
     assert "render helper failed on a chunk: AttributeError" in caplog.text
+    before = children()
     with pytest.raises(AttributeError):
         render_parallel(items, workers=1)
+    assert children() <= before
+
+
+def test_a_stuck_helper_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    stuck = tmp_path / "python"
+    stuck.write_text("#!/bin/sh\nexec sleep 600\n")
+    stuck.chmod(0o755)
+    monkeypatch.setattr(parallel_render.sys, "executable", str(stuck))
+    monkeypatch.setattr(parallel_render, "STUCK_TIMEOUT", 1.0)
+    items = caches(MIN_CHUNKS * CACHES_PER_CHART)
+    before = children()
+    with caplog.at_level(logging.WARNING):
+        assert [r.manifests for r in render_parallel(items, workers=1)] == [
+            r.manifests for r in render(items)]
+    assert "render helper stuck for 1 s: killed" in caplog.text
+    assert children() <= before
 
 
 def test_small_renders_stay_in_this_process(monkeypatch: pytest.MonkeyPatch,
