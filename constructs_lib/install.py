@@ -510,6 +510,11 @@ def git_sync_args(
         f":{metrics_port}",
         "--git-dir",
         GIT_CLONE_DIR,
+        # One helper process (~100-150 MB while it lives) renders alongside the service
+        # when a revision has hundreds of new caches; the memory limit below allows for
+        # one, and the node's CPU count (the default's input) says nothing about it.
+        "--render-workers",
+        "1",
         *(["--credentials-file", GIT_CREDENTIALS_MOUNT] if credentials else []),
         *([] if drift_correction else ["--no-drift-correction"]),
     ]
