@@ -108,6 +108,14 @@ demo: cluster-up ## start the sync service on the local cluster, apply the examp
 	    --http-addr 127.0.0.1:8089 > $(CLUSTER_DIR)/sync.log 2>&1 & echo $$! > $(CLUSTER_DIR)/sync.pid; \
 	  echo "sync service started (pid $$(cat $(CLUSTER_DIR)/sync.pid), log $(CLUSTER_DIR)/sync.log)"; \
 	fi; \
+	if [ -f $(CLUSTER_DIR)/sync-git.pid ]; then \
+	  echo "make demo-git's objects have the examples' names (the sync service would report"; \
+	  echo "them as conflicts, never take them over): stopping it and deleting its ApplySet"; \
+	  kill $$(cat $(CLUSTER_DIR)/sync-git.pid) 2>/dev/null || true; rm -f $(CLUSTER_DIR)/sync-git.pid; \
+	  k delete statefulsets,services,persistentvolumeclaims -A --wait=true \
+	    -l applyset.kubernetes.io/part-of ; \
+	  k delete configmap orascache-git -n default --ignore-not-found ; \
+	fi; \
 	k create namespace workflows --dry-run=client -o yaml | k apply -f - ; \
 	k apply -f examples/ ; \
 	sleep 4; \
@@ -145,6 +153,11 @@ demo-git: cluster-up ## follow a local git repo made from examples/: commit a ch
 	g() { echo "+ git $$*" >&2; git -C "$$repo" -c user.name=demo -c user.email=demo@localhost "$$@"; }; \
 	repo=$(abspath $(CLUSTER_DIR))/demo-git-repo; pidfile=$(CLUSTER_DIR)/sync-git.pid; \
 	if [ -f $$pidfile ]; then kill $$(cat $$pidfile) 2>/dev/null || true; rm -f $$pidfile; fi; \
+	if k get orascaches -A -o name 2>/dev/null | grep -q . ; then \
+	  echo "make demo's OrasCaches own objects with the examples' names (the git source would"; \
+	  echo "report them as conflicts, never take them over): deleting them and their children"; \
+	  k delete orascaches -A --all --cascade=foreground --wait=true --timeout=120s ; \
+	fi; \
 	rm -rf "$$repo"; git init -q -b main "$$repo"; mkdir "$$repo/caches"; \
 	cp examples/*.yaml "$$repo/caches/"; g add -A; g commit -qm "caches from examples/"; \
 	k create namespace workflows --dry-run=client -o yaml | k apply -f - ; \

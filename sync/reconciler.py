@@ -98,7 +98,10 @@ class Reconciler:
         valid: list[tuple[Work, OrasCache]] = []
         for key in keys:
             obj = self.caches.get(key)
-            if obj is None:  # deleted: kube-controller-manager collects the children
+            # Deleted, or being deleted: kube-controller-manager collects the children.
+            # With foreground deletion (kubectl --cascade=foreground, Argo CD's prune) the
+            # cache stays until they are gone: applying them again would keep it forever.
+            if obj is None or obj["metadata"].get("deletionTimestamp"):
                 with self._lock:
                     self._rendered.pop(key, None)
                     self._written.pop(key, None)

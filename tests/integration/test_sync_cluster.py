@@ -233,6 +233,29 @@ def test_deleting_the_cache_garbage_collects_children(
              timeout=30, what="garbage collection by kube-controller-manager")
 
 
+def test_foreground_deletion_of_the_cache_completes(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str
+) -> None:
+    """The cache stays, with a deletionTimestamp, until its children are gone: the
+    service must not apply them again meanwhile (else the deletion never ends)."""
+    start_sync()
+    create_cache(api_client, namespace, "fg", {"storage": {"size": "1Gi"}})
+    wait_for(lambda: sts(kube, namespace, "fg") and svc(kube, namespace, "fg"))
+    custom(api_client).delete_namespaced_custom_object(
+        schema.GROUP, schema.VERSION, namespace, schema.PLURAL, "fg",
+        body={"propagationPolicy": "Foreground"})
+
+    def gone() -> bool:
+        try:
+            get_cache(api_client, namespace, "fg")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, timeout=60, what="foreground deletion of the cache")
+    assert sts(kube, namespace, "fg") is None and svc(kube, namespace, "fg") is None
+
+
 def test_start_up_creates_children_without_reading_them_first(
     start_sync: Start, api_client: ApiClient, namespace: str, cluster: LocalCluster
 ) -> None:
