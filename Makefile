@@ -153,10 +153,11 @@ demo-git: cluster-up ## follow a local git repo made from examples/: commit a ch
 	g() { echo "+ git $$*" >&2; git -C "$$repo" -c user.name=demo -c user.email=demo@localhost "$$@"; }; \
 	repo=$(abspath $(CLUSTER_DIR))/demo-git-repo; pidfile=$(CLUSTER_DIR)/sync-git.pid; \
 	if [ -f $$pidfile ]; then kill $$(cat $$pidfile) 2>/dev/null || true; rm -f $$pidfile; fi; \
-	if k get orascaches -A -o name 2>/dev/null | grep -q . ; then \
-	  echo "make demo's OrasCaches own objects with the examples' names (the git source would"; \
-	  echo "report them as conflicts, never take them over): deleting them and their children"; \
-	  k delete orascaches -A --all --cascade=foreground --wait=true --timeout=120s ; \
+	if k get crd orascaches.cache.converged-computing.github.io -o name >/dev/null 2>&1; then \
+	  echo "make demo's OrasCaches, if any, own objects with the examples' names (the git source"; \
+	  echo "would report them as conflicts, never take them over): deleting them and their children"; \
+	  k delete orascaches.cache.converged-computing.github.io -A --all --cascade=foreground \
+	    --wait=true --timeout=120s ; \
 	fi; \
 	rm -rf "$$repo"; git init -q -b main "$$repo"; mkdir "$$repo/caches"; \
 	cp examples/*.yaml "$$repo/caches/"; g add -A; g commit -qm "caches from examples/"; \
@@ -168,7 +169,7 @@ demo-git: cluster-up ## follow a local git repo made from examples/: commit a ch
 	applied() { k get configmap orascache-git -n default \
 	  -o jsonpath='{.metadata.annotations.orascache\.converged-computing\.github\.io/last-applied-commit}' 2>/dev/null; }; \
 	wait_applied() { for _ in $$(seq 120); do [ "$$(applied)" = "$$1" ] && return 0; sleep 0.5; done; \
-	  echo "not applied; see $(CLUSTER_DIR)/sync-git.log" >&2; return 1; }; \
+	  echo "not applied; see $(CLUSTER_DIR)/sync-git.log:" >&2; tail -n 2 $(CLUSTER_DIR)/sync-git.log >&2; return 1; }; \
 	wait_applied $$(g rev-parse HEAD); \
 	k get configmap -A -l applyset.kubernetes.io/id --show-labels; \
 	k get statefulsets,services -A -l applyset.kubernetes.io/part-of; \
