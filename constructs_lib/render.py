@@ -33,12 +33,14 @@ class RenderedCache:
 CACHES_PER_CHART = 50
 
 
+def batches(caches: Iterable[OrasCache]) -> list[list[OrasCache]]:
+    """The caches in chart-sized batches, in order."""
+    items = list(caches)
+    return [items[i:i + CACHES_PER_CHART] for i in range(0, len(items), CACHES_PER_CHART)]
+
+
 def render(caches: Iterable[OrasCache]) -> list[RenderedCache]:
-    out: list[RenderedCache] = []
-    batch = list(caches)
-    for start in range(0, len(batch), CACHES_PER_CHART):
-        out.extend(_render_chart(batch[start:start + CACHES_PER_CHART]))
-    return out
+    return [r for batch in batches(caches) for r in _render_chart(batch)]
 
 
 def _render_chart(caches: Sequence[OrasCache]) -> list[RenderedCache]:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from constructs_lib import OrasCache, OrasCacheSpec, RenderedCache, render
-from constructs_lib.render import CACHES_PER_CHART
+from constructs_lib.render import batches
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,10 @@ def default_workers() -> int:
 
 def render_parallel(caches: Iterable[OrasCache], workers: int | None = None,
                     ) -> list[RenderedCache]:
-    batch = list(caches)
-    chunks = [batch[i:i + CACHES_PER_CHART] for i in range(0, len(batch), CACHES_PER_CHART)]
+    chunks = batches(caches)
     workers = default_workers() if workers is None else workers
     if workers < 1 or len(chunks) < MIN_CHUNKS:
-        return render(batch)
+        return [r for chunk in chunks for r in render(chunk)]
     return list(itertools.chain.from_iterable(_Chunks(chunks).render(workers)))
 
 

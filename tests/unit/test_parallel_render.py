@@ -9,17 +9,13 @@ from pathlib import Path
 import pytest
 
 from constructs_lib import OrasCache, OrasCacheSpec, render
-from constructs_lib.render import CACHES_PER_CHART
+from constructs_lib.render import CACHES_PER_CHART, batches
 from sync import parallel_render
 from sync.parallel_render import MIN_CHUNKS, _Chunks, render_parallel
 
 
 def caches(n: int) -> list[OrasCache]:
     return [OrasCache(f"c{i}", "ns", OrasCacheSpec(port=5000 + i)) for i in range(n)]
-
-
-def chunked(items: list[OrasCache]) -> list[list[OrasCache]]:
-    return [items[i:i + CACHES_PER_CHART] for i in range(0, len(items), CACHES_PER_CHART)]
 
 
 def children() -> set[int]:
@@ -38,9 +34,9 @@ def children() -> set[int]:
 def test_a_helper_renders_what_this_process_renders() -> None:
     """The helper alone (driven from this thread) takes every chunk, in order."""
     items = caches(3 * CACHES_PER_CHART)
-    chunks = _Chunks(chunked(items))
+    chunks = _Chunks(batches(items))
     chunks._helper()
-    assert [chunks.done[i] for i in range(3)] == [render(c) for c in chunked(items)]
+    assert [chunks.done[i] for i in range(3)] == [render(c) for c in batches(items)]
 
 
 def test_render_parallel_is_render_and_leaves_no_process() -> None:
@@ -56,7 +52,7 @@ def test_a_failing_helper_costs_nothing_but_time(monkeypatch: pytest.MonkeyPatch
                                                  caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(parallel_render.sys, "executable", "/bin/false")
     items = caches(MIN_CHUNKS * CACHES_PER_CHART)
-    chunks = _Chunks(chunked(items))
+    chunks = _Chunks(batches(items))
     with caplog.at_level(logging.WARNING):
         chunks._helper()
     assert chunks.done == {} and "render helper failed" in caplog.text
@@ -68,7 +64,7 @@ def test_a_render_error_in_a_helper_is_raised_here(caplog: pytest.LogCaptureFixt
     """The helper reports and stops; the chunk is rendered again here, with its error."""
     broken = OrasCache("broken", "ns", None)  # type: ignore[arg-type]
     items = [*caches(CACHES_PER_CHART), broken, *caches(2 * CACHES_PER_CHART)]
-    chunks = _Chunks(chunked(items))
+    chunks = _Chunks(batches(items))
     with caplog.at_level(logging.WARNING):
         chunks._helper()
     assert list(chunks.done) == [0]
