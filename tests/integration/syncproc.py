@@ -34,6 +34,21 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float 
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def settled(read: Callable[[], T], quiet: float = 2.0, timeout: float = 30.0) -> T:
+    """`read()` once its value has not changed for `quiet` seconds (e.g. request counters,
+    while kube-controller-manager still cleans up after earlier tests)."""
+    deadline = time.monotonic() + timeout
+    last, since = read(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still changing after {timeout}s (last: {last!r})")
+        time.sleep(0.25)
+        now = read()
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
 class SyncProcess:
     def __init__(self, kubeconfig: Path, args: list[str], log: Path) -> None:
         self.port = free_ports(1)[0]
