@@ -11,7 +11,15 @@ import pytest
 from constructs_lib import OrasCache, OrasCacheSpec, render
 from constructs_lib.render import CACHES_PER_CHART, batches
 from sync import parallel_render
-from sync.parallel_render import MIN_CHUNKS, _Chunks, render_parallel
+from sync.parallel_render import _Chunks, render_parallel
+
+# Helpers start from 16 chunks (800 caches); 4 here keeps the tests fast.
+MIN_CHUNKS = 4
+
+
+@pytest.fixture(autouse=True)
+def _fewer_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel_render, "MIN_CHUNKS", MIN_CHUNKS)
 
 
 def caches(n: int) -> list[OrasCache]:

@@ -163,6 +163,28 @@ def test_any_valid_spec_renders_objects_valid_for_kubernetes_1_37(spec: dict[str
         kubernetes_validate.validate(obj, "1.37.0", strict=True)
 
 
+def construct_to_json(caches: list[OrasCache]) -> list[Manifest]:
+    """The manifests of plain OrasCacheRegistry constructs, as `cdk8s synth` gets them."""
+    chart = cdk8s.Chart(cdk8s.App(), "c", disable_resource_name_hashes=True)
+    for i, c in enumerate(caches):
+        OrasCacheRegistry(chart, f"r{i}", spec=c.spec, name=c.name, namespace=c.namespace)
+    return list(chart.to_json())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs(), valid_specs())
+def test_render_is_what_the_construct_synthesizes(one: dict[str, Any],
+                                                  two: dict[str, Any]) -> None:
+    """render() keeps the specs out of jsii (see render._SpecsAside): same objects, same
+    key order, as the construct's own JSON patches give."""
+    caches = [cache(one, name="a"), cache(two, name="b", namespace=None)]
+    rendered = [m for r in render(caches) for m in r.manifests]
+    expected = construct_to_json(caches)
+    assert rendered == expected
+    assert [list(m) for m in rendered] == [list(m) for m in expected]
+    assert [to_yaml([m]) for m in rendered] == [to_yaml([m]) for m in expected]
+
+
 def test_escape_hatch_json_patch_reaches_the_output() -> None:
     chart = cdk8s.Chart(cdk8s.App(), "c", disable_resource_name_hashes=True)
     registry = OrasCacheRegistry(chart, "r", spec=cache({}).spec, name="oras", namespace="ns")
