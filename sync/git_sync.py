@@ -155,7 +155,8 @@ class RenderMemo:
         kept = {k: self._rendered.get(k) or json.dumps(fresh[k].manifests).encode()
                 for k in keys}
         self._rendered = kept
-        return [json.loads(kept[k]) for k in keys]
+        # Fresh renders are new dictionaries already; kept ones are copied by the parse.
+        return [fresh[k].manifests if k in fresh else json.loads(kept[k]) for k in keys]
 
 
 def render_paths(paths: Sequence[Path], applyset: ApplySet, default_namespace: str,
