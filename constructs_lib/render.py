@@ -50,8 +50,8 @@ class _SpecsAside(OrasCacheRegistry):
     cdk8s adds a JSON patch's value to `to_json`'s output as it is (after resolving and
     sanitizing the rest), so `to_json` without the patch, plus the spec, is the same
     manifest. It saves two of the three jsii calls per object and the spec's round trip
-    through Node: about half the render time (1.0-1.2 against 2.0-2.4 s per 1000 caches). A unit
-    test compares the two for generated specs.
+    through Node: about half the render time (1.0-1.2 against 2.0-2.4 s per 1000
+    caches). A unit test compares the two for generated specs.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
