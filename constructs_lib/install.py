@@ -510,7 +510,7 @@ def git_sync_args(
         f":{metrics_port}",
         "--git-dir",
         GIT_CLONE_DIR,
-        # One helper process (~100-150 MB while it lives) renders alongside the service
+        # One helper process (~110-125 MB while it lives) renders alongside the service
         # when a revision has hundreds of new caches; the memory limit below allows for
         # one, and the node's CPU count (the default's input) says nothing about it.
         "--render-workers",
