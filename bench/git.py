@@ -112,9 +112,9 @@ def log(message: str) -> None:
 
 def wait_quiet(limit: float = 0.15, timeout: float = 300.0) -> None:
     """Before a timed phase: wait until the machine uses at most `limit` of its CPUs over
-    3 s. kube-controller-manager keeps working after a phase's Pods exist (StatefulSet
-    status updates, Events); landing in the next phase, that made the apply stage vary
-    from 0.8x to 1.3x the loop in otherwise identical runs."""
+    3 s. kube-controller-manager may keep working after a phase's Pods exist (StatefulSet
+    status updates, Events) and land in the next phase: one possible cause of the apply
+    stage's spread (0.8x-1.3x the loop across runs; it stayed after this was added)."""
     cpus, began = os.cpu_count() or 1, time.monotonic()
     while True:
         t0, m0 = time.monotonic(), machine_cpu()
