@@ -15,7 +15,9 @@
 
 kube-controller-manager creates each StatefulSet's Pod (Pending: no kubelet) at 20 QPS;
 the bench waits for it between phases so its writes do not land in another phase, and
-before each timed phase until the machine is quiet (at most 15% of its CPUs busy).
+before each timed phase until the machine is quiet (at most 15% of its CPUs busy, whoever
+uses them: kube-controller-manager may keep working after a phase's Pods exist and land in
+the next phase; the apply stage's spread across runs, 0.8x-1.3x the loop, stayed anyway).
 
 Usage: JSII_NODE=... .venv/bin/python -m bench.git [N]
 """
@@ -40,7 +42,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 import git  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.sync import machine_cpu  # noqa: E402
+from bench.sync import QUIET_LIMIT, QUIET_TIMEOUT, wait_quiet  # noqa: E402
 from sync.applier import FIELD_MANAGER, with_hash  # noqa: E402
 from sync.applyset import ApplySet  # noqa: E402
 from sync.git_render import push_branch, render_commit  # noqa: E402
@@ -110,24 +112,6 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def wait_quiet(limit: float = 0.15, timeout: float = 300.0) -> None:
-    """Before a timed phase: wait until the machine uses at most `limit` of its CPUs over
-    3 s. kube-controller-manager may keep working after a phase's Pods exist (StatefulSet
-    status updates, Events) and land in the next phase: one possible cause of the apply
-    stage's spread (0.8x-1.3x the loop across runs; it stayed after this was added)."""
-    cpus, began = os.cpu_count() or 1, time.monotonic()
-    while True:
-        t0, m0 = time.monotonic(), machine_cpu()
-        time.sleep(3.0)
-        share = (machine_cpu() - m0) / ((time.monotonic() - t0) * cpus)
-        if share <= limit:
-            return
-        if time.monotonic() - began > timeout:
-            log(f"WARNING: the machine is still {share * 100:.0f}% busy; measuring anyway")
-            return
-        log(f"the machine is {share * 100:.0f}% busy; waiting for quiet")
-
-
 def make_repo(path: Path, n: int) -> git.Repo:
     repo = git.Repo.init(path, initial_branch="main")
     caches = path / "caches"
@@ -155,7 +139,7 @@ def raw_loop(kube: Kube, tmp: Path, namespace: str, limit: int | None = None,
     desired = render_paths([tmp / "src" / "caches"], ApplySet("base", namespace), namespace)
     assert not desired.errors, desired.errors
     objects = [with_hash(o) for o in desired.objects][:limit]
-    wait_quiet()
+    wait_quiet(QUIET_LIMIT, QUIET_TIMEOUT)
     start = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda o: kube.apply(o, field_manager=FIELD_MANAGER, force=True),
@@ -237,7 +221,7 @@ def main() -> int:
         options = GitOptions(path="caches", namespace=NS_GIT, http_addr=None)
         source = GitSource(f"file://{tmp}/src", "main", Path(tmp) / "clone")
         sync = GitSync(kube, source, options)
-        wait_quiet()
+        wait_quiet(QUIET_LIMIT, QUIET_TIMEOUT)
         start = time.monotonic()
         result = sync.sync_once()
         took = time.monotonic() - start

@@ -86,6 +86,8 @@ SHOWN_RESOURCES = ("services", "statefulsets", "persistentvolumeclaims", "orasca
                    "events", "pods", "endpointslices")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# Before each timed phase: at most this share of the CPUs busy, waited for at most this long.
+QUIET_LIMIT, QUIET_TIMEOUT = 0.15, 300.0
 
 
 def log(message: str) -> None:
@@ -242,6 +244,24 @@ def machine_cpu() -> float:
     """Busy CPU-seconds of the whole machine since boot (/proc/stat), every process."""
     ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK  # minus idle and iowait
+
+
+def wait_quiet(limit: float, timeout: float, *, excluded: Callable[[], float] = lambda: 0.0,
+               who: str = "all processes") -> None:
+    """Wait (up to `timeout` s) until the machine's busy CPU, minus `excluded()` CPU-seconds,
+    is at most `limit` of its CPUs over 3 s."""
+    cpus, began = os.cpu_count() or 1, time.monotonic()
+    while True:
+        t0, m0, c0 = time.monotonic(), machine_cpu(), excluded()
+        time.sleep(3.0)
+        t1, m1, c1 = time.monotonic(), machine_cpu(), excluded()
+        share = ((m1 - m0) - (c1 - c0)) / ((t1 - t0) * cpus)
+        if share <= limit:
+            return
+        if t1 - began > timeout:
+            log(f"WARNING: {who} still use {share * 100:.0f}% of the CPUs; measuring anyway")
+            return
+        log(f"{who} use {share * 100:.0f}% of the CPUs; waiting for quiet")
 
 
 @dataclass
@@ -856,19 +876,8 @@ class Bench:
     def wait_machine_quiet(self, svc: Service | None = None) -> None:
         """Before a timed phase: wait (up to --quiet-timeout) until processes outside
         this benchmark use less than --quiet-limit of the CPUs, as measured over 3 s."""
-        cpus, began = os.cpu_count() or 1, time.monotonic()
-        while True:
-            t0, m0, c0 = time.monotonic(), machine_cpu(), sum(self.our_cpu(svc).values())
-            time.sleep(3.0)
-            t1, m1, c1 = time.monotonic(), machine_cpu(), sum(self.our_cpu(svc).values())
-            share = ((m1 - m0) - (c1 - c0)) / ((t1 - t0) * cpus)
-            if share <= self.args.quiet_limit:
-                return
-            if t1 - began > self.args.quiet_timeout:
-                log(f"WARNING: other processes still use {share * 100:.0f}% of the CPUs; "
-                    "measuring anyway")
-                return
-            log(f"other processes use {share * 100:.0f}% of the CPUs; waiting for quiet")
+        wait_quiet(self.args.quiet_limit, self.args.quiet_timeout,
+                   excluded=lambda: sum(self.our_cpu(svc).values()), who="other processes")
 
     def table(self, title: str, s0: Snapshot, s1: Snapshot, seconds: float | None = None,
               ) -> None:
@@ -950,10 +959,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pause", type=float, default=0.2, help="between latency samples (s)")
     p.add_argument("--idle-window", type=float, default=12.0, help="seconds (default 12)")
     p.add_argument("--timeout", type=float, default=600.0, help="per phase (s)")
-    p.add_argument("--quiet-limit", type=float, default=0.15,
+    p.add_argument("--quiet-limit", type=float, default=QUIET_LIMIT,
                    help="before each timed phase, wait until other processes use at most "
                    "this share of the CPUs (default 0.15)")
-    p.add_argument("--quiet-timeout", type=float, default=300.0,
+    p.add_argument("--quiet-timeout", type=float, default=QUIET_TIMEOUT,
                    help="... but at most this long (s, default 300)")
     p.add_argument("--json", type=Path, help="also write every number here")
     p.add_argument("--startup-only", action="store_true",

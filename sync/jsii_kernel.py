@@ -28,6 +28,12 @@ _KERNEL_FILES = ("lib/program.js", "lib/runtime-index-worker.js")
 _OWNER = "ORASCACHE_JSII_KERNEL_PID"
 
 
+def embedded_file(name: str) -> bytes:
+    """A file of the jsii runtime bundled with jsii's Python package, e.g. lib/program.js."""
+    by_name = {n: resource for resource, n in embedded.EMBEDDED_FILES.items()}
+    return importlib.resources.files(embedded).joinpath(by_name[name]).read_bytes()
+
+
 def use_direct_kernel() -> None:
     """Point JSII_RUNTIME at a copy of the kernel; call before cdk8s is first imported."""
     owner = os.environ.get(_OWNER)
@@ -36,9 +42,8 @@ def use_direct_kernel() -> None:
     directory = tempfile.mkdtemp(prefix="orascache-jsii-")
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     os.mkdir(os.path.join(directory, "lib"))
-    by_name = {name: resource for resource, name in embedded.EMBEDDED_FILES.items()}
     for name in _KERNEL_FILES:
-        data = importlib.resources.files(embedded).joinpath(by_name[name]).read_bytes()
+        data = embedded_file(name)
         if name == "lib/program.js" and not os.environ.get("ORASCACHE_JSII_UNPATCHED"):
             data = lazy_assertion_message(data)
         with open(os.path.join(directory, name), "wb") as out:
