@@ -7,7 +7,8 @@ process per Python process and is not thread-safe, so callers render in one thre
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +41,77 @@ def batches(caches: Iterable[OrasCache]) -> list[list[OrasCache]]:
     return [items[i:i + CACHES_PER_CHART] for i in range(0, len(items), CACHES_PER_CHART)]
 
 
-def render(caches: Iterable[OrasCache]) -> list[RenderedCache]:
+def render_each(caches: Iterable[OrasCache]) -> list[RenderedCache]:
+    """Every cache through the construct, none shared (see `render`)."""
     return [r for batch in batches(caches) for r in _render_chart(batch)]
+
+
+RenderEach = Callable[[list[OrasCache]], list[RenderedCache]]
+# Stand-ins for a shape's name and namespace: valid names that no construct constant, and
+# no other stand-in, contains ("...-1" is not in "...-10": the suffix is closed).
+_NAME, _NAMESPACE = "zz-shape-{}-zz", "zz-shape-namespace-zz"
+
+
+def render(caches: Iterable[OrasCache], each: RenderEach = render_each) -> list[RenderedCache]:
+    """The caches' manifests, in order: one construct render per shape.
+
+    A cache's name and namespace reach its manifests only as whole strings inside other
+    strings (`<name>-data`, `<name>-0.<name>.<namespace>.svc...`): caches with the same
+    spec (the common case: most fleets use the defaults) render to the same objects but
+    for those. So one cache per (spec, namespaced or not) goes through `each` under
+    stand-in names, and the others get its JSON with their own name and namespace put
+    back (~0.03 against ~1.1 ms per cache). A unit test compares this with `render_each`
+    for generated specs and names. If the construct fails, everything is rendered again
+    through `each`, so that its error names the real cache.
+    """
+    items = list(caches)
+    shapes: dict[tuple[bool, str], int] = {}  # shape -> index in `todo`
+    todo: list[OrasCache] = []
+    slots: list[tuple[int, bool]] = []  # per cache: its render in `todo`, shared or not
+    for cache in items:
+        key = _shape(cache)
+        if key is None:
+            slots.append((len(todo), False))
+            todo.append(cache)
+            continue
+        if key not in shapes:
+            shapes[key] = len(todo)
+            todo.append(OrasCache(_NAME.format(len(shapes)), _NAMESPACE if key[0] else None,
+                                  cache.spec))
+        slots.append((shapes[key], True))
+    if len(todo) == len(items):  # nothing shared
+        return each(items)
+    try:
+        done = each(todo)
+    except Exception:
+        return each(items)
+    texts: dict[int, str] = {}
+    out: list[RenderedCache] = []
+    for cache, (slot, shared) in zip(items, slots, strict=True):
+        if not shared:
+            out.append(done[slot])
+            continue
+        if slot not in texts:
+            texts[slot] = json.dumps(done[slot].manifests)
+        text = texts[slot].replace(todo[slot].name, cache.name)
+        if cache.namespace is not None:
+            text = text.replace(_NAMESPACE, cache.namespace)
+        out.append(RenderedCache(cache, json.loads(text)))
+    return out
+
+
+def _shape(cache: OrasCache) -> tuple[bool, str] | None:
+    """What the manifests depend on besides the name and namespace; None when those
+    cannot be put back by replacing text (characters JSON escapes, or a stand-in's
+    text already in the cache)."""
+    spec = repr(cache.spec)
+    for text in (cache.name, cache.namespace or "", spec):
+        if "zz-shape-" in text:
+            return None
+    for text in (cache.name, cache.namespace or ""):
+        if not text.isascii() or json.dumps(text) != f'"{text}"':
+            return None
+    return cache.namespace is not None, spec
 
 
 class _SpecsAside(OrasCacheRegistry):

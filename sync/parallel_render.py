@@ -2,13 +2,14 @@
 
 jsii calls are synchronous round trips: while Node works, Python waits, and the other
 way round, so one process and its Node kernel keep about one core busy. A render of
-some 800 caches or more (the first revision of a git repository, `orascache render`) also
-starts helper processes (`python -m sync.parallel_render`, each with its own kernel)
-that take chunks of caches from the same list as this process until none is left, then
-exit: no memory is kept between renders. Helpers join when they are ready (~0.5 s), so
-a slow or failing helper costs at most its own chunks, which this process then renders
-itself. The output is the same as `constructs_lib.render`, in the same order; a chunk
-whose render fails in a helper is rendered again here, so that errors are raised here.
+some 800 caches of distinct shapes or more (caches that differ only in name and
+namespace share one construct render: see `constructs_lib.render`) also starts helper
+processes (`python -m sync.parallel_render`, each with its own kernel) that take chunks
+of caches from the same list as this process until none is left, then exit: no memory
+is kept between renders. Helpers join when they are ready (~0.5 s), so a slow or
+failing helper costs at most its own chunks, which this process then renders itself.
+The output is the same as `constructs_lib.render`, in the same order; a chunk whose
+render fails in a helper is rendered again here, so that errors are raised here.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from constructs_lib import OrasCache, OrasCacheSpec, RenderedCache, render
-from constructs_lib.render import batches
+from constructs_lib.render import batches, render_each
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,15 @@ def default_workers() -> int:
 
 def render_parallel(caches: Iterable[OrasCache], workers: int | None = None,
                     ) -> list[RenderedCache]:
-    chunks = batches(caches)
+    """`render`, with helpers when its caches of distinct shapes are many."""
     workers = default_workers() if workers is None else workers
+    return render(caches, lambda distinct: _render_each(distinct, workers))
+
+
+def _render_each(caches: list[OrasCache], workers: int) -> list[RenderedCache]:
+    chunks = batches(caches)
     if workers < 1 or len(chunks) < MIN_CHUNKS:
-        return [r for chunk in chunks for r in render(chunk)]
+        return render_each(caches)
     return list(itertools.chain.from_iterable(_Chunks(chunks).render(workers)))
 
 
@@ -80,14 +86,14 @@ class _Chunks:
             thread.start()
         try:
             while (index := self.claim()) is not None:
-                self.done[index] = render(self.chunks[index])
+                self.done[index] = render_each(self.chunks[index])
         finally:
             with self._lock:  # after an error here: hand out nothing more
                 self._next = len(self.chunks)
             self._join(threads)
         for index, chunk in enumerate(self.chunks):
             if index not in self.done:  # a helper failed on it: render here, raise here
-                self.done[index] = render(chunk)
+                self.done[index] = render_each(chunk)
         return [self.done[i] for i in range(len(self.chunks))]
 
     def _join(self, threads: list[threading.Thread]) -> None:
@@ -161,7 +167,7 @@ def _read(stream: IO[bytes]) -> Any:
 
 
 def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
-    render([OrasCache("warm-up", None, OrasCacheSpec())])  # jsii and cdk8s loaded: ready
+    render_each([OrasCache("warm-up", None, OrasCacheSpec())])  # jsii and cdk8s loaded: ready
     _write(answers, "ready")
     while True:
         try:
@@ -169,7 +175,7 @@ def _serve(requests: IO[bytes], answers: IO[bytes]) -> None:
         except EOFError:
             return
         try:
-            _write(answers, render(chunk))
+            _write(answers, render_each(chunk))
         except Exception as exc:  # reported, then rendered again by the parent
             _write(answers, f"{type(exc).__name__}: {exc}")
             return

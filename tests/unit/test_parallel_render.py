@@ -111,3 +111,15 @@ def test_small_renders_stay_in_this_process(monkeypatch: pytest.MonkeyPatch,
     with caplog.at_level(logging.WARNING):  # the check above can fail: helpers are tried
         render_parallel(caches(MIN_CHUNKS * CACHES_PER_CHART), workers=1)
     assert "render helper not started" in caplog.text
+
+
+def test_helpers_count_shapes_not_caches(monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Caches that differ only in name share one construct render: no helper for them."""
+    monkeypatch.setattr(parallel_render.sys, "executable", "/nonexistent")
+    items = [OrasCache(f"c{i}", "ns", OrasCacheSpec()) for i in range(
+        MIN_CHUNKS * CACHES_PER_CHART)]
+    with caplog.at_level(logging.WARNING):
+        rendered = render_parallel(items, workers=1)
+    assert caplog.text == ""
+    assert [r.manifests for r in rendered] == [r.manifests for r in render(items)]

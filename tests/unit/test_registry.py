@@ -8,6 +8,7 @@ import cdk8s
 import kubernetes_validate
 import yaml
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from constructs_lib import (
     Manifest,
@@ -17,8 +18,8 @@ from constructs_lib import (
     render,
     to_yaml,
 )
-from constructs_lib.render import CACHES_PER_CHART
-from tests.unit.strategies import document, valid_specs
+from constructs_lib.render import CACHES_PER_CHART, RenderedCache, render_each
+from tests.unit.strategies import DNS_LABEL, document, valid_specs
 
 
 def cache(spec: dict[str, Any], name: str = "oras", namespace: str | None = "ns") -> OrasCache:
@@ -183,6 +184,71 @@ def test_render_is_what_the_construct_synthesizes(one: dict[str, Any],
     assert rendered == expected
     assert [list(m) for m in rendered] == [list(m) for m in expected]
     assert [to_yaml([m]) for m in rendered] == [to_yaml([m]) for m in expected]
+
+
+# Names that are also the construct's own strings, or parts of them.
+TRICKY_NAMES = st.sampled_from(["oras-cache", "data", "registry", "http", "ns", "oras", "z"])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs(), st.lists(st.tuples(st.one_of(DNS_LABEL, TRICKY_NAMES),
+                                         st.one_of(st.none(), DNS_LABEL, TRICKY_NAMES)),
+                               min_size=2, max_size=5, unique=True))
+def test_caches_of_one_shape_render_as_if_each_went_through_the_construct(
+        spec: dict[str, Any], identities: list[tuple[str, str | None]]) -> None:
+    """render() renders one cache per shape and puts the others' names back (see
+    render.render): the same objects, key order and YAML as a render of each."""
+    caches = [cache(spec, name=name, namespace=ns) for name, ns in identities]
+    shared, each = render(caches), render_each(caches)
+    assert [r.cache for r in shared] == caches
+    assert [to_yaml(r.manifests) for r in shared] == [to_yaml(r.manifests) for r in each]
+    assert [r.manifests for r in shared] == [r.manifests for r in each]
+
+
+def test_shapes_render_through_the_construct_once_each() -> None:
+    calls: list[list[str]] = []
+
+    def each(caches: list[OrasCache]) -> list[RenderedCache]:
+        calls.append([c.name for c in caches])
+        return render_each(caches)
+
+    caches = [cache({}, name=f"a{i}") for i in range(5)] + [
+        cache({"port": 8080}, name="b"), cache({}, name="c", namespace=None)]
+    render(caches, each)
+    assert len(calls) == 1 and len(calls[0]) == 3  # three shapes
+    calls.clear()
+    render(caches[:1] + caches[5:6], each)  # nothing shared: the caches themselves
+    assert calls == [["a0", "b"]]
+
+
+def test_a_failing_construct_is_reported_for_the_real_cache() -> None:
+    """A stand-in name never reaches an error: the caches are rendered again as they are."""
+    def each(caches: list[OrasCache]) -> list[RenderedCache]:
+        for c in caches:
+            if c.spec.port == 6000:
+                raise ValueError(f"cannot render {c.name}")
+        return render_each(caches)
+
+    caches = [cache({"port": 6000}, name=f"bad{i}") for i in range(2)]
+    try:
+        render([cache({}, name="ok"), *caches], each)
+    except ValueError as exc:
+        assert str(exc) == "cannot render bad0"
+    else:
+        raise AssertionError("no error")
+
+
+def test_stand_in_text_in_a_cache_renders_it_exactly() -> None:
+    """Text like a stand-in's (in a name or the spec) is never replaced: such a cache
+    goes through the construct as it is."""
+    caches = [cache({"image": "zz-shape-1-zz:1"}, name=f"a{i}") for i in range(2)] + [
+        cache({}, name="zz-shape-1-zz"), cache({}, name="zz-shape-2-zz"),
+        cache({}, name="p0"), cache({}, name="p1")]
+    rendered = render(caches)
+    assert [r.manifests for r in rendered] == [r.manifests for r in render_each(caches)]
+    sts = {r.cache.name: m for r in rendered for m in r.manifests if m["kind"] == "StatefulSet"}
+    assert sts["a1"]["spec"]["template"]["spec"]["containers"][0]["image"] == "zz-shape-1-zz:1"
+    assert sts["zz-shape-2-zz"]["spec"]["serviceName"] == "zz-shape-2-zz"
 
 
 def test_escape_hatch_json_patch_reaches_the_output() -> None:
