@@ -112,13 +112,14 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def make_repo(path: Path, n: int) -> git.Repo:
+def make_repo(path: Path, n: int, distinct: bool = False) -> git.Repo:
     repo = git.Repo.init(path, initial_branch="main")
     caches = path / "caches"
     caches.mkdir()
     for i in range(n):
         doc = {"apiVersion": "cache.converged-computing.github.io/v1alpha1",
-               "kind": "OrasCache", "metadata": {"name": f"c{i:04d}"}, "spec": spec_for(i)}
+               "kind": "OrasCache", "metadata": {"name": f"c{i:04d}"},
+               "spec": {**spec_for(i), "port": 5000 + i} if distinct else spec_for(i)}
         (caches / f"c{i:04d}.yaml").write_text(yaml.safe_dump(doc))
     repo.git.add("-A")
     repo.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@e", "commit",
@@ -200,7 +201,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("n", type=int, nargs="?", default=1000)
-    n = parser.parse_args().n
+    parser.add_argument("--distinct-specs", action="store_true",
+                        help="a port per cache: every cache its own construct render "
+                             "(the default mix has 4 specs: see constructs_lib.render)")
+    args = parser.parse_args()
+    n = args.n
     with tempfile.TemporaryDirectory(prefix="bench-git-") as tmp, LocalCluster(
             binaries=ensure_binaries()) as cluster, cluster.api_client() as api:
         kube = Kube(api)
@@ -208,8 +213,8 @@ def main() -> int:
         for ns in (NS_WARM, NS_BASE, NS_GIT, NS_BASE2):
             kube.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace",
                                            "metadata": {"name": ns}})
-        source_repo = make_repo(Path(tmp) / "src", n)
-        log(f"repository with {n} caches")
+        source_repo = make_repo(Path(tmp) / "src", n, args.distinct_specs)
+        log(f"repository with {n} caches" + (", distinct specs" * args.distinct_specs))
 
         # 0. warm-up: the API server's first applies of each kind are slow.
         raw_loop(kube, Path(tmp), NS_WARM, limit=60)
