@@ -55,12 +55,12 @@ _NAME, _NAMESPACE = "zz-shape-{}-zz", "zz-shape-namespace-zz"
 def render(caches: Iterable[OrasCache], each: RenderEach = render_each) -> list[RenderedCache]:
     """The caches' manifests, in order: one construct render per shape.
 
-    A cache's name and namespace reach its manifests only as whole strings inside other
-    strings (`<name>-data`, `<name>-0.<name>.<namespace>.svc...`): caches with the same
-    spec (the common case: most fleets use the defaults) render to the same objects but
-    for those. So one cache per (spec, namespaced or not) goes through `each` under
-    stand-in names, and the others get its JSON with their own name and namespace put
-    back (~0.03 against ~1.1 ms per cache). A unit test compares this with `render_each`
+    A cache's name and namespace reach its manifests only as text within strings
+    (`<name>-data`, `<name>-0.<name>.<namespace>.svc...`): caches with the same spec (the
+    common case: most fleets use the defaults) render to the same objects but for those.
+    So one cache per (spec, namespaced or not) goes through `each` under stand-in names,
+    and the others get its JSON with their own name and namespace put back (~0.03
+    against ~1.1 ms per cache). A unit test compares this with `render_each`
     for generated specs and names. If the construct fails, everything is rendered again
     through `each`, so that its error names the real cache.
     """
@@ -109,7 +109,7 @@ def _shape(cache: OrasCache) -> tuple[bool, str] | None:
         if "zz-shape-" in text:
             return None
     for text in (cache.name, cache.namespace or ""):
-        if not text.isascii() or json.dumps(text) != f'"{text}"':
+        if json.dumps(text) != f'"{text}"':  # escapes quotes, backslashes, non-ASCII
             return None
     return cache.namespace is not None, spec
 
