@@ -511,8 +511,9 @@ def git_sync_args(
         "--git-dir",
         GIT_CLONE_DIR,
         # One helper process (~110-125 MB while it lives) renders alongside the service
-        # when a revision has ~800 new caches or more; the memory limit below allows for
-        # one, and the node's CPU count (the default's input) says nothing about it.
+        # when a revision has ~800 new caches of distinct specs or more; the memory limit
+        # below allows for one, and the node's CPU count (the default's input) says
+        # nothing about it.
         "--render-workers",
         "1",
         *(["--credentials-file", GIT_CREDENTIALS_MOUNT] if credentials else []),

@@ -48,8 +48,10 @@ def render_each(caches: Iterable[OrasCache]) -> list[RenderedCache]:
 
 RenderEach = Callable[[list[OrasCache]], list[RenderedCache]]
 # Stand-ins for a shape's name and namespace: valid names that no construct constant, and
-# no other stand-in, contains ("...-1" is not in "...-10": the suffix is closed).
-_NAME, _NAMESPACE = "zz-shape-{}-zz", "zz-shape-namespace-zz"
+# no other stand-in, contains ("...-1" is not in "...-10": the suffix is closed). A cache
+# with the prefix anywhere in it is rendered as it is.
+_STAND_IN = "zz-shape-"
+_NAME, _NAMESPACE = _STAND_IN + "{}-zz", _STAND_IN + "namespace-zz"
 
 
 def render(caches: Iterable[OrasCache], each: RenderEach = render_each) -> list[RenderedCache]:
@@ -106,7 +108,7 @@ def _shape(cache: OrasCache) -> tuple[bool, str] | None:
     text already in the cache)."""
     spec = repr(cache.spec)
     for text in (cache.name, cache.namespace or "", spec):
-        if "zz-shape-" in text:
+        if _STAND_IN in text:
             return None
     for text in (cache.name, cache.namespace or ""):
         if json.dumps(text) != f'"{text}"':  # escapes quotes, backslashes, non-ASCII

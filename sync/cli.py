@@ -245,7 +245,8 @@ def _git_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("--render-workers", type=int, metavar="N",
                         help="helper processes (Python + Node, ~110-125 MB each) that render "
                         f"alongside this one when {(MIN_CHUNKS - 1) * CACHES_PER_CHART + 1} "
-                        "caches or more need rendering; they exit after the render "
+                        "caches of distinct specs or more need rendering (caches that "
+                        "differ only in name share one render); they exit after the render "
                         "(default: usable CPUs - 1, at most 3; 0: render in this process)")
 
 
