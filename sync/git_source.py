@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"
 KEYS = ("username", "password", "token", "ssh-privatekey", "known_hosts")
 HEX = re.compile(r"^[0-9a-f]{7,40}$")
+# git's and ssh's own words for refused credentials (not a bare "401": fingerprints hold digits)
+_AUTH_FAILED = re.compile(r"Authentication failed|could not read Username|"
+                          r"returned error: 40[13]\b|Permission denied \(")
 ASKPASS = """#!/bin/sh
 case "$1" in
   [Uu]sername*) cat "$ORASCACHE_GIT_SECRETS/username" ;;
@@ -205,12 +208,12 @@ class GitSource:
         detail = getattr(exc, "stderr", "") or str(exc)
         detail = " ".join(line.strip() for line in str(detail).splitlines() if line.strip())
         detail = detail.removeprefix("stderr:").strip().strip("'").strip()
-        if "Authentication failed" in detail or "could not read Username" in detail or (
-                "403" in detail or "401" in detail or "Permission denied (" in detail):
-            hint = " (authentication failed: check the credentials)"
-        elif "Host key verification failed" in detail:
+        # Host key first: ssh's warning prints a random fingerprint, which may hold "401".
+        if "Host key verification failed" in detail:
             hint = (" (the server's host key is not the one known_hosts lists for it: "
                     "check known_hosts)")
+        elif _AUTH_FAILED.search(detail):
+            hint = " (authentication failed: check the credentials)"
         else:
             hint = ""
         message = f"git {op} of {self.display_url} failed{hint}: {detail}"

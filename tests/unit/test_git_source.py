@@ -67,6 +67,41 @@ def test_env_passes_secrets_by_file_only(tmp_path: Path) -> None:
     assert not askpass.exists()
 
 
+HOST_KEY_CHANGED = """@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @
+@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
+The fingerprint for the ED25519 key sent by the remote host is
+SHA256:x401yZ403Permission+/denied.
+Host key verification failed.
+fatal: Could not read from remote repository.
+
+Please make sure you have the correct access rights
+and the repository exists."""
+
+
+@pytest.mark.parametrize(("stderr", "hint"), [
+    (HOST_KEY_CHANGED, "check known_hosts"),
+    ("Host key verification failed.\nfatal: Could not read from remote repository.",
+     "check known_hosts"),
+    ("fatal: Authentication failed for 'http://127.0.0.1:9/r.git/'", "check the credentials"),
+    ("fatal: could not read Username for 'http://127.0.0.1:9': terminal prompts disabled",
+     "check the credentials"),
+    ("fatal: unable to access 'http://127.0.0.1:9/r.git/': The requested URL returned "
+     "error: 403", "check the credentials"),
+    ("git@127.0.0.1: Permission denied (publickey).\nfatal: Could not read from remote "
+     "repository.", "check the credentials"),
+    ("fatal: unable to access 'http://127.0.0.1:9/r.git/': Failed to connect to 127.0.0.1 "
+     "port 9 after 0 ms: Couldn't connect to server", None),
+])
+def test_fetch_errors_say_what_to_check(tmp_path: Path, stderr: str, hint: str | None) -> None:
+    """The hint follows git's and ssh's words, not digits that happen to be in the text."""
+    source = GitSource("ssh://git@127.0.0.1:9/r.git", "main", tmp_path / "clone")
+    exc = git.GitCommandError(["git", "fetch"], 128, stderr=stderr)
+    message = str(source.error("fetch", exc))
+    hints = {h for h in ("check known_hosts", "check the credentials") if h in message}
+    assert hints == ({hint} if hint else set()), message
+
+
 def test_resolve_branch_tag_and_commit(tmp_path: Path) -> None:
     origin = git.Repo.init(tmp_path / "origin", initial_branch="main")
     with origin.config_writer() as cfg:
