@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"
 KEYS = ("username", "password", "token", "ssh-privatekey", "known_hosts")
 HEX = re.compile(r"^[0-9a-f]{7,40}$")
-# git's and ssh's own words for refused credentials (not a bare "401": fingerprints hold digits)
+# git's and ssh's own words for refused credentials (not a bare "401": ports hold digits)
 _AUTH_FAILED = re.compile(r"Authentication failed|could not read Username|"
                           r"returned error: 40[13]\b|Permission denied \(")
 ASKPASS = """#!/bin/sh
@@ -208,7 +208,7 @@ class GitSource:
         detail = getattr(exc, "stderr", "") or str(exc)
         detail = " ".join(line.strip() for line in str(detail).splitlines() if line.strip())
         detail = detail.removeprefix("stderr:").strip().strip("'").strip()
-        # Host key first: ssh's warning prints a random fingerprint, which may hold "401".
+        # Host key first: its warning names the port and a fingerprint (either may hold "401").
         if "Host key verification failed" in detail:
             hint = (" (the server's host key is not the one known_hosts lists for it: "
                     "check known_hosts)")

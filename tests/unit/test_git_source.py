@@ -72,6 +72,7 @@ HOST_KEY_CHANGED = """@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
 @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@
 The fingerprint for the ED25519 key sent by the remote host is
 SHA256:x401yZ403Permission+/denied.
+Host key for [127.0.0.1]:44017 has changed and you have requested strict checking.
 Host key verification failed.
 fatal: Could not read from remote repository.
 
@@ -90,11 +91,12 @@ and the repository exists."""
      "error: 403", "check the credentials"),
     ("git@127.0.0.1: Permission denied (publickey).\nfatal: Could not read from remote "
      "repository.", "check the credentials"),
-    ("fatal: unable to access 'http://127.0.0.1:9/r.git/': Failed to connect to 127.0.0.1 "
-     "port 9 after 0 ms: Couldn't connect to server", None),
+    ("fatal: unable to access 'http://127.0.0.1:44017/r.git/': Failed to connect to "
+     "127.0.0.1 port 44017 after 0 ms: Couldn't connect to server", None),
 ])
 def test_fetch_errors_say_what_to_check(tmp_path: Path, stderr: str, hint: str | None) -> None:
-    """The hint follows git's and ssh's words, not digits that happen to be in the text."""
+    """The hint follows git's and ssh's words, not digits that happen to be in the text
+    (a port such as 44017, a key fingerprint)."""
     source = GitSource("ssh://git@127.0.0.1:9/r.git", "main", tmp_path / "clone")
     exc = git.GitCommandError(["git", "fetch"], 128, stderr=stderr)
     message = str(source.error("fetch", exc))
