@@ -136,13 +136,15 @@ def parse_annotations(annotations: Mapping[str, str] | None) -> ParsedAnnotation
     entrypoint = None
     if "entrypoint" in values:
         if _URL.match(values["entrypoint"]):
-            ignored.append(f"{PREFIX}entrypoint (a script URL: nothing is downloaded)")
+            ignored.append(f"{PREFIX}entrypoint is ignored: a script URL (nothing is "
+                           "downloaded; the wiring is built in)")
         else:
             entrypoint = _entrypoint(values["entrypoint"], errors, PREFIX + "entrypoint")
             if entrypoint == ():
                 errors.append(f"{PREFIX}entrypoint: no command in {values['entrypoint']!r}")
     if "oras-entrypoint" in values:
-        ignored.append(f"{PREFIX}oras-entrypoint (the oras containers' scripts are built in)")
+        ignored.append(f"{PREFIX}oras-entrypoint is ignored: the oras containers' "
+                       "scripts are built in")
     if "output-path" in values and "output-uri" not in values:
         errors.append(f"{PREFIX}output-path: set {PREFIX}output-uri too (where to push it)")
     if "output-pipe" in values and "output-uri" not in values:

@@ -71,7 +71,8 @@ SPEC_SCHEMA: dict[str, Any] = {
         "deploy": {
             "type": "boolean",
             "description": "Run the registry in the cluster. false: no workload is "
-            "created and pods use spec.registry instead.",
+            "created; pods use spec.registry, or the registry their "
+            "oras.converged-computing.github.io/registry annotation names.",
             "default": True,
         },
         "port": {
@@ -91,7 +92,9 @@ SPEC_SCHEMA: dict[str, Any] = {
         },
         "registry": _str(
             "Remote registry (host[:port][/path], no scheme) that pods use when deploy is "
-            "false; reached over TLS and authenticated with secrets.orasEnv.",
+            "false; reached over TLS and authenticated with secrets.orasEnv. Optional: "
+            "without it each pod names its registry with the "
+            "oras.converged-computing.github.io/registry annotation.",
             maxLength=512,
             pattern=REGISTRY_PATTERN,
         ),
@@ -183,11 +186,6 @@ SPEC_SCHEMA: dict[str, Any] = {
             "(has(self.storage) && 'ReadWriteMany' in self.storage.accessModes)",
             "message": "replicas > 1 requires storage with accessModes ReadWriteMany",
             "fieldPath": ".replicas",
-        },
-        {
-            "rule": "self.deploy || has(self.registry)",
-            "message": "deploy: false requires registry (the remote registry address)",
-            "fieldPath": ".registry",
         },
         {
             "rule": "!self.deploy || !has(self.registry)",

@@ -160,7 +160,6 @@ CEL_TWINS: dict[str, Callable[[dict[str, Any]], bool]] = {
         lambda s: s["replicas"] <= 1
         or (_has(s, "storage") and "ReadWriteMany" in s["storage"]["accessModes"])
     ),
-    "self.deploy || has(self.registry)": lambda s: s["deploy"] or _has(s, "registry"),
     "!self.deploy || !has(self.registry)": lambda s: not s["deploy"] or not _has(s, "registry"),
     f"size(self.metadata.name) <= {schema.MAX_NAME_LENGTH}": (
         lambda o: len(o["metadata"]["name"]) <= schema.MAX_NAME_LENGTH

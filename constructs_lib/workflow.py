@@ -152,6 +152,7 @@ class WorkflowParams:
             "oras_env": spec.secrets.oras_env,
         }
         base.update(kwargs)
+        _require_registry(cache, base["registry"])
         return cls(**base)
 
     def with_cache(self, cache: OrasCache) -> WorkflowParams:
@@ -160,12 +161,14 @@ class WorkflowParams:
         What the parameters set explicitly (``registry``, ``oras_env``) wins.
         """
         spec = cache.spec
+        registry = self.registry or (None if spec.deploy else spec.registry)
+        _require_registry(cache, registry)
         return replace(
             self,
             cache=cache.name,
             namespace=cache.namespace or self.namespace,
             port=spec.port,
-            registry=self.registry or (None if spec.deploy else spec.registry),
+            registry=registry,
             oras_env=self.oras_env or spec.secrets.oras_env,
         )
 
@@ -222,6 +225,15 @@ class WorkflowParams:
         if not self.oras_image:
             errors.append("oras image is empty")
         return errors
+
+
+def _require_registry(cache: OrasCache, registry: str | None) -> None:
+    """A `deploy: false` cache without spec.registry (the original operator's remote form)
+    leaves the address to each pod: without one there is nothing to pull from."""
+    if not cache.spec.deploy and not registry:
+        raise WiringError(
+            f"OrasCache {cache.name!r} runs no registry (deploy: false) and names none "
+            "(spec.registry): give this workflow its remote registry")
 
 
 def is_wired(spec: Mapping[str, Any]) -> bool:
@@ -340,11 +352,6 @@ def wire_pod_spec(
         raise WiringError("the Pod spec has no containers")
     app = _app_container(containers, params.container)
     restart = out.get("restartPolicy") or "Always"
-    if params.outputs and restart == "Always":
-        raise WiringError(
-            "outputs are pushed once, after the app exits, but restartPolicy is Always "
-            "(the default for Pods): set restartPolicy to Never (or OnFailure)"
-        )
     for mount in app.get("volumeMounts") or []:
         path = posixpath.normpath(mount.get("mountPath", ""))
         if path == ORAS_ROOT or path.startswith(ORAS_ROOT + "/"):
@@ -380,6 +387,16 @@ def wire_pod_spec(
     if pushes:
         containers.append(_push_container(params, pushes, restart, oras_env))
     return out
+
+
+def restart_warning(spec: Mapping[str, Any], params: WorkflowParams) -> str | None:
+    """The one surprise of wiring a Pod that restarts its app whatever the exit code
+    (the original operator's producer examples): said at admission, not refused."""
+    if not params.outputs or (spec.get("restartPolicy") or "Always") != "Always":
+        return None
+    return ("restartPolicy is Always (the default for Pods): the app runs again each time "
+            "it exits and its outputs are pushed after every successful run, to the same "
+            "tag; set restartPolicy: Never (or OnFailure) to run it once")
 
 
 def _plan_pull(
@@ -555,7 +572,8 @@ def inputs_script(copy_in: str, debug: bool) -> str:
     lines = ["set -u"]
     if debug:
         lines.append(f"echo {_q(f'oras-wrapper: copying the inputs into {copy_in} in')} "
-                     '"$PWD" >&2')
+                     '"$PWD:" >&2')
+        lines.append(f"ls -A {_q(INPUTS_DIR)} >&2")
     lines += [_copy_in(copy_in, "exit 1"), 'exec "$@"']
     return "\n".join(lines) + "\n"
 
@@ -630,19 +648,40 @@ def app_script(
 
 
 def push_script(params: WorkflowParams, pushes: Sequence[_Push], restart: str) -> str:
-    retry = restart == "OnFailure"
-    lines = [
-        "set -u",
-        f"s={_q(STATE_DIR)}",
-        "n=0",
-        "while :; do",
-        '  while [ ! -e "$s/done-$n" ]; do sleep 1; done',
-        '  read -r code <"$s/exit-$n"',
+    """Wait for the app's run to finish and push its outputs if it exited 0.
+
+    Never: one run. OnFailure: runs until one succeeds, whose outputs are pushed.
+    Always: the app runs again after every exit, so this container never exits (kubelet
+    would restart it too, as a crash loop): it pushes after each successful run and
+    waits for the next. Restarted after a failed push, it starts at the latest finished
+    run, so the push is retried and older runs are not pushed again.
+    """
+    steps = _push_steps(params, pushes)
+    wait = ['  while [ ! -e "$s/done-$n" ]; do sleep 1; done', '  read -r code <"$s/exit-$n"']
+    skipped = 'echo "oras-push: the app exited with $code (attempt $n): nothing pushed" >&2'
+    lines = ["set -u", f"s={_q(STATE_DIR)}", "n=0"]
+    if restart == "Always":
+        return "\n".join([
+            *lines, "push() {", *(f"  {line}" for step in steps for line in step.split("\n")),
+            "}",
+            'while [ -e "$s/done-$((n+1))" ]; do n=$((n+1)); done',
+            "while :; do", *wait,
+            f'  if [ "$code" = 0 ]; then push; else {skipped}; fi',
+            "  n=$((n+1))", "done",
+        ]) + "\n"
+    lines += [
+        "while :; do", *wait,
         '  [ "$code" = 0 ] && break',
-        '  echo "oras-push: the app exited with $code (attempt $n): nothing pushed" >&2',
-        "  n=$((n+1))" if retry else "  exit 0",
+        f"  {skipped}",
+        "  n=$((n+1))" if restart == "OnFailure" else "  exit 0",
         "done",
     ]
+    return "\n".join(lines + steps) + "\n"
+
+
+def _push_steps(params: WorkflowParams, pushes: Sequence[_Push]) -> list[str]:
+    """Push every output of run "$n"; exit 1 on the first failure."""
+    lines: list[str] = []
     for index, push in enumerate(pushes):
         if params.debug:
             shown = " ".join(push.names)
@@ -666,7 +705,7 @@ def push_script(params: WorkflowParams, pushes: Sequence[_Push], restart: str) -
         command = f"oras push {_flags(params)} {_q(push.ref)} {names}"
         lines.append(_auth("${ORAS_PUSH_PASS:-}", command) + f" || {fail}")
     lines.append("echo 'oras-push: done'")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _oras_container(

@@ -11,10 +11,10 @@ import copy
 from collections.abc import Callable
 
 from constructs_lib import parse_oras_cache, schema
-from constructs_lib.annotations import AnnotationError, parse_annotations
-from constructs_lib.workflow import WiringError, is_wired, wire_pod_spec
+from constructs_lib.annotations import PREFIX, AnnotationError, parse_annotations
+from constructs_lib.workflow import WiringError, is_wired, restart_warning, wire_pod_spec
 from sync.kube import RESOURCES, Kube, Obj
-from sync.webhook import AdmissionDenied, Mutate
+from sync.webhook import AdmissionDenied, Mutate, Mutation
 
 CACHES = RESOURCES[(schema.API_VERSION, schema.KIND)]
 Lookup = Callable[[str], Obj | None]  # "namespace/name" -> OrasCache, from a watch cache
@@ -28,24 +28,24 @@ def make_mutator(kube: Kube, cached: Lookup | None = None) -> Mutate:
         found = cached(f"{namespace}/{name}") if cached else None
         return found if found is not None else kube.get(CACHES, namespace, name)
 
-    def mutate(obj: Obj, kind: str, namespace: str) -> Obj | None:
+    def mutate(obj: Obj, kind: str, namespace: str) -> Mutation:
         if kind == "Pod":
             path: tuple[str, ...] = ("spec",)
         elif kind == "Job":
             path = ("spec", "template", "spec")
         else:
-            return None
+            return Mutation()
         spec: Obj = obj
         for key in path:
             spec = spec.get(key) or {}
         if is_wired(spec):
-            return None  # reinvocation, or a Pod of an already wired Job
+            return Mutation()  # reinvocation, or a Pod of an already wired Job
         try:
             parsed = parse_annotations((obj.get("metadata") or {}).get("annotations"))
         except AnnotationError as err:
             raise AdmissionDenied(str(err)) from None
         if parsed is None:
-            return None
+            return Mutation()
         params = parsed.params
         if not params.registry:
             cache_ns = params.namespace or namespace
@@ -59,6 +59,11 @@ def make_mutator(kube: Kube, cached: Lookup | None = None) -> Mutate:
             if isinstance(cache, list):
                 raise AdmissionDenied(f"OrasCache {params.cache!r} is invalid: "
                                       + "; ".join(str(e.error) for e in cache))
+            if not cache.spec.deploy and not cache.spec.registry:
+                raise AdmissionDenied(
+                    f"OrasCache {params.cache!r} in namespace {cache_ns!r} runs no registry "
+                    "(deploy: false) and names none (spec.registry): set the remote registry "
+                    f"with the {PREFIX}registry annotation")
             params = params.with_cache(cache)
         try:
             wired = wire_pod_spec(spec, params, namespace=namespace)
@@ -69,6 +74,7 @@ def make_mutator(kube: Kube, cached: Lookup | None = None) -> Mutate:
         for key in path[:-1]:
             target = target.setdefault(key, {})
         target[path[-1]] = wired
-        return out
+        restart = restart_warning(spec, params)
+        return Mutation(out, (*parsed.ignored, *([restart] if restart else [])))
 
     return mutate

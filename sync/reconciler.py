@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import OrasCache, SpecError, parse_oras_cache, render, schema
+from constructs_lib.annotations import PREFIX
 from sync.applier import Applier, ChangeSet, ObjectRef
 from sync.events import EventRecorder
 from sync.informer import InformerSet, key_of
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 OWNER_LABEL = "cache.converged-computing.github.io/cache"
 CHILD_KINDS = (("v1", "Service"), ("apps/v1", "StatefulSet"), ("v1", "PersistentVolumeClaim"))
 CACHES = RESOURCES[(schema.API_VERSION, schema.KIND)]
+# status.endpoint of a `deploy: false` cache without spec.registry: the address is each
+# pod's own annotation, so the field says so in words no client can take for an address.
+PODS_NAME_IT = f"(each pod's {PREFIX}registry annotation)"
+PODS_NAME_IT_MESSAGE = (f"no registry runs in the cluster: workflow pods name their remote "
+                        f"registry with the {PREFIX}registry annotation")
 
 
 @dataclass
@@ -216,6 +222,9 @@ class Reconciler:
     def _health(self, cache: OrasCache, generation: int, inventory: list[ObjectRef]) -> Outcome:
         endpoint = cache.endpoint()
         if not cache.spec.deploy:
+            if not endpoint:  # the original operator's form: each pod names its registry
+                return Outcome(generation, True, "RemoteRegistry", PODS_NAME_IT_MESSAGE,
+                               endpoint=PODS_NAME_IT, inventory=inventory)
             return Outcome(generation, True, "RemoteRegistry",
                            f"workflow pods use the remote registry {endpoint}",
                            endpoint=endpoint, inventory=inventory)

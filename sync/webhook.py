@@ -19,6 +19,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -39,8 +40,17 @@ class AdmissionDenied(Exception):
     """The request is refused; the message reaches the user (kubectl prints it)."""
 
 
-# (object, kind, namespace) -> the mutated object, or None for "leave it as it is".
-Mutate = Callable[[Obj, str, str], Obj | None]
+@dataclass(frozen=True)
+class Mutation:
+    """What admission does to one object: `obj` None leaves it as it is; `warnings`
+    reach the user (kubectl prints them) whether or not the object changed."""
+
+    obj: Obj | None = None
+    warnings: tuple[str, ...] = ()
+
+
+# (object, kind, namespace) -> the mutation.
+Mutate = Callable[[Obj, str, str], Mutation]
 
 
 class WebhookMetrics:
@@ -62,7 +72,10 @@ def review(request_body: bytes, mutate: Mutate, metrics: WebhookMetrics) -> Obj:
     result = "unchanged"
     try:
         obj = req["object"]
-        mutated = mutate(obj, req["kind"]["kind"], req.get("namespace") or "")
+        mutation = mutate(obj, req["kind"]["kind"], req.get("namespace") or "")
+        if mutation.warnings:
+            response["warnings"] = list(mutation.warnings)
+        mutated = mutation.obj
         if mutated is not None and mutated != obj:
             patch = [{"op": "replace", "path": "/spec", "value": mutated["spec"]}]
             if mutated.get("metadata") != obj.get("metadata"):

@@ -103,6 +103,19 @@ def test_oracle_name_rules(api_client: ApiClient, namespace: str, name: str) -> 
     check_agreement(api_client, namespace, document(name, {}))
 
 
+@pytest.mark.parametrize("spec", [
+    {"deploy": False},  # the original operator's remote cache: pods name the registry
+    {"deploy": False, "registry": "ghcr.io/team"},
+    {"deploy": True, "registry": "ghcr.io/team"},  # refused: only used with deploy: false
+])
+def test_oracle_remote_cache_forms(
+    api_client: ApiClient, namespace: str, spec: dict[str, Any]
+) -> None:
+    ok, _, _ = server_verdict(api_client, namespace, document("c", spec))
+    assert ok == (not spec["deploy"])
+    check_agreement(api_client, namespace, document("c", spec))
+
+
 @ORACLE_SETTINGS
 @given(valid_specs())
 def test_oracle_valid_specs_and_defaults(

@@ -142,6 +142,17 @@ def test_create_update_and_prune(
     assert obj["status"]["inventory"] == []
     assert obj["status"]["endpoint"] == "r.example.com"
 
+    # The original operator's remote cache: `deploy: false` alone, pods name the registry.
+    patch_spec(api_client, namespace, "c1", {"registry": None})
+    obj = wait_for(converged(api_client, namespace, "c1"), what="status without a registry")
+    assert condition(obj, "Ready") | {"lastTransitionTime": ""} == {
+        "type": "Ready", "status": "True", "reason": "RemoteRegistry", "lastTransitionTime": "",
+        "observedGeneration": obj["metadata"]["generation"],
+        "message": "no registry runs in the cluster: workflow pods name their remote registry "
+                   "with the oras.converged-computing.github.io/registry annotation"}
+    assert obj["status"]["endpoint"] == (
+        "(each pod's oras.converged-computing.github.io/registry annotation)")
+
 
 def test_drift_is_corrected(
     start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str, cluster: LocalCluster

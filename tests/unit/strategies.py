@@ -23,7 +23,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     deploy = draw(st.booleans())
     if not deploy or draw(st.booleans()):
         spec["deploy"] = deploy
-    if not deploy:
+    if not deploy and draw(st.booleans()):  # optional: pods may name it instead
         spec["registry"] = draw(st.sampled_from(["registry.example.com", "r.io:5000/team-a"]))
     if draw(st.booleans()):
         spec["image"] = draw(st.sampled_from(["registry:3.0.0", "ghcr.io/x/registry@sha256:ab"]))
@@ -91,7 +91,6 @@ BREAKERS: list[tuple[str, dict[str, Any]]] = [
     ("spec.port", {"port": 70000}),
     ("spec.port", {"port": True}),
     ("spec.deploy", {"deploy": "yes"}),
-    ("spec.registry", {"deploy": False}),
     ("spec.registry", {"registry": "r.example.com"}),
     ("spec.registry", {"deploy": False, "registry": "https://r.example.com"}),
     ("spec.unknown", {"unknown": 1}),

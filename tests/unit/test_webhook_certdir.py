@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from sync.cli import main
 from sync.kube import Kube
 from sync.service import Options, StartupError, SyncService
-from sync.webhook import CaBundleKeeper, WebhookMetrics, WebhookServer
+from sync.webhook import CaBundleKeeper, Mutation, WebhookMetrics, WebhookServer
 from sync.webhook_certs import CertDir, CertDirError, CertRotator, CertSource
 from tests.certdir import TestCA, kubelet_write, secret_files
 
@@ -39,7 +39,7 @@ def ca() -> TestCA:
 
 @contextmanager
 def serve(certs: CertSource) -> Iterator[int]:
-    server = WebhookServer("127.0.0.1:0", certs, lambda obj, kind, ns: None,
+    server = WebhookServer("127.0.0.1:0", certs, lambda obj, kind, ns: Mutation(),
                            WebhookMetrics(CollectorRegistry()))
     server.start()
     try:

@@ -30,6 +30,7 @@ from constructs_lib.workflow import (
     WiringError,
     WorkflowParams,
     is_wired,
+    restart_warning,
     wire_pod_spec,
 )
 from constructs_lib.workflow_example import pipeline_yaml
@@ -177,10 +178,6 @@ def test_push_is_a_regular_container_not_a_native_sidecar() -> None:
         (app_spec(), {"inputs": ("a:1", "a:1")}, "input 'a:1' is listed twice"),
         (app_spec(), {"inputs": ("a:1",), "container": "nope"},
          "container 'nope' is not in the Pod spec \\(containers: 'app'\\)"),
-        ({**app_spec(), "restartPolicy": "Always"}, {"outputs": (Output("o:1", "f"),)},
-         "restartPolicy is Always"),
-        ({"containers": app_spec()["containers"]}, {"outputs": (Output("o:1", "f"),)},
-         "restartPolicy is Always"),
         (app_spec(workingDir=None), {"outputs": (Output("o:1"),)},
          "output-path is not set and container 'app' has no workingDir: set output-path"),
         (app_spec(workingDir=None), {"outputs": (Output("o:1", "sub/.."),)},
@@ -407,7 +404,8 @@ def test_relative_paths_with_a_workdir_are_mounted_not_copied() -> None:
 
 def test_relative_debug_names_the_working_directory_at_run_time() -> None:
     wired = wire(no_workdir(), inputs=("a:1",), debug=True)
-    assert 'copying the inputs into . in\' "$PWD" >&2' in containers(wired)["app"]["command"][2]
+    script = containers(wired)["app"]["command"][2]
+    assert 'copying the inputs into . in\' "$PWD:" >&2\nls -A /mnt/oras/inputs >&2' in script
     wired = wire(no_workdir(), outputs=(Output("o:1", "f"),), debug=True)
     assert "relative paths are resolved in $PWD" in containers(wired)["app"]["command"][2]
 
@@ -445,3 +443,19 @@ def test_upstream_annotated_examples_are_wired_unchanged() -> None:
                             "command": ["ls", "inputs"]}]}
     wired = wire_pod_spec(spec, hello.params, namespace="default")
     assert [c["name"] for c in wired["initContainers"]] == [PULL_CONTAINER]
+
+
+@pytest.mark.parametrize("spec", [{**app_spec(), "restartPolicy": "Always"},
+                                  {"containers": app_spec()["containers"]}])
+def test_always_restarting_producers_are_wired_with_a_warning(spec: dict[str, Any]) -> None:
+    """The original operator's producer Pods: no restartPolicy, an output. Wired; the push
+    container loops over runs instead of exiting (kubelet would restart it)."""
+    params = WorkflowParams(outputs=(Output("o:1", "f"),))
+    wired = wire_pod_spec(spec, params)
+    push = containers(wired)[PUSH_CONTAINER]["command"][2]
+    assert "exit 0" not in push and "push() {" in push
+    assert 'if [ "$code" = 0 ]; then push; else' in push
+    warning = restart_warning(spec, params)
+    assert warning is not None and "Never (or OnFailure)" in warning and len(warning) < 256
+    assert restart_warning({**spec, "restartPolicy": "Never"}, params) is None
+    assert restart_warning(spec, WorkflowParams(inputs=("a:1",))) is None
