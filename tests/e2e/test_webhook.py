@@ -15,17 +15,15 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiClient
 
+from constructs_lib import annotations, install
 from tests.e2e.test_node import run_pod
 from tests.e2e.test_registry import create_ready_cache
 from tests.harness import LocalCluster
 from tests.harness.images import BUSYBOX_IMAGE, ORAS_IMAGE
 from tests.harness.ports import free_ports
 from tests.integration.syncproc import SyncProcess, wait_for
+from tests.original_examples import CONSUMER_POD, PRODUCER_PODS, docs
 
-annotations = pytest.importorskip("constructs_lib.annotations")
-install = pytest.importorskip("constructs_lib.install")
-if not hasattr(install, "webhook_configuration"):
-    pytest.skip("the webhook has not landed", allow_module_level=True)
 JOB_TIMEOUT_S = 90.0
 
 
@@ -118,3 +116,58 @@ def test_upstream_relative_paths_without_working_dir_run_end_to_end(
     second = run_annotated_job(api_client, namespace, "eat", "grep -qx blueberry pancakes.txt",
                                {"input-uri": "dinosaur/hello-world:pancakes"})
     assert second["status"]["phase"] == "Succeeded", second["status"]
+
+
+def _original_on_node(text: str) -> list[dict[str, Any]]:
+    """The original's Pods as written, but with images this node has: it pulls nothing by
+    name yet, so `ubuntu` becomes the local busybox and the oras image is named by
+    annotation. Nothing else changes: no namespace, restartPolicy left unset (Always)."""
+    pods = docs(text)
+    for pod in pods:
+        pod["metadata"]["annotations"][f"{annotations.PREFIX}oras-container"] = ORAS_IMAGE
+        for container in pod["spec"]["containers"]:
+            container.update(image=BUSYBOX_IMAGE, imagePullPolicy="Never")
+    return pods
+
+
+def _log(api: ApiClient, ns: str, pod: str, container: str) -> str:
+    try:
+        return str(client.CoreV1Api(api).read_namespaced_pod_log(pod, ns, container=container))
+    except client.ApiException:
+        return ""
+
+
+def _status(api: ApiClient, ns: str, pod: str, container: str) -> Any:
+    statuses = client.CoreV1Api(api).read_namespaced_pod(pod, ns).status.container_statuses
+    return next(s for s in statuses or [] if s.name == container)
+
+
+def test_original_multiple_hello_world_with_restart_policy_always(
+    api_client: ApiClient, namespace: str, webhook_sync: SyncProcess
+) -> None:
+    """Two producers push (their apps restart, as the original's README says they do; the
+    push containers keep running), then the consumer pulls both artifacts."""
+    create_ready_cache(api_client, namespace, "orascache-sample")
+    core = client.CoreV1Api(api_client)
+    for pod in _original_on_node(PRODUCER_PODS):
+        stored = core.create_namespaced_pod(namespace, pod)
+        assert stored.spec.restart_policy == "Always"
+    for name in ("hello-world-1", "hello-world-2"):
+        wait_for(lambda n=name: "oras-push: done" in _log(api_client, namespace, n, "oras-push"),
+                 timeout=JOB_TIMEOUT_S, interval=0.5, what=f"{name} pushed")
+    # The app ran at least twice (restarted after exiting 0); the push container never did.
+    for name in ("hello-world-1", "hello-world-2"):
+        wait_for(lambda n=name: _status(api_client, namespace, n, "my-container").restart_count,
+                 timeout=JOB_TIMEOUT_S, interval=0.5, what=f"{name}'s app restarted")
+        push = _status(api_client, namespace, name, "oras-push")
+        assert push.restart_count == 0 and push.state.running, push
+
+    (consumer,) = _original_on_node(CONSUMER_POD)
+    core.create_namespaced_pod(namespace, consumer)
+    wait_for(lambda: "hello-world-2.txt" in _log(api_client, namespace, "hello-world-3",
+                                                 "my-container"),
+             timeout=JOB_TIMEOUT_S, interval=0.5, what="the consumer's log")
+    log = _log(api_client, namespace, "hello-world-3", "my-container")
+    assert "hello-world-1.txt" in log and "hello-world-2.txt" in log, log
+    pulled = _log(api_client, namespace, "hello-world-3", "oras-pull")
+    assert "dinosaur/hello-world:one" in pulled and "dinosaur/hello-world:two" in pulled

@@ -21,6 +21,9 @@ from kubernetes.client.exceptions import ApiException
 
 from sync.kube import Kube
 from tests.harness import LocalCluster, ensure_binaries
+from tests.harness.ports import free_ports
+from tests.integration.syncproc import SyncProcess, wait_for
+from tests.integration.webhookproc import WebhookConfig, bundle, local_webhook_config
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -119,3 +122,36 @@ def sa_kubeconfig(cluster: LocalCluster, api_client: ApiClient) -> SaKubeconfig:
 def restart_apiserver(cluster: LocalCluster) -> Callable[[], float]:
     """``restart_apiserver() -> seconds``: SIGTERM kube-apiserver, start it on the same port."""
     return cluster.restart_apiserver
+
+
+@pytest.fixture
+def webhook_config() -> WebhookConfig:
+    """How `webhook` configures admission; a test module overrides it to try another."""
+    return local_webhook_config
+
+
+@pytest.fixture
+def webhook(cluster: LocalCluster, api_client: ApiClient, namespace: str, tmp_path: Path,
+            webhook_config: WebhookConfig) -> Iterator[Callable[..., SyncProcess]]:
+    """Starts `orascache sync` with the webhook; the configuration points at it."""
+    port = free_ports(1)[0]
+    name = f"orascache-{namespace}"
+    admission = client.AdmissionregistrationV1Api(api_client)
+    admission.create_mutating_webhook_configuration(webhook_config(name, port, namespace))
+    procs: list[SyncProcess] = []
+
+    def start(*extra: str) -> SyncProcess:
+        proc = SyncProcess(cluster.kubeconfig, [
+            "--namespace", namespace, "--log-format", "text", "--webhook-addr",
+            f"127.0.0.1:{port}", "--webhook-host", "127.0.0.1", "--webhook-config", name,
+            *extra], tmp_path / f"sync-{len(procs)}.log")
+        procs.append(proc.start())
+        proc.wait_ready()
+        wait_for(lambda: bundle(api_client, name), what="caBundle published")
+        return proc
+
+    yield start
+    for proc in procs:
+        if not proc.exited():
+            proc.stop()
+    admission.delete_mutating_webhook_configuration(name)

@@ -6,65 +6,20 @@ import base64
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema
 from constructs_lib.annotations import PREFIX
-from constructs_lib.install import webhook_configuration
 from tests.certdir import TestCA, kubelet_write, secret_files
-from tests.harness import LocalCluster
-from tests.harness.ports import free_ports
 from tests.integration.syncproc import SyncProcess, wait_for
-
-
-def webhook_config(name: str, port: int, namespace: str) -> dict[str, Any]:
-    """The installed configuration (constructs_lib.install), pointed at a local URL."""
-    return webhook_configuration(
-        name, {"url": f"https://127.0.0.1:{port}/mutate"},
-        {"matchLabels": {"kubernetes.io/metadata.name": namespace}})
-
-
-@pytest.fixture
-def webhook(cluster: LocalCluster, api_client: ApiClient, namespace: str,
-            tmp_path: Path) -> Iterator[Callable[..., SyncProcess]]:
-    """Starts `orascache sync` with the webhook; the configuration points at it."""
-    port = free_ports(1)[0]
-    name = f"orascache-{namespace}"
-    admission = client.AdmissionregistrationV1Api(api_client)
-    admission.create_mutating_webhook_configuration(webhook_config(name, port, namespace))
-    procs: list[SyncProcess] = []
-
-    def start(*extra: str) -> SyncProcess:
-        proc = SyncProcess(cluster.kubeconfig, [
-            "--namespace", namespace, "--log-format", "text", "--webhook-addr",
-            f"127.0.0.1:{port}", "--webhook-host", "127.0.0.1", "--webhook-config", name,
-            *extra], tmp_path / f"sync-{len(procs)}.log")
-        procs.append(proc.start())
-        proc.wait_ready()
-        wait_for(lambda: _bundle(api_client, name), what="caBundle published")
-        return proc
-
-    yield start
-    for proc in procs:
-        if not proc.exited():
-            proc.stop()
-    admission.delete_mutating_webhook_configuration(name)
-
-
-def _bundle(api: ApiClient, name: str) -> list[x509.Certificate]:
-    mwc = client.AdmissionregistrationV1Api(api).read_mutating_webhook_configuration(name)
-    pem = mwc.webhooks[0].client_config.ca_bundle
-    if not pem:
-        return []
-    return x509.load_pem_x509_certificates(base64.b64decode(pem))
+from tests.integration.webhookproc import bundle
 
 
 def make_cache(api: ApiClient, ns: str, name: str = "oras") -> None:
@@ -159,15 +114,15 @@ def test_certificate_rotation_without_downtime(
 ) -> None:
     webhook("--webhook-cert-validity", "12")
     make_cache(api_client, namespace)
-    first = _bundle(api_client, f"orascache-{namespace}")[0]
+    first = bundle(api_client, f"orascache-{namespace}")[0]
     core = client.CoreV1Api(api_client)
     deadline, created = time.monotonic() + 14, 0
     while time.monotonic() < deadline:
         core.create_namespaced_pod(namespace, pod(f"p{created}", ANNOTATED))
         created += 1
         time.sleep(0.2)
-    bundle = _bundle(api_client, f"orascache-{namespace}")
-    assert len(bundle) >= 2 and first in bundle, "rotated, and the old CA kept for overlap"
+    cas = bundle(api_client, f"orascache-{namespace}")
+    assert len(cas) >= 2 and first in cas, "rotated, and the old CA kept for overlap"
     assert created > 40
 
 
@@ -197,7 +152,7 @@ def test_cert_dir_is_served_and_reloaded_when_the_kubelet_swaps_it(
     kubelet_write(certs, secret_files(first, ca))
     proc = webhook("--webhook-cert-dir", str(certs))
     config = f"orascache-{namespace}"
-    assert _bundle(api_client, config) == [ca.cert], "ca.crt published, no CA generated"
+    assert bundle(api_client, config) == [ca.cert], "ca.crt published, no CA generated"
     make_cache(api_client, namespace)
     port = _webhook_port(proc)
     assert _served_cert(port, ca) == first.der
@@ -217,7 +172,7 @@ def test_cert_dir_is_served_and_reloaded_when_the_kubelet_swaps_it(
         stored = core.create_namespaced_pod(namespace, pod(f"after{i}", ANNOTATED))
         assert names(stored.spec, "containers") == ["app", "oras-push"]
     assert proc.metric("orascache_admissions_total") >= admissions + 5, "reached us"
-    assert _bundle(api_client, config) == [ca.cert]
+    assert bundle(api_client, config) == [ca.cert]
     assert "reloading the webhook serving certificate" in proc.output()
     assert "PRIVATE KEY" not in proc.output()
 
@@ -245,7 +200,7 @@ def test_cert_dir_without_ca_crt_leaves_the_injected_ca_bundle_alone(
     time.sleep(3)  # a few reload polls
     after = admission.read_mutating_webhook_configuration(config)
     assert after.metadata.resource_version == version, "the service wrote the configuration"
-    assert _bundle(api_client, config) == [ca.cert]
+    assert bundle(api_client, config) == [ca.cert]
 
 
 # ----- the original operator's examples: relative paths and no workingDir (issue 8) -----

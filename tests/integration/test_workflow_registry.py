@@ -418,6 +418,82 @@ def test_on_failure_restart_pushes_after_the_successful_attempt(
     assert pull(tools, registry, "retry/out:v1", tmp_path / "check") == {"out.txt": b"ok\n"}
 
 
+@dataclass
+class _RestartingPod:
+    """A wired Pod whose containers the test starts itself, as the kubelet would restart
+    them: the app once per run, the push container when the test says."""
+
+    wired: dict[str, Any]
+    root: Path
+    tools: OrasTools
+
+    def _argv_env(self, container: Mapping[str, Any]) -> tuple[list[str], Path | None,
+                                                                dict[str, str]]:
+        home = self.root / "home"
+        home.mkdir(parents=True, exist_ok=True)
+        argv, cwd = _command(container, self.root / "volumes")
+        return argv, cwd, _env(container, {}, self.tools, home)
+
+    def run_app(self) -> int:
+        argv, cwd, env = self._argv_env(self.wired["containers"][0])
+        assert cwd is not None
+        cwd.mkdir(parents=True, exist_ok=True)
+        return subprocess.run(argv, cwd=cwd, env=env, check=False).returncode
+
+    def start_pusher(self, log: Path) -> subprocess.Popen[bytes]:
+        argv, _, env = self._argv_env(self.wired["containers"][1])
+        with log.open("wb") as out:
+            return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_log(log: Path, line: str, count: int) -> str:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while log.read_text().count(line) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return log.read_text()
+
+
+def test_always_restart_pushes_after_each_successful_run_and_never_exits(
+    tools: OrasTools, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """restartPolicy Always (the original's producer Pods): the kubelet reruns the app after
+    every exit; emulate three runs (ok, failed, ok). The push container pushes runs 1 and
+    3, skips run 2 and is still waiting afterwards; restarted (as after a failed push), it
+    pushes the latest finished run again, not the older ones."""
+    app = ["/bin/sh", "-c", 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); '
+           'echo "$n" > count; echo "run $n" > out.txt; [ "$n" != 2 ]']
+    spec = {**job_spec(tmp_path / "work", app), "restartPolicy": "Always"}
+    pod = _RestartingPod(wire_pod_spec(spec, params(
+        registry, outputs=(Output("always/out:v1", "out.txt"),))), tmp_path / "pod", tools)
+    first, second = tmp_path / "push-1.log", tmp_path / "push-2.log"
+    done = "oras-push: done"
+    pusher = pod.start_pusher(first)
+    try:
+        assert pod.run_app() == 0
+        _wait_log(first, done, 1)
+        assert pull(tools, registry, "always/out:v1", tmp_path / "run-1") == {
+            "out.txt": b"run 1\n"}
+        assert pod.run_app() == 1  # a failed run: nothing pushed, the last artifact stays
+        assert pod.run_app() == 0
+        out = _wait_log(first, done, 2)
+        assert pusher.poll() is None, "the push container must not exit under Always"
+    finally:
+        pusher.kill()
+        pusher.wait()
+    assert out.count(done) == 2, out
+    assert "the app exited with 1 (attempt 1): nothing pushed" in out, out
+    assert pull(tools, registry, "always/out:v1", tmp_path / "run-3") == {"out.txt": b"run 3\n"}
+    restarted = pod.start_pusher(second)
+    try:
+        _wait_log(second, done, 1)
+        time.sleep(2)  # time enough to push older runs, which it must not
+        assert restarted.poll() is None
+    finally:
+        restarted.kill()
+        restarted.wait()
+    assert second.read_text().count(done) == 1, "only the latest run is pushed again"
+
+
 def _start_app(code: str, uri: str, output: str, tools: OrasTools, registry: LocalRegistry,
                tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, Path]:
     """The wired app container of a Python app, as a local process: (process, cwd, state)."""
