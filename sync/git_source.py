@@ -191,7 +191,7 @@ def redact(text: str, secrets: list[str]) -> str:
     """Remove userinfo and query values from URLs, and every known secret value, from
     `text` (git's own `service=` query is kept)."""
     text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
-    text = re.sub(r"([?&](?!service=)[^=&\s'\"#/]+=)[^&\s'\"#]+", r"\1***", text)
+    text = re.sub(r"([?&](?!service=)[^=&?\s'\"#/]+=)[^&?\s'\"#]+", r"\1***", text)
     for secret in secrets:
         for part in {secret, secret.strip()}:
             if part:
