@@ -55,6 +55,7 @@ case "$1" in
 esac
 """
 HTTP_SCHEMES = ("http", "https")
+TOKEN_LIKE = 16  # characters: GitHub's and GitLab's tokens are longer
 SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
 _SCP_LIKE = re.compile(r"^[^/]+:")  # [user@]host:path, git's other ssh syntax
 _SCP_PASSWORD = re.compile(r"^[^/@]*:[^/@]*@[^/:]+:")  # user:password@host:path
@@ -76,10 +77,13 @@ class Credentials:
     ssh_key: str | None = None
     known_hosts: str | None = None
     token: bool = False  # the password is a token given without a user name
-    secret_username: bool = False  # a URL's lone user name: maybe a token, never shown
+    secret_username: bool = False  # a URL's lone user name: maybe a token
 
     def secrets(self) -> list[str]:
-        hidden = [self.username] if self.secret_username else []
+        # A lone user name as long as a token is redacted too (a short one, such as
+        # "git", would only mangle every message).
+        hidden = [self.username] if self.secret_username and len(
+            self.username or "") >= TOKEN_LIKE else []
         return [s for s in (self.password, self.ssh_key, *hidden) if s]
 
     @property

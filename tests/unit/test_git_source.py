@@ -303,20 +303,23 @@ def test_percent_encoded_credentials_are_decoded() -> None:
 
 def test_a_token_alone_in_the_url_is_used_or_refused_with_a_reason(tmp_path: Path) -> None:
     """`http://TOKEN@host` silently dropped the token."""
+    token = "ghp_T0KEN42abcdefXYZ"
+    url = f"https://{token}@example.com/r.git"
     with pytest.raises(GitSourceError, match="never prompts") as err:
-        GitSource("https://ghp_T0KEN42@example.com/r.git", "main", tmp_path / "a")
-    assert "ghp_T0KEN42" not in str(err.value)
+        GitSource(url, "main", tmp_path / "a")
+    assert token not in str(err.value)
     # With a password from the credentials file, the URL's name is the user name (and,
     # maybe a token, never shown).
-    source = GitSource("https://ghp_T0KEN42@example.com/r.git", "main", tmp_path / "b",
-                       credentials=Credentials(password="pw"))
-    assert (source.credentials.username, source.credentials.password) == ("ghp_T0KEN42", "pw")
-    assert "ghp_T0KEN42" not in source.display_url
-    assert "ghp_T0KEN42" not in redact("for 'https://example.com/ghp_T0KEN42'",
-                                       source.credentials.secrets())
-    token = Credentials(username="x-access-token", password="t", token=True)
+    source = GitSource(url, "main", tmp_path / "b", credentials=Credentials(password="pw"))
+    assert (source.credentials.username, source.credentials.password) == (token, "pw")
+    assert token not in source.display_url
+    assert token not in redact(f"for 'https://example.com/{token}'",
+                               source.credentials.secrets())
+    assert GitSource("https://git@example.com/r.git", "main", tmp_path / "f",
+                     credentials=Credentials(password="pw")).credentials.secrets() == ["pw"]
+    from_file = Credentials(username="x-access-token", password="t", token=True)
     merged = GitSource("https://oauth2@example.com/r.git", "main", tmp_path / "c",
-                       credentials=token).credentials
+                       credentials=from_file).credentials
     assert (merged.username, merged.password) == ("oauth2", "t")
     with pytest.raises(GitSourceError, match="one user name in the URL"):
         GitSource("https://someone@example.com/r.git", "main", tmp_path / "d",
