@@ -176,8 +176,10 @@ def _apply(plan: _Plan, staging: Path, created: list[Path]) -> None:
         raise OutputError(f"cannot write to {plan.root}: {exc.strerror or exc}") from None
     moved: list[Path] = []
     removed: list[Path] = []
+    current = plan.root
     try:
         for (target, _, _), staged in zip(plan.writes, new, strict=True):
+            current = target
             for parent in reversed(target.relative_to(plan.root).parents[:-1]):
                 directory = plan.root / parent
                 if _lstat(directory) is None:
@@ -186,6 +188,7 @@ def _apply(plan: _Plan, staging: Path, created: list[Path]) -> None:
             os.replace(staged, target)
             moved.append(target)
         for path in plan.stale:
+            current = path
             path.unlink()
             removed.append(path)
     except OSError as exc:
@@ -198,8 +201,7 @@ def _apply(plan: _Plan, staging: Path, created: list[Path]) -> None:
         for path in removed:
             with contextlib.suppress(OSError):
                 os.replace(kept[path], path)
-        where = getattr(exc, "filename", None) or plan.root
-        raise OutputError(f"cannot write {where}: {exc.strerror or exc}; "
+        raise OutputError(f"cannot write {current}: {exc.strerror or exc}; "
                           f"nothing in {plan.root} was changed") from None
 
 

@@ -142,7 +142,9 @@ def immutable(path: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
-def test_a_failure_while_moving_files_into_place_puts_everything_back(tmp_path: Path) -> None:
+def test_a_failure_while_moving_files_into_place_puts_everything_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     assert main(["synth", str(sources(tmp_path, ("a", "team"), ("old", "team"))),
                  "-o", str(out)]) == 0
@@ -154,8 +156,11 @@ def test_a_failure_while_moving_files_into_place_puts_everything_back(tmp_path: 
     (src / "caches.yaml").write_text((src / "caches.yaml").read_text().replace(
         "spec: {}", "spec: {port: 6000}", 1))
     with immutable(out / "zz"):
+        capsys.readouterr()
         assert main(["synth", str(src), "-o", str(out)]) == 1
         assert snapshot(out) == before
+        assert capsys.readouterr().err == (f"error: cannot write {out}/zz/x.yaml: Operation "
+                                           f"not permitted; nothing in {out} was changed\n")
     assert main(["synth", str(src), "-o", str(out)]) == 0
     assert "6000" in (out / "team" / "a.yaml").read_text()
     assert not (out / "team" / "old.yaml").exists()
