@@ -310,19 +310,29 @@ class GitSource:
 
     def repo(self) -> git.Repo:
         if self._repo is None:
-            if (self.workdir / ".git").is_dir():
-                self._repo = git.Repo(self.workdir)
-            else:
-                self._repo = git.Repo.init(self.workdir)
-            with self._repo.config_writer() as cfg:
-                cfg.set_value("core", "askPass", "")
-                cfg.set_value("credential", "helper", "")
-                cfg.set_value("gc", "auto", "0")
-            if "origin" in [r.name for r in self._repo.remotes]:
-                self._repo.remotes.origin.set_url(self.url)
-            else:
-                self._repo.create_remote("origin", self.url)
+            try:
+                self._repo = self._open()
+            except (git.GitError, OSError, ValueError) as exc:  # e.g. a broken --git-dir
+                raise GitSourceError(redact(
+                    f"the clone in {self.workdir} is not usable ({type(exc).__name__}: "
+                    f"{exc}): remove it, or give another --git-dir",
+                    self.credentials.secrets())) from None
         return self._repo
+
+    def _open(self) -> git.Repo:
+        if (self.workdir / ".git").is_dir():
+            repo = git.Repo(self.workdir)
+        else:
+            repo = git.Repo.init(self.workdir)
+        with repo.config_writer() as cfg:
+            cfg.set_value("core", "askPass", "")
+            cfg.set_value("credential", "helper", "")
+            cfg.set_value("gc", "auto", "0")
+        if "origin" in [r.name for r in repo.remotes]:
+            repo.remotes.origin.set_url(self.url)
+        else:
+            repo.create_remote("origin", self.url)
+        return repo
 
     def fetch(self) -> str:
         """Fetch branches and tags (forced: force-pushes and moved tags follow); return

@@ -285,10 +285,11 @@ class GitSync:
         try:
             commit = self.source.fetch()
             fetched = time.monotonic() - started
-        except GitSourceError as exc:
+        except Exception as exc:  # any failure to fetch is reported, as a revision's is
             self.git_metrics.fetches.labels(result="failed").inc()
             self.git_metrics.healthy.set(0)
-            result = Result(FETCH_FAILED, None, f"{exc}; keeping {self._keeping()}")
+            result = Result(FETCH_FAILED, None, f"{self._failure(exc)}; keeping "
+                            f"{self._keeping()}")
             log.error("fetch failed: %s", result.message)
             if self.fetch_error is None:  # reported on the parent once per outage
                 self._record_safely(result)

@@ -600,6 +600,23 @@ def test_any_error_of_a_revision_is_reported_and_nothing_pruned(
     assert sts(kube, namespace, "a") is None and sts(kube, namespace, "b") is not None
 
 
+def test_an_unusable_clone_is_reported_as_a_failed_fetch(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """A broken --git-dir (an empty .git) raised outside the handled errors: only
+    "sync pass failed" in the log. It is a failed fetch now, on the parent and in metrics."""
+    repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    (tmp_path / "clone-0" / ".git").mkdir(parents=True)  # start_sync's first --git-dir
+    proc = start_sync(repo.url)
+    ann = recorded(kube, namespace, lambda a: bool(a.get(LAST_RESULT)), what="a result")
+    assert ann[LAST_RESULT] == "FetchFailed"
+    assert f"the clone in {tmp_path / 'clone-0'} is not usable" in ann[LAST_MESSAGE]
+    assert proc.metric('orascache_git_fetches_total{result="failed"}') >= 1
+    wait_for(lambda: warnings_for(kube, namespace, "FetchFailed"), what="a FetchFailed event")
+    assert "sync pass failed" not in proc.output()
+    assert sts(kube, namespace, "a") is None
+
+
 def test_render_of_a_revision_without_caches_needs_allow_empty(
     repo: WorkRepo, tmp_path: Path
 ) -> None:
