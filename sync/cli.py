@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from constructs_lib.render import CACHES_PER_CHART
+from sync.outdir import OutputError
 from sync.parallel_render import MIN_CHUNKS
 from sync.synth import cache_files, crd_yaml, dist_files, write_atomic, write_tree
 
@@ -26,7 +27,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write("".join(v for k, v in sorted(files.items()) if k != "kustomization.yaml"))
         return 0
-    write_tree(files, Path(args.output))
+    try:
+        write_tree(files, Path(args.output))
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     for rel in sorted(files):
         print(f"wrote {Path(args.output) / rel}", file=sys.stderr)
     return 0
@@ -36,7 +41,11 @@ def _cmd_crd(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(crd_yaml())
     else:
-        write_atomic(Path(args.output), crd_yaml())
+        try:
+            write_atomic(Path(args.output), crd_yaml())
+        except OutputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -46,7 +55,11 @@ def _cmd_dist(args: argparse.Namespace) -> int:
         for error in files:
             print(f"error: {error}", file=sys.stderr)
         return 1
-    write_tree(files, Path(args.output))
+    try:
+        write_tree(files, Path(args.output))
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -162,8 +175,18 @@ def _cmd_render(args: argparse.Namespace) -> int:
                     print(f"{len(rendered.errors)} error(s) in {rendered.commit[:12]}; "
                           "nothing written", file=sys.stderr)
                     return 1
+                if rendered.empty and not args.allow_empty:
+                    print(f"error: no OrasCache renders anything under {args.path!r} in "
+                          f"{rendered.commit[:12]}: refusing to empty "
+                          f"{args.out or args.push_branch} (use --allow-empty); nothing "
+                          "written", file=sys.stderr)
+                    return 1
                 if args.out:
-                    write_tree(rendered.files, Path(args.out))
+                    try:
+                        write_tree(rendered.files, Path(args.out))
+                    except OutputError as err:
+                        print(f"error: {err}", file=sys.stderr)
+                        return 1
                     print(f"rendered {rendered.commit} to {args.out} "
                           f"({len(rendered.files)} files)", file=sys.stderr)
                     return 0
@@ -358,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     target = render.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="DIR")
     target.add_argument("--push-branch", metavar="BRANCH")
+    render.add_argument("--allow-empty", action="store_true",
+                        help="write (or push) a render with no caches, which empties the "
+                        "target (refused by default, as `sync` refuses to prune everything)")
     render.set_defaults(func=_cmd_render)
 
     diff = sub.add_parser(

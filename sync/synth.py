@@ -1,19 +1,19 @@
 """Rendering to files: `orascache synth`, `cdk8s synth` and the committed dist/ tree.
 
 Everything is rendered into memory first and written only when every input is valid,
-so an error never leaves a half-written output directory.
+and then all at once or not at all (sync.outdir), so an error never leaves a
+half-written output directory.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import yaml
 
 from constructs_lib import SpecError, schema, to_yaml
+from sync import outdir as outdir_
 from sync.load import load
 from sync.parallel_render import render_parallel
 
@@ -124,23 +124,12 @@ def dist_files() -> dict[str, str] | list[SpecError]:
 
 
 def write_tree(files: Mapping[str, str], outdir: Path) -> None:
-    """Write `files` under `outdir` and delete files we wrote before that are now stale."""
-    outdir.mkdir(parents=True, exist_ok=True)
-    for rel, text in files.items():
-        write_atomic(outdir / rel, text)
-    for path in sorted(outdir.rglob("*.yaml"), reverse=True):
-        rel = path.relative_to(outdir).as_posix()
-        if rel not in files and path.read_text(encoding="utf-8").startswith(HEADER):
-            path.unlink()
-    for path in sorted((p for p in outdir.rglob("*") if p.is_dir()), reverse=True):
-        if not any(path.iterdir()):
-            path.rmdir()
+    """Write `files` under `outdir`, removing the stale files we wrote before; all or
+    nothing, never outside `outdir`, never over a file we did not write (sync.outdir).
+    Raises OutputError."""
+    outdir_.write_tree(files, outdir, HEADER)
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """Raises OutputError."""
+    outdir_.write_file(path, text)
