@@ -14,6 +14,7 @@ from sync.synth import cache_files, crd_yaml, dist_files, write_atomic, write_tr
 
 if TYPE_CHECKING:
     from sync.git_source import GitSource
+    from sync.oras_cli import Oras
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -167,6 +168,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
                     print(f"rendered {rendered.commit} to {args.out} "
                           f"({len(rendered.files)} files)", file=sys.stderr)
                     return 0
+                if args.push_oci:
+                    return _push_oci(args, source, rendered.files, rendered.commit)
                 new = push_branch(source, rendered, args.push_branch, args.path)
             finally:
                 source.close()
@@ -179,6 +182,45 @@ def _cmd_render(args: argparse.Namespace) -> int:
     else:
         print(f"pushed {new} to {args.push_branch} (render of {rendered.commit})",
               file=sys.stderr)
+    return 0
+
+
+def _registry(args: argparse.Namespace, registry: str) -> Oras:
+    """The oras client for `registry` with the --registry-credentials-* flags."""
+    from sync.git_source import GitSourceError, load_credentials  # noqa: PLC0415
+    from sync.oras_cli import REGISTRY_CREDENTIALS_MOUNT, OciError, Oras  # noqa: PLC0415
+
+    path = Path(args.registry_credentials_file) if args.registry_credentials_file else (
+        Path(REGISTRY_CREDENTIALS_MOUNT) if args.registry_credentials_secret else None)
+    try:
+        creds = load_credentials(path)
+    except GitSourceError as err:
+        raise OciError(str(err)) from None
+    return Oras(registry, creds, plain_http=args.plain_http)
+
+
+def _push_oci(args: argparse.Namespace, source: GitSource, files: dict[str, str],
+              commit: str) -> int:
+    from sync.oci_render import push_artifact  # noqa: PLC0415
+    from sync.oras_cli import OciError, Reference  # noqa: PLC0415
+
+    try:
+        ref = Reference.parse(args.push_oci)
+        oras = _registry(args, ref.registry)
+        try:
+            pushed = push_artifact(oras, ref, files, source=source.display_url,
+                                   revision=f"{source.ref}@sha1:{commit}")
+        finally:
+            oras.close()
+    except OciError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if pushed.new:
+        print(f"pushed {pushed.reference} as {ref} (render of {commit})", file=sys.stderr)
+    else:
+        print(f"{ref} already holds the render of {commit} ({pushed.reference}); "
+              "nothing pushed", file=sys.stderr)
+    print(pushed.reference)
     return 0
 
 
@@ -248,6 +290,21 @@ def _git_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
                         "caches of distinct specs or more need rendering (caches that "
                         "differ only in name share one render); they exit after the render "
                         "(default: usable CPUs - 1, at most 3; 0: render in this process)")
+
+
+def _registry_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("OCI registry")
+    creds = group.add_mutually_exclusive_group()
+    creds.add_argument("--registry-credentials-file", metavar="PATH",
+                       help="registry credentials: a directory with one file per key (a "
+                       "mounted Secret: username, password or token) or a YAML mapping of "
+                       "those keys; given to oras as a 0600 config file, never as an "
+                       "argument (default: oras's own login)")
+    creds.add_argument("--registry-credentials-secret", metavar="NAME",
+                       help="in a Pod: the Secret NAME, which the Deployment mounts at "
+                       "/etc/orascache/registry-credentials")
+    group.add_argument("--plain-http", action="store_true",
+                       help="talk HTTP, not HTTPS, to the registry (local registries)")
 
 
 def _sync_git_arguments(sync: argparse.ArgumentParser) -> None:
@@ -358,6 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     target = render.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", metavar="DIR")
     target.add_argument("--push-branch", metavar="BRANCH")
+    target.add_argument("--push-oci", metavar="REF",
+                        help="push the tree as an OCI artifact in Flux's layout "
+                        "(HOST[:PORT]/REPOSITORY:TAG; only when the tag does not already "
+                        "hold the same layer); prints REPOSITORY@DIGEST")
+    _registry_arguments(render)
     render.set_defaults(func=_cmd_render)
 
     diff = sub.add_parser(
