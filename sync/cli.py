@@ -63,6 +63,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format)
     if args.source == "git":
         return _sync_git(args)
+    if args.source == "oci":
+        return _sync_oci(args)
     namespaces = None if args.all_namespaces else args.namespace
     if args.webhook_cert_dir and not args.webhook_addr:
         print("error: --webhook-cert-dir needs --webhook-addr", file=sys.stderr)
@@ -140,6 +142,38 @@ def _sync_git(args: argparse.Namespace) -> int:
         try:
             source = _git_source(args, Path(args.git_dir or tmp))
         except GitSourceError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        kube = Kube(load_api_client(args.kubeconfig))
+        return GitSyncService(GitSync(kube, source, options), options).run()
+
+
+def _sync_oci(args: argparse.Namespace) -> int:
+    """The git source's pipeline over an OCI artifact followed by tag."""
+    import tempfile  # noqa: PLC0415
+
+    from sync.git_sync import GitOptions, GitSync, GitSyncService  # noqa: PLC0415
+    from sync.kube import Kube, load_api_client  # noqa: PLC0415
+    from sync.oci_source import OciSource  # noqa: PLC0415
+    from sync.oras_cli import OciError, Reference  # noqa: PLC0415
+
+    if not args.artifact:
+        print("error: --source oci needs --artifact REF", file=sys.stderr)
+        return 2
+    if args.namespace and len(args.namespace) > 1:
+        print("error: --source oci takes one --namespace (for namespace-less caches and "
+              "the ApplySet parent)", file=sys.stderr)
+        return 2
+    options = GitOptions(path=args.path, namespace=_default_namespace(args),
+                         applyset_name=args.applyset_name, interval=args.interval,
+                         allow_empty=args.allow_empty, http_addr=args.http_addr or None,
+                         drift_correction=args.drift_correction,
+                         render_workers=args.render_workers)
+    with tempfile.TemporaryDirectory(prefix="orascache-artifact-") as tmp:
+        try:
+            ref = Reference.parse(args.artifact)
+            source = OciSource(ref, _registry(args, ref.registry), Path(tmp))
+        except OciError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
         kube = Kube(load_api_client(args.kubeconfig))
@@ -374,9 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
         "prune what is no longer rendered and report status. Uses the in-cluster "
         "configuration in a Pod, else --kubeconfig (or $KUBECONFIG, ~/.kube/config).",
     )
-    sync.add_argument("--source", choices=["cluster", "git"], default="cluster",
+    sync.add_argument("--source", choices=["cluster", "git", "oci"], default="cluster",
                       help="cluster: OrasCache objects; git: files of --repo at --ref, "
-                      "applied as an ApplySet (no CRD needed)")
+                      "applied as an ApplySet (no CRD needed); oci: the same for the files "
+                      "of the OCI artifact --artifact, followed by tag")
+    sync.add_argument("--artifact", metavar="REF",
+                      help="oci: HOST[:PORT]/REPOSITORY:TAG; every interval resolves the tag "
+                      "and a new digest is a new revision (--path is inside the artifact)")
     scope = sync.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", metavar="NS",
                        help="watch this namespace (repeatable)")
@@ -401,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sync.add_argument("--log-format", default="json", choices=["json", "text"])
     _sync_git_arguments(sync)
+    _registry_arguments(sync)
     sync.set_defaults(func=_cmd_sync)
 
     render = sub.add_parser(

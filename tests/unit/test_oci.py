@@ -10,12 +10,14 @@ import stat
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from sync.git_source import Credentials
-from sync.oci_render import CREATED, build_layer, config_blob
+from sync.oci_render import CONTENT_MEDIA_TYPE, CREATED, build_layer, config_blob
+from sync.oci_source import OciSourceError, content_layer, unpack
 from sync.oras_cli import OciError, Oras, Reference
 
 FILES = {"kustomization.yaml": "resources: []\n", "ns/a.yaml": "kind: A\n",
@@ -124,3 +126,50 @@ def test_layer_digest_is_stable_across_processes() -> None:
     digests = {subprocess.run([sys.executable, "-c", code], cwd=root, text=True,
                               capture_output=True, check=True).stdout for _ in range(2)}
     assert digests == {build_layer({"a.yaml": "a", "b/x.yaml": "x"}).digest}
+
+
+def _tgz(path: Path, build: Callable[[tarfile.TarFile], None]) -> Path:
+    with tarfile.open(path, mode="w:gz") as tar:
+        build(tar)
+    return path
+
+
+def test_content_layer_choice() -> None:
+    flux = {"mediaType": CONTENT_MEDIA_TYPE, "digest": "sha256:f", "size": 10}
+    plain = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:p"}
+    manifest = {"mediaType": "application/vnd.oci.image.manifest.v1+json"}
+    assert content_layer({**manifest, "layers": [plain, flux]}, "r") is flux
+    assert content_layer({**manifest, "layers": [plain]}, "r") is plain
+    with pytest.raises(OciSourceError, match="has no application"):
+        content_layer({**manifest, "layers": [plain, plain]}, "r")
+    with pytest.raises(OciSourceError, match="not an image manifest"):
+        content_layer({"mediaType": "application/vnd.oci.image.index.v1+json"}, "r")
+    with pytest.raises(OciSourceError, match="over the"):
+        content_layer({**manifest, "layers": [{**flux, "size": 1 << 40}]}, "r")
+
+
+def test_unpack_takes_files_and_refuses_links_and_escapes(tmp_path: Path) -> None:
+    good = tmp_path / "good.tgz"
+    good.write_bytes(build_layer(FILES).data)
+    unpack(good, tmp_path / "tree", "r")
+    got = {p.relative_to(tmp_path / "tree").as_posix(): p.read_text()
+           for p in (tmp_path / "tree").rglob("*") if p.is_file()}
+    assert got == FILES
+
+    def link(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("a.yaml")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+
+    def escape(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("../x.yaml")
+        tar.addfile(info, io.BytesIO(b""))
+
+    for name, build, message in (("link", link, "not a regular file"),
+                                 ("escape", escape, "leaves the tree")):
+        with pytest.raises(OciSourceError, match=message):
+            unpack(_tgz(tmp_path / f"{name}.tgz", build), tmp_path / name, "r")
+    junk = tmp_path / "junk.tgz"
+    junk.write_bytes(b"not gzip at all")
+    with pytest.raises(OciSourceError, match="not a valid tar\\+gzip"):
+        unpack(junk, tmp_path / "junk", "r")
