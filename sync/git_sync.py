@@ -55,12 +55,13 @@ from sync.applyset import (
 )
 from sync.applyset import NAMESPACES_ANNOTATION as NSS
 from sync.events import EventRecorder
-from sync.git_source import GitSource, GitSourceError, UnsafeRevision, redact
+from sync.git_source import GitSourceError, UnsafeRevision, redact
 from sync.health import HealthServer
 from sync.kube import RESOURCES, Kube, Obj, api_error_message, resource_for
 from sync.load import load
 from sync.metrics import Metrics
 from sync.parallel_render import render_parallel
+from sync.revision_source import RevisionSource
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class Stopwatch:
 class GitSync:
     """One ApplySet kept equal to the rendered caches of one git ref and path."""
 
-    def __init__(self, kube: Kube, source: GitSource, options: GitOptions, *,
+    def __init__(self, kube: Kube, source: RevisionSource, options: GitOptions, *,
                  applier: Applier | None = None, metrics: Metrics | None = None) -> None:
         self.kube = kube
         self.source = source

@@ -83,6 +83,23 @@ def install_git_files() -> dict[str, str]:
                                + to_yaml(service)})
 
 
+OCI_INSTALL_NOTE = (
+    "# The sync service following an OCI artifact: `kubectl apply -k dist/install-oci/`,\n"
+    "# after pointing ORASCACHE_OCI_ARTIFACT/PATH at your artifact with a kustomize patch\n"
+    "# and creating the Secret oras-cache-registry-credentials (see docs/gitops.md).\n"
+)
+
+
+def install_oci_files() -> dict[str, str]:
+    """The OCI source's install (`OciSyncService` with its defaults: a placeholder
+    artifact, overridden by a kustomize patch of the container's env)."""
+    from constructs_lib.install_oci import render_oci_install  # noqa: PLC0415 - see dist_files
+
+    service = render_oci_install()
+    return with_kustomization({"oci-sync-service.yaml": HEADER + OCI_INSTALL_NOTE
+                               + to_yaml(service)})
+
+
 PIPELINE_CACHE = ("workflows", "shared")  # the example cache the example pipeline uses
 
 
@@ -120,6 +137,7 @@ def dist_files() -> dict[str, str] | list[SpecError]:
         **{f"examples/pipelines/{k}": v for k, v in pipeline_files().items()},
         **{f"install/{k}": v for k, v in install_files().items()},
         **{f"install-git/{k}": v for k, v in install_git_files().items()},
+        **{f"install-oci/{k}": v for k, v in install_oci_files().items()},
     }
 
 
