@@ -213,8 +213,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
                 if rendered.empty and not args.allow_empty:
                     print(f"error: no OrasCache renders anything under {args.path!r} in "
                           f"{rendered.commit[:12]}: refusing to empty "
-                          f"{args.out or args.push_branch or args.push_oci} (use --allow-empty); nothing "
-                          "written", file=sys.stderr)
+                          f"{args.out or args.push_branch or args.push_oci} "
+                          "(use --allow-empty); nothing written", file=sys.stderr)
                     return 1
                 if args.out:
                     try:
@@ -401,6 +401,30 @@ def _webhook_arguments(sync: argparse.ArgumentParser) -> None:
                       "--webhook-cert-validity then do not apply")
 
 
+def _add_render_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    render = sub.add_parser(
+        "render",
+        help="render the caches of a git ref to a directory or a branch",
+        description="Fetch --repo at --ref, render every OrasCache under --path to the "
+        "dist/ layout (<namespace>/<name>.yaml and a kustomization.yaml), and write it to "
+        "--out, or commit it to --push-branch of the same remote (only when it changed; "
+        "the message names the source commit).",
+    )
+    _git_arguments(render, required=True)
+    target = render.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="DIR")
+    target.add_argument("--push-branch", metavar="BRANCH")
+    target.add_argument("--push-oci", metavar="REF",
+                        help="push the tree as an OCI artifact in Flux's layout "
+                        "(HOST[:PORT]/REPOSITORY:TAG; only when the tag does not already "
+                        "hold the same layer); prints REPOSITORY@DIGEST")
+    _registry_arguments(render)
+    render.add_argument("--allow-empty", action="store_true",
+                        help="write (or push) a render with no caches, which empties the "
+                        "target (refused by default, as `sync` refuses to prune everything)")
+    render.set_defaults(func=_cmd_render)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orascache", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -465,27 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_arguments(sync)
     sync.set_defaults(func=_cmd_sync)
 
-    render = sub.add_parser(
-        "render",
-        help="render the caches of a git ref to a directory or a branch",
-        description="Fetch --repo at --ref, render every OrasCache under --path to the "
-        "dist/ layout (<namespace>/<name>.yaml and a kustomization.yaml), and write it to "
-        "--out, or commit it to --push-branch of the same remote (only when it changed; "
-        "the message names the source commit).",
-    )
-    _git_arguments(render, required=True)
-    target = render.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", metavar="DIR")
-    target.add_argument("--push-branch", metavar="BRANCH")
-    target.add_argument("--push-oci", metavar="REF",
-                        help="push the tree as an OCI artifact in Flux's layout "
-                        "(HOST[:PORT]/REPOSITORY:TAG; only when the tag does not already "
-                        "hold the same layer); prints REPOSITORY@DIGEST")
-    _registry_arguments(render)
-    render.add_argument("--allow-empty", action="store_true",
-                        help="write (or push) a render with no caches, which empties the "
-                        "target (refused by default, as `sync` refuses to prune everything)")
-    render.set_defaults(func=_cmd_render)
+    _add_render_parser(sub)
 
     diff = sub.add_parser(
         "diff",

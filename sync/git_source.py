@@ -287,6 +287,9 @@ class GitSource:
             env["GIT_SSH_COMMAND"] = shlex.join(ssh)  # git runs it through a shell
         return env
 
+    def secrets(self) -> list[str]:
+        return self.credentials.secrets()
+
     def close(self) -> None:
         if self._secret_dir is not None:
             shutil.rmtree(self._secret_dir, ignore_errors=True)

@@ -341,7 +341,7 @@ class GitSync:
         else:
             log.error("unexpected error in a revision", exc_info=exc)
             message = f"unexpected {type(exc).__name__}: {exc}"
-        return redact(message, self.source.credentials.secrets())
+        return redact(message, self.source.secrets())
 
     def _keeping(self) -> str:
         return f"last good revision {self.last_good[:12]}" if self.last_good else (

@@ -112,6 +112,9 @@ class OciSource:
     def display_url(self) -> str:
         return f"oci://{self.reference.name}"
 
+    def secrets(self) -> list[str]:
+        return self.oras.secrets()
+
     def fetch(self) -> str:
         """The digest the tag names now (a pinned digest is checked to exist)."""
         with _source_errors():

@@ -2,7 +2,8 @@
 (sync/git_source.py) or an OCI artifact followed by tag (sync/oci_source.py).
 
 `fetch` names the current revision (a commit, a manifest digest), `checkout` makes its
-files a directory, `path_exists` says whether the followed path is in it. Failures raise
+files a directory, `path_exists` says whether the followed path is in it, `secrets` are
+what no message may show. Failures raise
 `GitSourceError` (or a subclass): the pipeline then applies and prunes nothing.
 """
 
@@ -25,5 +26,9 @@ class RevisionSource(Protocol):
     def checkout(self, commit: str) -> Revision: ...
 
     def path_exists(self, commit: str, path: str) -> bool: ...
+
+    def secrets(self) -> list[str]:
+        """Credential values to redact from any message about this source."""
+        ...
 
     def close(self) -> None: ...
