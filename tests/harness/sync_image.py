@@ -182,8 +182,14 @@ def _mmdebstrap_argv(rootfs: Path) -> list[str]:
     ]
 
 
+# The runtime provides /dev (device nodes in a layer only get in the way); apt is not in
+# the image, its directories (owned by _apt or root, depending on the host) are left out.
+_BASE_EXCLUDES = ("dev/*", "var/cache/apt", "var/lib/apt")
+
+
 def base_key() -> str:
-    return _key("base", 1, _mmdebstrap_argv(Path("ROOTFS")), source_date_epoch())
+    return _key("base", 2, _mmdebstrap_argv(Path("ROOTFS")), _BASE_EXCLUDES,
+                source_date_epoch())
 
 
 def ensure_base() -> Path:
@@ -207,9 +213,8 @@ def ensure_base() -> Path:
         packages = _run(["chroot", str(rootfs), "dpkg-query", "-W",
                          "-f", "${Package} ${Version}\\n"], "dpkg-query")
         (base / "packages.txt").write_text(packages)
-        # The container runtime provides /dev; device nodes in a layer only get in the way.
         members = sorted(os.listdir(rootfs))
-        _tar(rootfs, members, base / "layer.tmp", "--exclude=dev/*")
+        _tar(rootfs, members, base / "layer.tmp", *(f"--exclude={e}" for e in _BASE_EXCLUDES))
         os.replace(base / "layer.tmp", base / "layer.tar")
     return base
 
@@ -235,12 +240,16 @@ def node_layer(node: Path) -> Path:
 
 
 # ----- layer 3: the venv -------------------------------------------------------------------
+_PACKAGE_DATA = ("py.typed", "jsii_kernel.js")  # = pyproject's package-data
+
+
 def _project_files() -> list[Path]:
-    """What goes into the wheel (a superset: every file of the two packages)."""
+    """What goes into the wheel: the two packages' modules and package data."""
     files = [REPO / "pyproject.toml", REPO / "README.md"]
     for package in ("constructs_lib", "sync"):
         for path in sorted((REPO / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            if path.is_file() and "__pycache__" not in path.parts and (
+                    path.suffix == ".py" or path.name in _PACKAGE_DATA):
                 files.append(path)
     return files
 
