@@ -127,9 +127,8 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _run(argv: Sequence[str], what: str, **kwargs: object) -> str:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False,
-                          **kwargs)  # type: ignore[call-overload]
+def _run(argv: Sequence[str], what: str, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise BuildError(f"{what} failed ({proc.returncode}):\n"
                          f"{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
@@ -306,6 +305,22 @@ def _wheels(dest: Path) -> None:
              "pip download (dependencies)", env=env)
 
 
+def _check_pinned(wheels: Path) -> None:
+    """Every dependency downloaded is pinned in CONSTRAINTS (a new transitive dependency
+    would otherwise come in at whatever version PyPI has that day)."""
+    from packaging.utils import canonicalize_name, parse_wheel_filename  # noqa: PLC0415
+
+    pinned = {canonicalize_name(line.partition("==")[0])
+              for line in (REPO / CONSTRAINTS).read_text().splitlines()
+              if line and not line.startswith("#")}
+    loose = sorted(str(name) for name, *_ in (parse_wheel_filename(w.name)
+                                              for w in wheels.glob("*.whl"))
+                   if name not in pinned and name not in ("oras-cache", "pip"))
+    if loose:
+        raise BuildError(f"not pinned in {CONSTRAINTS}: {', '.join(loose)}; run "
+                         "`.venv/bin/python -m tests.harness.sync_image lock`")
+
+
 def venv_layer(base: Path) -> Path:
     out = images_dir() / f"sync-venv-{venv_key(base.name)}.tar"
     if out.is_file():
@@ -316,6 +331,7 @@ def venv_layer(base: Path) -> Path:
         venv = work / VENV.lstrip("/")
         venv.mkdir(parents=True)
         _wheels(work / "tmp" / "wheels")
+        _check_pinned(work / "tmp" / "wheels")
         shutil.copy(REPO / CONSTRAINTS, work / "tmp" / "constraints.txt")
         (work / "tmp" / "install.sh").write_text(_install_script())
         rootfs = base / "rootfs"

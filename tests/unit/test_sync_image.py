@@ -213,3 +213,13 @@ def test_parse_dockerfile() -> None:
     assert apt_installed(parsed.stages[0]) == ["p", "q"]
     assert env_of(parsed.stages[1]) == {"K": "v", "L": "a b"}
     assert parsed.stages[1].all("USER") == ["1:2"]
+
+
+def test_a_dependency_missing_from_the_constraints_stops_the_build(tmp_path: Path) -> None:
+    for name in ("aiohttp-3.14.5-py3-none-any.whl", "oras_cache-0.1.0-py3-none-any.whl",
+                 "pip-26.3-py3-none-any.whl"):
+        (tmp_path / name).touch()
+    pins._check_pinned(tmp_path)  # all pinned (the project and pip are not dependencies)
+    (tmp_path / "new_dep-1.0-py3-none-any.whl").touch()
+    with pytest.raises(pins.BuildError, match=r"not pinned in .*constraints\.txt: new-dep"):
+        pins._check_pinned(tmp_path)
