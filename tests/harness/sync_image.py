@@ -228,13 +228,16 @@ def node_layer(node: Path) -> Path:
     out = images_dir() / f"sync-node-{_key('node', _file_digest(node), NODE_PATH)}.tar"
     if out.is_file():
         return out
-    tmp = out.with_suffix(".tmp")
-    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar, open(node, "rb") as handle:
-        info = _tarinfo(NODE_PATH.lstrip("/"), tarfile.REGTYPE, 0o755, node.stat().st_size)
-        info.uname = info.gname = ""
-        info.mtime = source_date_epoch()
-        tar.addfile(info, handle)
-    os.replace(tmp, out)
+    images_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sync-node-", dir=images_dir()) as tmp:
+        layer = Path(tmp) / "layer.tar"
+        with tarfile.open(layer, "w", format=tarfile.PAX_FORMAT) as tar, \
+                open(node, "rb") as handle:
+            info = _tarinfo(NODE_PATH.lstrip("/"), tarfile.REGTYPE, 0o755, node.stat().st_size)
+            info.uname = info.gname = ""
+            info.mtime = source_date_epoch()
+            tar.addfile(info, handle)
+        os.replace(layer, out)
     return out
 
 
@@ -430,21 +433,21 @@ def unpack(image: Path) -> tuple[Path, dict[str, Any]]:
     runtime would start."""
     ensure_tools()
     done = image.with_suffix(".unpacked")
-    if not (done / "config.json").is_file():
-        with tempfile.TemporaryDirectory(prefix="sync-unpack-", dir=images_dir()) as tmp:
-            work = Path(tmp)
+    with _lock(images_dir() / ".sync-unpack.lock"), \
+            tempfile.TemporaryDirectory(prefix="sync-unpack-", dir=images_dir()) as tmp:
+        if not (done / "config.json").is_file():
+            work, bundle = Path(tmp), Path(tmp) / "bundle"
+            bundle.mkdir()
             with tarfile.open(image) as tar:
                 tar.extractall(work / "layout", filter="data")
             ref = f"{work / 'layout'}:{project_version()}"
-            _run(["umoci", "raw", "unpack", "--image", ref, str(work / "rootfs")],
+            _run(["umoci", "raw", "unpack", "--image", ref, str(bundle / "rootfs")],
                  "umoci raw unpack")
             _run(["umoci", "raw", "runtime-config", "--image", ref,
-                  "--rootfs", str(work / "rootfs"), str(work / "config.json")],
+                  "--rootfs", str(bundle / "rootfs"), str(bundle / "config.json")],
                  "umoci raw runtime-config")
-            shutil.rmtree(work / "layout")
             shutil.rmtree(done, ignore_errors=True)
-            os.replace(work, done)
-            done.chmod(0o755)
+            os.replace(bundle, done)
     config: dict[str, Any] = json.loads((done / "config.json").read_text())
     return done / "rootfs", config
 
