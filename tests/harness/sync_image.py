@@ -38,6 +38,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -287,25 +288,52 @@ def venv_key(base: str) -> str:
                 project_digest(), _install_script(), source_date_epoch())
 
 
-def _wheels(dest: Path) -> None:
-    """The project's wheel (built from a copy of its files), its dependencies and pip."""
-    src = dest.parent / "src"
-    for path in _project_files():
-        target = src / path.relative_to(REPO)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+def _pip_env() -> dict[str, str]:
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch())}
     env.pop("PIP_FIND_LINKS", None)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    with _progress("the wheel and its dependencies"):
-        _run([*pip, "wheel", "-q", "--no-deps", "-w", str(dest), str(src)],
-             "pip wheel (the project)", env=env)
-        platforms = [arg for p in _PLATFORMS for arg in ("--platform", p)]
-        _run([*pip, "download", "-q", "-d", str(dest), "--only-binary=:all:", *platforms,
-              "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
-              "--constraint", str(REPO / CONSTRAINTS), f"pip=={PIP_VERSION}",
-              *sorted(str(w) for w in dest.glob("oras_cache-*.whl"))],
-             "pip download (dependencies)", env=env)
+    return env
+
+
+_PIP = (sys.executable, "-m", "pip", "--disable-pip-version-check")
+
+
+def _project_wheel(dest: Path) -> None:
+    """The project's wheel, built from a copy of the files it is made of."""
+    with tempfile.TemporaryDirectory(prefix="sync-src-") as tmp:
+        for path in _project_files():
+            target = Path(tmp) / path.relative_to(REPO)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+        _run([*_PIP, "wheel", "-q", "--no-deps", "-w", str(dest), tmp],
+             "pip wheel (the project)", env=_pip_env())
+
+
+def _download(dest: Path, constraints: Path) -> None:
+    """pyproject's dependencies (and theirs) as wheels for the image's Python, and pip."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    platforms = [arg for p in _PLATFORMS for arg in ("--platform", p)]
+    _run([*_PIP, "download", "-q", "-d", str(dest), "--only-binary=:all:", *platforms,
+          "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+          "--constraint", str(constraints), f"pip=={PIP_VERSION}", *deps],
+         "pip download (dependencies)", env=_pip_env())
+
+
+def dependency_wheels() -> Path:
+    """The dependencies' wheels (cached by pyproject's dependencies and the constraints):
+    a change to the project's code downloads nothing."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    key = _key("wheels", 1, deps, (REPO / CONSTRAINTS).read_text(), PIP_VERSION, _PLATFORMS)
+    out = images_dir() / f"sync-wheels-{key}"
+    if out.is_dir():
+        return out
+    with tempfile.TemporaryDirectory(prefix="sync-wheels-", dir=images_dir()) as tmp:
+        wheels = Path(tmp) / "wheels"
+        with _progress("downloading the dependencies' wheels"):
+            _download(wheels, REPO / CONSTRAINTS)
+        _check_pinned(wheels)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(wheels, out)
+    return out
 
 
 def _check_pinned(wheels: Path) -> None:
@@ -333,8 +361,8 @@ def venv_layer(base: Path) -> Path:
         (work / "tmp" / "wheels").mkdir(parents=True)
         venv = work / VENV.lstrip("/")
         venv.mkdir(parents=True)
-        _wheels(work / "tmp" / "wheels")
-        _check_pinned(work / "tmp" / "wheels")
+        shutil.copytree(dependency_wheels(), work / "tmp" / "wheels", dirs_exist_ok=True)
+        _project_wheel(work / "tmp" / "wheels")
         shutil.copy(REPO / CONSTRAINTS, work / "tmp" / "constraints.txt")
         (work / "tmp" / "install.sh").write_text(_install_script())
         rootfs = base / "rootfs"
@@ -411,9 +439,10 @@ def build(node: Path) -> Path:
 
 
 def _prune(keep: Path, newest: int = 3) -> None:
-    """Older builds: keep the ``newest`` images, venv layers and Debian bases (other
+    """Older builds: keep the ``newest`` images, venv layers, wheel sets and Debian bases (other
     worktrees may use them), delete the rest and the unpacked copies of deleted images."""
-    for pattern in ("oras-cache-sync-*.tar", "sync-venv-*.tar", "sync-base-*"):
+    for pattern in ("oras-cache-sync-*.tar", "sync-venv-*.tar", "sync-base-*",
+                    "sync-wheels-*"):
         found = sorted(images_dir().glob(pattern), key=lambda p: p.stat().st_mtime,
                        reverse=True)
         for stale in found[newest:]:
@@ -502,19 +531,13 @@ def lock() -> Path:
         "# satisfy pyproject.toml. Regenerate: .venv/bin/python -m tests.harness.sync_image lock\n"
     )
     with tempfile.TemporaryDirectory(prefix="sync-lock-") as tmp:
-        wheels = Path(tmp) / "wheels"
-        saved = (REPO / CONSTRAINTS).read_text() if (REPO / CONSTRAINTS).exists() else None
-        (REPO / CONSTRAINTS).write_text("")  # resolve afresh
-        try:
-            _wheels(wheels)
-        except BaseException:
-            if saved is not None:
-                (REPO / CONSTRAINTS).write_text(saved)
-            raise
+        wheels, unconstrained = Path(tmp) / "wheels", Path(tmp) / "none.txt"
+        unconstrained.write_text("")
+        _download(wheels, unconstrained)
         pins = {}
         for wheel in wheels.glob("*.whl"):
             name, version, _, _ = parse_wheel_filename(wheel.name)
-            if name not in ("oras-cache", "pip"):
+            if name != "pip":
                 pins[str(name)] = str(version)
     (REPO / CONSTRAINTS).write_text(header + "".join(f"{n}=={pins[n]}\n" for n in sorted(pins)))
     return REPO / CONSTRAINTS
