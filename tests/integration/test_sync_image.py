@@ -64,7 +64,7 @@ def skopeo_inspect(image: Path, *args: str) -> dict[str, Any]:
 def test_a_valid_oci_archive(image: Path) -> None:
     info = skopeo_inspect(image)
     assert (info["Architecture"], info["Os"]) == ("amd64", "linux")
-    assert len(info["Layers"]) == 3  # Debian, Node, the venv
+    assert len(info["Layers"]) == 4  # Debian, Node, oras, the venv
     assert info["Labels"]["org.opencontainers.image.version"] == sync_image.project_version()
     config = skopeo_inspect(image, "--config")["config"]
     assert config["Entrypoint"] == ["/opt/orascache/bin/orascache"]
