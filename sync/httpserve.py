@@ -32,6 +32,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 _DECIMAL = re.compile(r"[0-9]{1,15}")
 CHUNK = 64 * 1024
+DRAIN_BYTES, DRAIN_SECONDS = 256 * 1024, 0.5
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ def _cut(sock: socket.socket) -> None:
 class BoundedHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections
+    # (retried after 1 s, 3 s, ...): a probe would wait behind them.
+    request_queue_size = 128
 
     def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler],
                  limits: Limits) -> None:
@@ -223,9 +227,21 @@ class BoundedHandler(BaseHTTPRequestHandler):
         return body, length
 
     def refuse(self, code: int, reason: str) -> None:
-        """Answer with the reason and close: the rest of the request is not read."""
+        """Answer with the reason and close: the rest of the request is not read. A
+        little of it is drained first (as Go's net/http does): closing with unread data
+        sends a reset, which can reach a client still sending before it reads the
+        answer."""
         self.close_connection = True
         self.reply(code, f"{reason}\n".encode(), close=True)
+        self.wfile.flush()
+        with contextlib.suppress(OSError, ValueError):
+            self.connection.settimeout(DRAIN_SECONDS)
+            left = DRAIN_BYTES
+            while left > 0:
+                piece = self.connection.recv(min(CHUNK, left))
+                if not piece:
+                    break
+                left -= len(piece)
 
     def reply(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8",
               close: bool = False, headers: dict[str, str] | None = None) -> None:
