@@ -52,9 +52,8 @@ class HealthServer:
                     return
                 wait = trigger.limit.take()
                 if wait:
-                    self.close_connection = True
-                    self.reply(429, b"too many requests\n", close=True,
-                               headers={"Retry-After": str(math.ceil(wait))})
+                    self.refuse(429, "too many requests",
+                                headers={"Retry-After": str(math.ceil(wait))})
                     return
                 length = self.content_length(MAX_TRIGGER_BODY)
                 if length is None:

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -151,8 +152,13 @@ class BoundedHTTPServer(ThreadingHTTPServer):
                 _cut(conn)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A bug in a handler: logged (not printed to stderr); the connection closes."""
-        log.exception("error answering %s", client_address[0] if client_address else "?")
+        """Logged, not printed to stderr; the connection closes. A connection that broke
+        (the client left, or was cut here) is no news."""
+        peer = client_address[0] if client_address else "?"
+        if isinstance(sys.exc_info()[1], OSError):
+            log.debug("connection from %s broke", peer, exc_info=True)
+        else:
+            log.exception("error answering %s", peer)
 
     def server_close(self) -> None:
         self._closed.set()
@@ -226,13 +232,13 @@ class BoundedHandler(BaseHTTPRequestHandler):
             raise
         return body, length
 
-    def refuse(self, code: int, reason: str) -> None:
+    def refuse(self, code: int, reason: str, headers: dict[str, str] | None = None) -> None:
         """Answer with the reason and close: the rest of the request is not read. A
         little of it is drained first (as Go's net/http does): closing with unread data
         sends a reset, which can reach a client still sending before it reads the
         answer."""
         self.close_connection = True
-        self.reply(code, f"{reason}\n".encode(), close=True)
+        self.reply(code, f"{reason}\n".encode(), close=True, headers=headers)
         self.wfile.flush()
         with contextlib.suppress(OSError, ValueError):
             self.connection.settimeout(DRAIN_SECONDS)

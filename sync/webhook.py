@@ -154,9 +154,13 @@ class WebhookServer:
         class Handler(BoundedHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: the API server reuses connections
 
-            def setup(self) -> None:
-                super().setup()
-                self.request.do_handshake()  # here, in this connection's own thread
+            def handle(self) -> None:
+                try:  # here, in this connection's own thread, within the read deadline
+                    self.request.do_handshake()
+                except OSError:  # not TLS, gone, or cut while idle: nothing to answer
+                    self.close_connection = True
+                    return
+                super().handle()
 
             def do_POST(self) -> None:
                 if self.path.split("?")[0] != "/mutate":
