@@ -190,8 +190,10 @@ def test_a_slow_sender_is_cut_at_the_read_deadline() -> None:
 
 def test_busy_connections_are_bounded_and_new_ones_refused_not_queued() -> None:
     release = threading.Event()
+    entered = threading.Semaphore(0)
 
     def slow(obj: Obj, kind: str, namespace: str) -> Obj | None:
+        entered.release()
         release.wait(10)
         return None
 
@@ -200,7 +202,7 @@ def test_busy_connections_are_bounded_and_new_ones_refused_not_queued() -> None:
         busy = [https(server.port) for _ in range(2)]
         for conn in busy:
             conn.request("POST", "/mutate", body=GOOD)
-        time.sleep(0.5)
+        assert entered.acquire(timeout=5) and entered.acquire(timeout=5)
         refused = https(server.port)
         with pytest.raises(OSError):
             refused.request("POST", "/mutate", body=GOOD)
