@@ -64,6 +64,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     if args.source == "git":
         return _sync_git(args)
     namespaces = None if args.all_namespaces else args.namespace
+    if args.trigger_token_file or args.trigger_secret:
+        print("error: POST /trigger is served by --source git only", file=sys.stderr)
+        return 2
     if args.webhook_cert_dir and not args.webhook_addr:
         print("error: --webhook-cert-dir needs --webhook-addr", file=sys.stderr)
         return 2

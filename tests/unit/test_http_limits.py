@@ -379,6 +379,18 @@ def _headers(*lines: str) -> Any:
     return io.BytesIO("".join(f"{line}\r\n" for line in lines).encode() + b"\r\n")
 
 
+def test_trigger_flags_are_refused_where_there_is_no_trigger(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sync.cli import main  # noqa: PLC0415
+
+    assert main(["sync", "--trigger-token-file", "/nonexistent"]) == 2
+    assert "--source git only" in capsys.readouterr().err
+    assert main(["sync", "--source", "git", "--repo", "file:///nowhere",
+                 "--trigger-token-file", "/nonexistent/token"]) == 1
+    assert "error: trigger token /nonexistent/token: No such file" in capsys.readouterr().err
+
+
 def test_servers_listen_on_loopback_unless_told_otherwise() -> None:
     assert build_parser().parse_args(["sync"]).http_addr == "127.0.0.1:8080"
     assert Options().http_addr == GitOptions().http_addr == "127.0.0.1:8080"
