@@ -166,8 +166,11 @@ demo-git: cluster-up ## follow a local git repo made from examples/: commit a ch
 	rm -rf "$$repo"; git init -q -b main "$$repo"; mkdir "$$repo/caches"; \
 	cp examples/*.yaml "$$repo/caches/"; g add -A; g commit -qm "caches from examples/"; \
 	k create namespace workflows --dry-run=client -o yaml | k apply -f - ; \
+	token=$(abspath $(CLUSTER_DIR))/demo-trigger-token; \
+	(umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$$token"); \
 	nohup $(VENV)/bin/orascache sync --source git --repo "file://$$repo" --ref main \
 	  --path caches --namespace default --interval 1h --http-addr 127.0.0.1:8090 \
+	  --trigger-token-file "$$token" \
 	  --kubeconfig $(CLUSTER_DIR)/kubeconfig > $(CLUSTER_DIR)/sync-git.log 2>&1 & \
 	echo $$! > $$pidfile; echo "git sync started (pid $$(cat $$pidfile), log $(CLUSTER_DIR)/sync-git.log)"; \
 	applied() { k get configmap orascache-git -n default \
@@ -179,7 +182,9 @@ demo-git: cluster-up ## follow a local git repo made from examples/: commit a ch
 	k get statefulsets,services -A -l applyset.kubernetes.io/part-of; \
 	sed -i 's/port: 8080/port: 9090/' "$$repo/caches/persistent.yaml"; \
 	g commit -qam "persistent: serve on port 9090"; \
-	echo "+ curl -X POST 127.0.0.1:8090/trigger"; curl -fsS -X POST 127.0.0.1:8090/trigger; \
+	echo "+ curl -X POST -H 'Authorization: Bearer ...' 127.0.0.1:8090/trigger"; \
+	curl -fsS -X POST -H @<(printf 'Authorization: Bearer %s\n' "$$(cat "$$token")") \
+	  127.0.0.1:8090/trigger; \
 	wait_applied $$(g rev-parse HEAD); \
 	k get service persistent -n workflows -o jsonpath='{.spec.ports[0].port}{"\n"}'; \
 	k get configmap orascache-git -n default -o jsonpath='{.metadata.annotations}{"\n"}'; \

@@ -446,6 +446,7 @@ GIT_CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"  # = sync.git_source.CR
 GIT_CLONE_DIR = "/var/lib/orascache/git"
 DEFAULT_GIT_REPO = "https://git.example.com/your-org/your-caches.git"  # a placeholder
 DEFAULT_GIT_CREDENTIALS_SECRET = "oras-cache-git-credentials"
+GIT_TRIGGER_MOUNT = "/etc/orascache/trigger"  # = sync.trigger.TRIGGER_MOUNT
 DEFAULT_APPLYSET_NAME = "orascache-git"
 # The environment variables the container args refer to as $(NAME): a kustomize patch of
 # the container's `env` (merged by name) points an install at another repo, ref or path.
@@ -488,6 +489,7 @@ def git_sync_args(
     metrics_port: int,
     credentials: bool,
     drift_correction: bool,
+    trigger_secret: str | None = None,
 ) -> list[str]:
     """Container args of the git source; repo, ref and path come from the environment."""
     return [
@@ -518,6 +520,7 @@ def git_sync_args(
         "1",
         *(["--credentials-file", GIT_CREDENTIALS_MOUNT] if credentials else []),
         *([] if drift_correction else ["--no-drift-correction"]),
+        *(["--trigger-secret", trigger_secret] if trigger_secret else []),
     ]
 
 
@@ -540,6 +543,11 @@ class GitSyncService(_ServiceConstruct):
     `ssh-privatekey` + `known_hosts`) is mounted read-only at `GIT_CREDENTIALS_MOUNT`
     with mode 0400; `fsGroup` makes it readable by the non-root user. `None`: no
     credentials (a public repository).
+
+    `trigger_secret`: a Secret whose key `token` (16 bytes or more) turns on POST /trigger
+    for callers that show it (bearer token, GitLab token, or GitHub signature); mounted
+    like the credentials at `GIT_TRIGGER_MOUNT`. `None` (the default): no /trigger, the
+    repository is fetched every `interval`.
     """
 
     account = GIT_NAME
@@ -564,6 +572,7 @@ class GitSyncService(_ServiceConstruct):
         namespace: str = DEFAULT_NAMESPACE,
         image: str = DEFAULT_IMAGE,
         metrics_port: int = DEFAULT_METRICS_PORT,
+        trigger_secret: str | None = None,
     ) -> None:
         super().__init__(scope, id)
         url = urlsplit(repo)
@@ -602,6 +611,21 @@ class GitSyncService(_ServiceConstruct):
                     name="git-credentials", mount_path=GIT_CREDENTIALS_MOUNT, read_only=True
                 )
             )
+        if trigger_secret is not None:
+            volumes.append(
+                k8s.Volume(
+                    name="trigger-token",
+                    secret=k8s.SecretVolumeSource(
+                        secret_name=trigger_secret,
+                        default_mode=0o400,
+                        optional=False,
+                        items=[k8s.KeyToPath(key="token", path="token")],
+                    ),
+                )
+            )
+            mounts.append(
+                k8s.VolumeMount(name="trigger-token", mount_path=GIT_TRIGGER_MOUNT, read_only=True)
+            )
         env = [
             k8s.EnvVar(name=GIT_ENV["repo"], value=repo),
             k8s.EnvVar(name=GIT_ENV["ref"], value=ref),
@@ -614,6 +638,7 @@ class GitSyncService(_ServiceConstruct):
             metrics_port=metrics_port,
             credentials=credentials_secret is not None,
             drift_correction=drift_correction,
+            trigger_secret=trigger_secret,
         )
         self.deployment = k8s.KubeDeployment(
             self,
@@ -634,7 +659,9 @@ class GitSyncService(_ServiceConstruct):
                         env=env,
                         volumes=volumes,
                         mounts=mounts,
-                        fs_group=RUN_AS_USER if credentials_secret is not None else None,
+                        fs_group=RUN_AS_USER
+                        if credentials_secret is not None or trigger_secret is not None
+                        else None,
                     ),
                 ),
             ),

@@ -8,27 +8,60 @@ creates carry the wiring already and are left alone.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from constructs_lib import parse_oras_cache, schema
 from constructs_lib.annotations import PREFIX, AnnotationError, parse_annotations
 from constructs_lib.workflow import WiringError, is_wired, restart_warning, wire_pod_spec
 from sync.kube import RESOURCES, Kube, Obj
-from sync.webhook import AdmissionDenied, Mutate, Mutation
+from sync.webhook import AdmissionDenied, Mutate, Mutation, NamespaceNotServed
 
 CACHES = RESOURCES[(schema.API_VERSION, schema.KIND)]
 Lookup = Callable[[str], Obj | None]  # "namespace/name" -> OrasCache, from a watch cache
 
 
-def make_mutator(kube: Kube, cached: Lookup | None = None) -> Mutate:
+# Left out of an install's namespaceSelector when it serves every namespace, with the
+# service's own namespace (constructs_lib.install).
+NEVER_SERVED = ("kube-system",)
+
+
+@dataclass(frozen=True)
+class NamespaceScope:
+    """The namespaces the webhook answers for: those the service syncs (`only`), or,
+    when it syncs every namespace, all but `excluded`. A review from any other namespace
+    (a direct caller: the API server only sends what the namespaceSelector matches) is
+    refused before anything is looked up, so the answer says nothing about what exists
+    there."""
+
+    only: frozenset[str] | None = None
+    excluded: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, namespaces: Iterable[str] | None, own: str | None = None) -> NamespaceScope:
+        if namespaces is not None:
+            return cls(only=frozenset(namespaces))
+        return cls(excluded=frozenset([*NEVER_SERVED, *([own] if own else [])]))
+
+    def serves(self, namespace: str) -> bool:
+        if namespace in self.excluded or not namespace:
+            return False
+        return self.only is None or namespace in self.only
+
+
+def make_mutator(kube: Kube, cached: Lookup | None = None,
+                 scope: NamespaceScope = NamespaceScope()) -> Mutate:
     """`cached` answers from memory; a miss (e.g. a cache created a moment ago) is read
-    from the API server, so admission never denies on a stale cache."""
+    from the API server, so admission never denies on a stale cache. Only namespaces in
+    `scope` are answered."""
 
     def find(namespace: str, name: str) -> Obj | None:
         found = cached(f"{namespace}/{name}") if cached else None
         return found if found is not None else kube.get(CACHES, namespace, name)
 
     def mutate(obj: Obj, kind: str, namespace: str) -> Mutation:
+        if not scope.serves(namespace):
+            raise NamespaceNotServed(namespace)
         if kind == "Pod":
             path: tuple[str, ...] = ("spec",)
         elif kind == "Job":

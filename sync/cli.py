@@ -12,6 +12,7 @@ from constructs_lib.render import CACHES_PER_CHART
 from sync.outdir import OutputError
 from sync.parallel_render import MIN_CHUNKS
 from sync.synth import cache_files, crd_yaml, dist_files, write_atomic, write_tree
+from sync.trigger import TRIGGER_MOUNT
 
 if TYPE_CHECKING:
     from sync.git_source import GitSource
@@ -79,6 +80,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     if args.source == "oci":
         return _sync_oci(args)
     namespaces = None if args.all_namespaces else args.namespace
+    if args.trigger_token_file or args.trigger_secret:
+        print("error: POST /trigger is served by --source git only", file=sys.stderr)
+        return 2
     if args.webhook_cert_dir and not args.webhook_addr:
         print("error: --webhook-cert-dir needs --webhook-addr", file=sys.stderr)
         return 2
@@ -100,6 +104,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         webhook_addr=args.webhook_addr, webhook_hosts=tuple(args.webhook_host or ()),
         webhook_config=args.webhook_config, webhook_cert_validity=args.webhook_cert_validity,
         webhook_cert_dir=args.webhook_cert_dir,
+        own_namespace=os.environ.get("POD_NAMESPACE") or None,
     )
     try:
         service = SyncService(kube, options)
@@ -145,6 +150,19 @@ def _sync_git(args: argparse.Namespace) -> int:
         print("error: --source git takes one --namespace (for namespace-less caches and "
               "the ApplySet parent)", file=sys.stderr)
         return 2
+    from sync.trigger import TriggerAuth, TriggerConfigError, token_path  # noqa: PLC0415
+
+    trigger = None
+    token = token_path(args.trigger_token_file, args.trigger_secret)
+    if token is not None:
+        try:
+            trigger = TriggerAuth.from_file(token)
+        except TriggerConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        if not args.http_addr:
+            print("error: POST /trigger needs --http-addr", file=sys.stderr)
+            return 2
     options = GitOptions(path=args.path, namespace=_default_namespace(args),
                          applyset_name=args.applyset_name, interval=args.interval,
                          allow_empty=args.allow_empty, http_addr=args.http_addr or None,
@@ -158,7 +176,7 @@ def _sync_git(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         kube = Kube(load_api_client(args.kubeconfig))
-        return GitSyncService(GitSync(kube, source, options), options).run()
+        return GitSyncService(GitSync(kube, source, options), options, trigger).run()
 
 
 def _sync_oci(args: argparse.Namespace) -> int:
@@ -367,7 +385,8 @@ def _registry_arguments(parser: argparse.ArgumentParser) -> None:
 def _sync_git_arguments(sync: argparse.ArgumentParser) -> None:
     _git_arguments(sync, required=False)
     sync.add_argument("--interval", type=duration, default=60.0, metavar="DURATION",
-                      help="git: fetch this often (default 1m); POST /trigger fetches now")
+                      help="git: fetch this often (default 1m); POST /trigger, when "
+                      "configured, fetches now")
     sync.add_argument("--allow-empty", action="store_true",
                       help="git: let a revision with no caches prune everything")
     sync.add_argument("--applyset-name", default="orascache-git", metavar="NAME",
@@ -376,6 +395,14 @@ def _sync_git_arguments(sync: argparse.ArgumentParser) -> None:
                       "to that namespace too")
     sync.add_argument("--git-dir", metavar="DIR",
                       help="git: where to keep the clone (default: a temporary directory)")
+    token = sync.add_mutually_exclusive_group()
+    token.add_argument("--trigger-token-file", metavar="PATH",
+                       help="git: serve POST /trigger on --http-addr for callers that show "
+                       "the token in PATH (Authorization: Bearer, X-Gitlab-Token, or a "
+                       "GitHub X-Hub-Signature-256); off without it or --trigger-secret")
+    token.add_argument("--trigger-secret", metavar="NAME",
+                       help="git, in a Pod: as --trigger-token-file with the `token` key of "
+                       f"the Secret NAME, which the Deployment mounts at {TRIGGER_MOUNT}")
     sync.add_argument("--no-drift-correction", dest="drift_correction", action="store_false",
                       help="git: when the commit is unchanged, do not re-apply its objects "
                       "(by default every interval restores deleted or edited members, "
@@ -468,8 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--all-namespaces", "-A", action="store_true",
                        help="watch every namespace (the default)")
     sync.add_argument("--kubeconfig", metavar="PATH")
-    sync.add_argument("--http-addr", default=":8080",
-                      help="address of /healthz, /readyz and /metrics (default :8080)")
+    sync.add_argument("--http-addr", default="127.0.0.1:8080",
+                      help="address of /healthz, /readyz and /metrics (default "
+                      "127.0.0.1:8080; in a Pod :8080, for the kubelet's probes)")
     sync.add_argument("--workers", type=int, default=8,
                       help="concurrent API-side reconciles (default 8)")
     sync.add_argument("--resync-period", type=float, default=600.0, metavar="SECONDS",

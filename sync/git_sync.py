@@ -62,6 +62,7 @@ from sync.load import load
 from sync.metrics import Metrics
 from sync.parallel_render import render_parallel
 from sync.revision_source import RevisionSource
+from sync.trigger import Trigger, TriggerAuth
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class GitOptions:
     applyset_name: str = "orascache-git"
     interval: float = 60.0
     allow_empty: bool = False
-    http_addr: str | None = ":8080"
+    http_addr: str | None = "127.0.0.1:8080"
     drift_correction: bool = True  # re-apply the applied commit's objects every interval
     render_workers: int | None = None  # helper processes for big renders (None: default)
 
@@ -536,15 +537,19 @@ def absence_check(kube: Kube, refs: Sequence[ObjectRef]) -> AbsentCheck | None:
 class GitSyncService:
     """The loop: sync, then wait for the interval or a POST /trigger; health and metrics."""
 
-    def __init__(self, sync: GitSync, options: GitOptions) -> None:
+    def __init__(self, sync: GitSync, options: GitOptions,
+                 trigger: TriggerAuth | None = None) -> None:
+        """`trigger`: serve POST /trigger, for callers that show its token."""
         self.sync = sync
         self.options = options
         self.metrics = sync.metrics
         self._trigger = threading.Event()
         self._stop = threading.Event()
         self._first_done = threading.Event()
-        self.health = HealthServer(options.http_addr, self, post={"/trigger": self.trigger}) \
-            if options.http_addr else None
+        self.health = HealthServer(
+            options.http_addr, self,
+            Trigger(trigger, self.trigger) if trigger is not None else None,
+        ) if options.http_addr else None
 
     def ready(self) -> tuple[bool, str]:
         if not self._first_done.is_set():
@@ -552,9 +557,8 @@ class GitSyncService:
         last = self.sync.fetch_error or self.sync.last
         return True, f"last: {last.outcome} {last.commit or ''}".strip() if last else "ok"
 
-    def trigger(self) -> tuple[int, str]:
+    def trigger(self) -> None:
         self._trigger.set()
-        return 202, "fetch triggered\n"
 
     def stop(self) -> None:
         self._stop.set()

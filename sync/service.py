@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from constructs_lib import schema
-from sync.admission import make_mutator
+from sync.admission import NamespaceScope, make_mutator
 from sync.applier import Applier
 from sync.events import EventRecorder
 from sync.health import HealthServer
@@ -49,7 +49,7 @@ class Options:
     workers: int = 8
     batch: int = 64
     resync_period: float = 600.0
-    http_addr: str | None = ":8080"
+    http_addr: str | None = "127.0.0.1:8080"
     leader_elect: bool = False
     lease_name: str = "oras-cache-sync"
     lease_namespace: str = "default"
@@ -63,6 +63,9 @@ class Options:
     webhook_cert_validity: float = 7 * 24 * 3600.0
     # tls.crt, tls.key (+ ca.crt) from here, reloaded on change, instead of generating
     webhook_cert_dir: str | None = None
+    # The service's own namespace ($POD_NAMESPACE): with every namespace synced, the
+    # webhook still refuses it and kube-system, as the install's namespaceSelector does.
+    own_namespace: str | None = None
 
 
 def preflight(kube: Kube, namespaces: Sequence[str] | None) -> None:
@@ -135,7 +138,8 @@ class SyncService:
         if options.webhook_addr:
             certs = self._webhook_certs(options)
             self.webhook = WebhookServer(options.webhook_addr, certs,
-                                         make_mutator(kube, self.caches.get),
+                                         make_mutator(kube, self.caches.get, NamespaceScope.of(
+                                             options.namespaces, options.own_namespace)),
                                          WebhookMetrics(self.metrics.registry))
             self.ca_keeper = CaBundleKeeper(kube, certs, options.webhook_config)
 

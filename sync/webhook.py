@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from cryptography import x509
@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from sync.health import parse_addr
+from sync.httpserve import BoundedHandler, BoundedHTTPServer, Limits
 from sync.kube import Kube, Obj, api_error_message
 from sync.webhook_certs import CertSource
 
@@ -38,6 +39,19 @@ MWC_PATH = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
 
 class AdmissionDenied(Exception):
     """The request is refused; the message reaches the user (kubectl prints it)."""
+
+    code = 400
+    reason = "BadRequest"
+
+
+class NamespaceNotServed(AdmissionDenied):
+    """The same answer whatever the request holds: nothing is looked up."""
+
+    code = 403
+    reason = "Forbidden"
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(f"namespace {namespace!r} is not served by this webhook")
 
 
 @dataclass(frozen=True)
@@ -56,19 +70,65 @@ Mutate = Callable[[Obj, str, str], Mutation]
 class WebhookMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.admissions = Counter("orascache_admissions", "Admission reviews by result "
-                                  "(wired, unchanged, denied, error).", ["result"],
+                                  "(wired, unchanged, denied, error, malformed = "
+                                  "not an AdmissionReview).", ["result"],
                                   registry=registry)
         self.latency = Histogram(
             "orascache_admission_duration_seconds", "Time to answer an admission review.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1), registry=registry)
 
 
+# kube-apiserver refuses request bodies over 3 MiB (`MaxRequestBodyBytes` in
+# k8s.io/apiserver/pkg/server/config.go: twice etcd's 1.5 MiB request limit, as JSON can
+# be that much larger than the stored protobuf), so a Pod or Job it admits is at most
+# that much JSON; a review (CREATE only: no oldObject) wraps it once in a few KiB.
+MAX_REVIEW_BYTES = 3 * 1024 * 1024 + 64 * 1024
+WEBHOOK_LIMITS = Limits(
+    max_connections=64,
+    # The API server keeps connections to webhooks alive; 30 s idle, then closed.
+    read_timeout=30.0,
+    max_body=MAX_REVIEW_BYTES,
+    # Parsed JSON takes up to ~20 times its size in Python objects (`[{},{},...]`): two
+    # reviews of the largest size at once, any number of ordinary ones (a few KiB each).
+    body_budget=2 * MAX_REVIEW_BYTES,
+)
+
+
+class BadReview(Exception):
+    """Not an AdmissionReview request; answered with HTTP 400 and this reason."""
+
+
+def parse_review(body: bytes) -> Obj:
+    """The `request` of an AdmissionReview, checked for the fields the webhook reads."""
+    if not body.strip():
+        raise BadReview("empty body: expected an AdmissionReview (JSON)")
+    try:
+        review_obj = json.loads(body)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise BadReview(f"body is not JSON: {str(err)[:200]}") from None
+    if not isinstance(review_obj, dict):
+        raise BadReview(f"expected an AdmissionReview object, got a JSON "
+                        f"{type(review_obj).__name__}")
+    req = review_obj.get("request")
+    if not isinstance(req, dict):
+        raise BadReview("request: expected an object")
+    for key, kind, what in (("uid", str, "a string"), ("kind", dict, "an object"),
+                            ("object", dict, "an object")):
+        if not isinstance(req.get(key), kind):
+            raise BadReview(f"request.{key}: expected {what}")
+    if not isinstance(req["kind"].get("kind"), str):
+        raise BadReview("request.kind.kind: expected a string")
+    if not isinstance(req.get("namespace") or "", str):
+        raise BadReview("request.namespace: expected a string")
+    return req
+
+
 def review(request_body: bytes, mutate: Mutate, metrics: WebhookMetrics) -> Obj:
-    """Answer one AdmissionReview (v1). Never raises: errors become denials."""
+    """Answer one AdmissionReview (v1). Raises `BadReview` for what is not one; errors
+    of the mutation become denials."""
     started = time.perf_counter()
-    body = json.loads(request_body)
-    req = body.get("request") or {}
-    response: Obj = {"uid": req.get("uid", ""), "allowed": True}
+    req = parse_review(request_body)
+    response: Obj = {"uid": req["uid"], "allowed": True}
     result = "unchanged"
     try:
         obj = req["object"]
@@ -86,7 +146,7 @@ def review(request_body: bytes, mutate: Mutate, metrics: WebhookMetrics) -> Obj:
             result = "wired"
     except AdmissionDenied as err:
         response = {"uid": response["uid"], "allowed": False,
-                    "status": {"code": 400, "reason": "BadRequest", "message": str(err)}}
+                    "status": {"code": err.code, "reason": err.reason, "message": str(err)}}
         result = "denied"
     except Exception as err:  # a bug: deny with a message rather than fail the call
         log.exception("admission review failed")
@@ -101,39 +161,39 @@ def review(request_body: bytes, mutate: Mutate, metrics: WebhookMetrics) -> Obj:
 
 class WebhookServer:
     def __init__(self, addr: str, certs: CertSource, mutate: Mutate,
-                 metrics: WebhookMetrics) -> None:
+                 metrics: WebhookMetrics, limits: Limits = WEBHOOK_LIMITS) -> None:
         self.certs = certs
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(BoundedHandler):
             protocol_version = "HTTP/1.1"  # keep-alive: the API server reuses connections
-            timeout = 30
-            # Headers and body go out as two writes; with Nagle's algorithm the body waits
-            # for the client's delayed ACK (p50 100 ms per admission, measured).
-            disable_nagle_algorithm = True
 
-            def setup(self) -> None:
-                super().setup()
-                self.request.do_handshake()  # here, in this connection's own thread
+            def handle(self) -> None:
+                try:  # here, in this connection's own thread, within the read deadline
+                    self.request.do_handshake()
+                except OSError:  # not TLS, gone, or cut while idle: nothing to answer
+                    self.close_connection = True
+                    return
+                super().handle()
 
             def do_POST(self) -> None:
                 if self.path.split("?")[0] != "/mutate":
-                    self._send(404, b"{}")
+                    self.refuse(404, "not found: the webhook serves POST /mutate")
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                answer = review(self.rfile.read(length), mutate, metrics)
-                self._send(200, json.dumps(answer).encode())
+                read = self.read_body(limits.max_body)
+                if read is None:
+                    return
+                body, held = read
+                try:
+                    answer = review(body, mutate, metrics)
+                except BadReview as err:
+                    metrics.admissions.labels(result="malformed").inc()
+                    self.reply(400, f"{err}\n".encode())
+                    return
+                finally:
+                    self.server.budget.release(held)
+                self.reply(200, json.dumps(answer).encode(), "application/json")
 
-            def _send(self, code: int, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.httpd = _TLSServer(parse_addr(addr), Handler, certs.server_context())
+        self.httpd = _TLSServer(parse_addr(addr), Handler, certs.server_context(), limits)
         self.port = self.httpd.server_address[1]
 
     def start(self) -> None:
@@ -145,16 +205,14 @@ class WebhookServer:
         self.httpd.server_close()
 
 
-class _TLSServer(ThreadingHTTPServer):
+class _TLSServer(BoundedHTTPServer):
     """TLS handshakes in the connection threads, not in the accepting one (a slow or
     stalled client must not hold up everyone else's admission)."""
 
-    daemon_threads = True
-
     def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 context: ssl.SSLContext) -> None:
+                 context: ssl.SSLContext, limits: Limits) -> None:
         self.context = context
-        super().__init__(addr, handler)
+        super().__init__(addr, handler, limits)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = self.socket.accept()

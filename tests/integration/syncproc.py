@@ -20,6 +20,28 @@ from tests.harness.ports import free_ports
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
+TRIGGER_TOKEN = "integration-trigger-token-2f1c"
+
+
+def trigger_token_file(directory: Path) -> Path:
+    """A token file for `--trigger-token-file`, as a mounted Secret key would be."""
+    path = directory / "trigger-token"
+    path.write_text(TRIGGER_TOKEN + "\n")
+    path.chmod(0o400)
+    return path
+
+
+def post_trigger(port: int, headers: dict[str, str] | None = None,
+                 body: bytes = b"{}") -> int:
+    """POST /trigger (with the bearer token unless `headers` are given); the status."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/trigger", data=body, method="POST",
+        headers={"Authorization": f"Bearer {TRIGGER_TOKEN}"} if headers is None else headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.1,

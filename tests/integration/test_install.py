@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,13 @@ from sync.kube import Kube
 from sync.synth import REPO_ROOT
 from tests.harness import LocalCluster
 from tests.integration.gitserver import WorkRepo
-from tests.integration.syncproc import SyncProcess, get, wait_for
+from tests.integration.syncproc import (
+    SyncProcess,
+    get,
+    post_trigger,
+    trigger_token_file,
+    wait_for,
+)
 
 NS = "oras-cache-system"
 SA = "oras-cache-sync"
@@ -432,7 +437,9 @@ def test_git_install_rbac_is_enough_for_the_git_source_and_no_more(
         proc = SyncProcess(kubeconfig, [
             "--source", "git", "--repo", repo.url, "--ref", "main", "--path", "caches",
             "--namespace", target, "--interval", "1h", "--log-format", "text",
-            "--git-dir", str(tmp_path / "clone")], tmp_path / "sync.log").start()
+            "--git-dir", str(tmp_path / "clone"),
+            "--trigger-token-file", str(trigger_token_file(tmp_path))],
+            tmp_path / "sync.log").start()
         proc.wait_ready(60)
         parent_path = f"/api/v1/namespaces/{target}/configmaps/orascache-git"
 
@@ -447,10 +454,7 @@ def test_git_install_rbac_is_enough_for_the_git_source_and_no_more(
         assert get(kube, f"/apis/apps/v1/namespaces/{other}/statefulsets/b")
 
         def trigger() -> None:
-            request = urllib.request.Request(f"http://127.0.0.1:{proc.port}/trigger",
-                                             data=b"{}", method="POST")
-            with urllib.request.urlopen(request, timeout=5) as response:
-                assert response.status == 202
+            assert post_trigger(proc.port) == 202
 
         # Drift correction (list, get, create) as the ServiceAccount.
         kube.request("DELETE", f"/api/v1/namespaces/{other}/services/b")

@@ -3,11 +3,13 @@ basic auth) and the real control plane; plus `orascache render` and `orascache d
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import subprocess
 import sys
-import urllib.request
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,8 @@ def start_sync(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterato
         proc = SyncProcess(cluster.kubeconfig, [
             "--source", "git", "--repo", url, "--ref", ref, "--path", path,
             "--namespace", namespace, "--interval", "1h", "--log-format", "text",
-            "--git-dir", str(tmp_path / f"clone-{len(procs)}"), *args], log)
+            "--git-dir", str(tmp_path / f"clone-{len(procs)}"),
+            "--trigger-token-file", str(syncproc.trigger_token_file(tmp_path)), *args], log)
         procs.append(proc.start())
         return proc.wait_ready(60)
 
@@ -84,10 +87,7 @@ def recorded(kube: Kube, ns: str, check: Callable[[dict[str, str]], bool],
 
 
 def trigger(proc: SyncProcess) -> None:
-    req = urllib.request.Request(f"http://127.0.0.1:{proc.port}/trigger", data=b"{}",
-                                 method="POST")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        assert resp.status == 202
+    assert syncproc.post_trigger(proc.port) == 202
 
 
 def settle(proc: SyncProcess, kube: Kube, ns: str, commit: str, result: str = "Applied",
@@ -168,6 +168,53 @@ def test_add_modify_delete_follow_and_prune(
     events = cluster.kubectl("-n", namespace, "get", "events", "--field-selector",
                              f"involvedObject.name={PARENT}", "-o", "json").stdout
     assert {"Applied"} <= {e["reason"] for e in json.loads(events)["items"]}
+
+
+def test_trigger_is_off_without_a_token(
+    cluster: LocalCluster, repo: WorkRepo, namespace: str, tmp_path: Path
+) -> None:
+    repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = SyncProcess(cluster.kubeconfig, [
+        "--source", "git", "--repo", repo.url, "--path", "caches", "--namespace", namespace,
+        "--interval", "1h", "--git-dir", str(tmp_path / "clone")],
+        tmp_path / "sync.log").start()
+    try:
+        proc.wait_ready(60)
+        assert syncproc.post_trigger(proc.port) == 404
+        assert syncproc.post_trigger(proc.port, {}) == 404
+    finally:
+        proc.stop()
+
+
+def test_trigger_needs_its_token_or_a_webhook_signature_and_is_rate_limited(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str
+) -> None:
+    """As Flux's Receiver: a bearer token, GitLab's X-Gitlab-Token, or GitHub's
+    X-Hub-Signature-256 over the body, keyed with the token from the Secret's file."""
+    first = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = start_sync(repo.url)
+    recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == first, what="first applied")
+    second = repo.write("caches/b.yaml", cache_yaml("b")).commit("add b")
+    refused = [{}, {"Authorization": "Bearer not-the-token"},
+               {"X-Gitlab-Token": "not-the-token"},
+               {"X-Hub-Signature-256": "sha256=" + "0" * 64}]
+    assert [syncproc.post_trigger(proc.port, h) for h in refused] == [401] * 4
+    time.sleep(3)  # a refused trigger fetched nothing
+    assert parent(kube, namespace).get(LAST_COMMIT) == first
+    payload = json.dumps({"ref": "refs/heads/main", "after": second}).encode()
+    signature = hmac.new(syncproc.TRIGGER_TOKEN.encode(), payload, hashlib.sha256)
+    assert syncproc.post_trigger(proc.port, {
+        "X-GitHub-Event": "push", "Content-Type": "application/json",
+        "X-Hub-Signature-256": f"sha256={signature.hexdigest()}"}, payload) == 202
+    recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == second,
+             what="the signed push applied")
+    third = repo.remove("caches/b.yaml").commit("drop b")
+    assert syncproc.post_trigger(proc.port, {"X-Gitlab-Token": syncproc.TRIGGER_TOKEN}) == 202
+    recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == third,
+             what="the GitLab hook's push applied")
+    codes = [syncproc.post_trigger(proc.port, {}) for _ in range(15)]
+    assert 429 in codes, codes
+    assert syncproc.TRIGGER_TOKEN not in proc.output()
 
 
 def test_applyset_id_matches_kubectl(cluster: LocalCluster, namespace: str,

@@ -17,7 +17,7 @@ from sync.kube import Kube
 from tests.harness import LocalCluster
 from tests.integration.gitserver import WorkRepo
 from tests.integration.sshgitserver import GitSshServer, SshKey
-from tests.integration.syncproc import SyncProcess, sts, svc
+from tests.integration.syncproc import SyncProcess, sts, svc, trigger_token_file
 from tests.integration.test_sync_git import cache_yaml, orascache, parent, recorded, settle
 
 Start = Callable[..., SyncProcess]
@@ -49,7 +49,8 @@ def start_sync(cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterato
         proc = SyncProcess(cluster.kubeconfig, [
             "--source", "git", "--repo", url, "--ref", "main", "--path", "caches",
             "--namespace", namespace, "--interval", "1h", "--log-format", "text",
-            "--git-dir", str(tmp_path / f"clone-{len(procs)}"), *args], log)
+            "--git-dir", str(tmp_path / f"clone-{len(procs)}"),
+            "--trigger-token-file", str(trigger_token_file(tmp_path)), *args], log)
         procs.append(proc.start())
         return proc.wait_ready(60)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import socket
 import ssl
 import time
@@ -251,3 +253,98 @@ def test_upstream_relative_paths_without_working_dir_are_admitted(
     assert names(stored.spec, "init_containers") == ["oras-pull"]
     assert stored.spec.containers[0].command[3:] == ["oras-wrapper", "ls", "inputs"]
     assert "cp -R /mnt/oras/inputs/. ." in stored.spec.containers[0].command[2]
+
+
+# ----- direct callers: hostile bodies, other namespaces (issue 20) -------------------------
+
+def _direct(port: int, body: bytes, headers: dict[str, str] | None = None,
+            ) -> tuple[int, str]:
+    """POST /mutate as a client that reached the webhook's port, not as the API server."""
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10,
+                                       context=ssl._create_unverified_context())
+    conn.request("POST", "/mutate", body=body, headers=headers or {})
+    answer = conn.getresponse()
+    return answer.status, answer.read().decode()
+
+
+def _rss_kib(proc: SyncProcess) -> int:
+    assert proc.proc is not None
+    status = Path(f"/proc/{proc.proc.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("VmRSS:")))
+
+
+def _review(namespace: str, cache: str) -> bytes:
+    return json.dumps({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "direct", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "namespace": namespace, "operation": "CREATE",
+                    "object": pod("probe", {f"{PREFIX}oras-cache": cache,
+                                            f"{PREFIX}input-uri": "a/b:1"})}}).encode()
+
+
+def test_a_200_mb_post_is_refused_at_the_headers_and_the_process_does_not_grow(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str
+) -> None:
+    """The probe took the process from ~100 MB to 680 MB with one such POST."""
+    proc = webhook()
+    make_cache(api_client, namespace)
+    port = _webhook_port(proc)
+    before = _rss_kib(proc)
+    raw = ssl._create_unverified_context().wrap_socket(
+        socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="x")
+    raw.sendall(b"POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 200000000\r\n\r\n" + b'{"request": "' + b"x" * 100_000)
+    answer = http.client.HTTPResponse(raw)
+    answer.begin()
+    assert answer.status == 413
+    assert "over the limit" in answer.read().decode()
+    assert _rss_kib(proc) - before < 10 * 1024
+    stored = client.CoreV1Api(api_client).create_namespaced_pod(
+        namespace, pod("after", ANNOTATED))
+    assert names(stored.spec, "init_containers") == ["oras-pull"], "admission goes on"
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"", "empty body"),
+    (b"{not json", "body is not JSON"),
+    (b"[]", "got a JSON list"),
+    (b'{"request": "x"}', "request: expected an object"),
+])
+def test_malformed_bodies_get_400_with_a_reason_and_admission_goes_on(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str,
+    body: bytes, reason: str,
+) -> None:
+    proc = webhook()
+    make_cache(api_client, namespace)
+    status, text = _direct(_webhook_port(proc), body)
+    assert status == 400 and reason in text
+    assert "Traceback" not in proc.output()
+    stored = client.CoreV1Api(api_client).create_namespaced_pod(
+        namespace, pod("after", ANNOTATED))
+    assert names(stored.spec, "init_containers") == ["oras-pull"]
+
+
+def test_namespaces_not_served_are_refused_without_saying_what_exists_there(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str
+) -> None:
+    """The probe learnt "OrasCache 'payroll' not found in namespace 'kube-system'"; now
+    a cache that exists there and one that does not get the same answer."""
+    proc = webhook()  # --namespace <namespace>
+    make_cache(api_client, "kube-system", "payroll")
+    try:
+        port = _webhook_port(proc)
+        answers = [_direct(port, _review("kube-system", cache))
+                   for cache in ("payroll", "absent")]
+        assert answers[0] == answers[1]
+        status, text = answers[0]
+        response = json.loads(text)["response"]
+        assert status == 200 and response["allowed"] is False
+        assert response["status"] == {
+            "code": 403, "reason": "Forbidden",
+            "message": "namespace 'kube-system' is not served by this webhook"}
+        served = json.loads(_direct(port, _review(namespace, "absent"))[1])["response"]
+        assert "OrasCache 'absent' not found" in served["status"]["message"]
+    finally:
+        client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+            schema.GROUP, schema.VERSION, "kube-system", schema.PLURAL, "payroll")

@@ -493,6 +493,29 @@ def test_git_options() -> None:
         render_git_install(target_namespaces="team-a")
 
 
+def test_git_trigger_is_off_by_default_and_its_token_comes_from_a_mounted_secret(
+    git_default: list[Obj],
+) -> None:
+    from sync.cli import build_parser  # noqa: PLC0415
+    from sync.trigger import TRIGGER_MOUNT, token_path  # noqa: PLC0415
+
+    assert not any("trigger" in a for a in container(git_default)["args"])
+    manifests = render_git_install(credentials_secret=None, trigger_secret="hook-token")
+    c = container(manifests)
+    env = {e["name"]: e.get("value", "") for e in c["env"]}
+    parsed = build_parser().parse_args(
+        [env.get(a[2:-1], a) if a.startswith("$(") else a for a in c["args"]])
+    assert parsed.trigger_secret == "hook-token" and parsed.trigger_token_file is None
+    assert str(token_path(None, parsed.trigger_secret)) == f"{TRIGGER_MOUNT}/token"
+    assert {"name": "trigger-token", "mountPath": TRIGGER_MOUNT, "readOnly": True} in c[
+        "volumeMounts"]
+    pod = one(manifests, "Deployment")["spec"]["template"]["spec"]
+    assert pod["volumes"][-1] == {"name": "trigger-token", "secret": {
+        "secretName": "hook-token", "defaultMode": 0o400, "optional": False,
+        "items": [{"key": "token", "path": "token"}]}}
+    assert pod["securityContext"] == {"fsGroup": 65532}
+
+
 def test_git_every_object_is_valid_kubernetes_1_37(git_default: list[Obj]) -> None:
     for obj in git_default:
         kubernetes_validate.validate(obj, "1.37.0", strict=True)
