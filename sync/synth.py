@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -83,6 +85,53 @@ def install_git_files() -> dict[str, str]:
                                + to_yaml(service)})
 
 
+ARGOCD_HEALTH_KEY = (
+    f"resource.customizations.health.{schema.GROUP}_{schema.KIND}"
+)
+ARGOCD_NOTE = (
+    "# Argo CD health check for OrasCache (docs/gitops.md, \"Argo CD\"): merge into argocd-cm\n"
+    "# with `kubectl patch configmap argocd-cm -n argocd --type merge --patch-file <this file>`\n"
+    "# or list it under `patches:` in the kustomization that installs Argo CD.\n"
+)
+LUA_HEADER = ("-- Rendered by orascache from sync/argocd_health.lua. Do not edit: change the "
+              "source and run `make synth`.\n")
+
+
+def argocd_health_lua() -> str:
+    """The Lua health check, shipped once as package data (sync/argocd_health.lua)."""
+    return resources.files("sync").joinpath("argocd_health.lua").read_text(encoding="utf-8")
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings as `|` blocks: the script in argocd-cm.yaml reads as Lua."""
+
+    def represent_str(self, data: str) -> Any:
+        style = "|" if "\n" in data else None
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_LiteralDumper.add_representer(str, _LiteralDumper.represent_str)
+
+
+def argocd_files() -> dict[str, str]:
+    """dist/argocd/: the health check as a file, and as the argocd-cm key Argo CD reads
+    (`resource.customizations.health.<group>_<kind>`), in a ConfigMap to merge."""
+    script = argocd_health_lua()
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "argocd-cm",
+            "namespace": "argocd",
+            "labels": {"app.kubernetes.io/name": "argocd-cm",
+                       "app.kubernetes.io/part-of": "argocd"},
+        },
+        "data": {ARGOCD_HEALTH_KEY: script},
+    }
+    text = yaml.dump(configmap, Dumper=_LiteralDumper, sort_keys=False, width=1000)
+    return {"health.lua": LUA_HEADER + script, "argocd-cm.yaml": HEADER + ARGOCD_NOTE + text}
+
+
 PIPELINE_CACHE = ("workflows", "shared")  # the example cache the example pipeline uses
 
 
@@ -120,6 +169,7 @@ def dist_files() -> dict[str, str] | list[SpecError]:
         **{f"examples/pipelines/{k}": v for k, v in pipeline_files().items()},
         **{f"install/{k}": v for k, v in install_files().items()},
         **{f"install-git/{k}": v for k, v in install_git_files().items()},
+        **{f"argocd/{k}": v for k, v in argocd_files().items()},
     }
 
 
@@ -128,9 +178,11 @@ def write_tree(files: Mapping[str, str], outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     for rel, text in files.items():
         write_atomic(outdir / rel, text)
-    for path in sorted(outdir.rglob("*.yaml"), reverse=True):
+    ours = [*outdir.rglob("*.yaml"), *outdir.rglob("*.lua")]
+    for path in sorted(ours, reverse=True):
         rel = path.relative_to(outdir).as_posix()
-        if rel not in files and path.read_text(encoding="utf-8").startswith(HEADER):
+        if rel not in files and path.read_text(encoding="utf-8").startswith(
+                (HEADER, LUA_HEADER)):
             path.unlink()
     for path in sorted((p for p in outdir.rglob("*") if p.is_dir()), reverse=True):
         if not any(path.iterdir()):
