@@ -3,17 +3,19 @@
 -- OrasCache status follows kstatus: the sync service writes status.observedGeneration and
 -- the conditions Ready, Reconciling and Stalled in one write (sync/status.py), so this
 -- check reads them the way kstatus does:
---   status not written yet, or written for an older spec  -> Progressing
+--   no conditions yet, or status written for an older spec  -> Progressing
 --   Stalled=True  (InvalidSpec, Conflict: retrying cannot help)  -> Degraded
 --   Reconciling=True  (replicas not ready, an apply or prune to retry)  -> Progressing
 --   Ready=True  -> Healthy
 -- The message is the sync service's own condition message.
 -- Only Lua's base and table libraries are used: argocd-cm scripts run without the others
 -- unless resource.customizations.useOpenLibs is set.
+-- (The CRD defaults status to {observedGeneration: -1} until the first write; an object
+-- stored before that default existed has no status at all.)
 local hs = {}
 hs.status = "Progressing"
 hs.message = "Waiting for the sync service to report status"
-if obj.status == nil then
+if obj.status == nil or obj.status.conditions == nil then
   return hs
 end
 local generation = obj.metadata.generation
@@ -24,15 +26,13 @@ if generation ~= nil and observed ~= nil and observed < generation then
   return hs
 end
 local ready, reconciling, stalled = nil, nil, nil
-if obj.status.conditions ~= nil then
-  for _, condition in ipairs(obj.status.conditions) do
-    if condition.type == "Ready" then
-      ready = condition
-    elseif condition.type == "Reconciling" then
-      reconciling = condition
-    elseif condition.type == "Stalled" then
-      stalled = condition
-    end
+for _, condition in ipairs(obj.status.conditions) do
+  if condition.type == "Ready" then
+    ready = condition
+  elseif condition.type == "Reconciling" then
+    reconciling = condition
+  elseif condition.type == "Stalled" then
+    stalled = condition
   end
 end
 local function say(condition)

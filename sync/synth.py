@@ -91,7 +91,8 @@ ARGOCD_HEALTH_KEY = (
 ARGOCD_NOTE = (
     "# Argo CD health check for OrasCache (docs/gitops.md, \"Argo CD\"): merge into argocd-cm\n"
     "# with `kubectl patch configmap argocd-cm -n argocd --type merge --patch-file <this file>`\n"
-    "# or list it under `patches:` in the kustomization that installs Argo CD.\n"
+    "# or list it under `patches:` in the kustomization that installs Argo CD (no namespace\n"
+    "# here: Argo CD's install.yaml has none, kustomize's `namespace:` sets it).\n"
 )
 LUA_HEADER = ("-- Rendered by orascache from sync/argocd_health.lua. Do not edit: change the "
               "source and run `make synth`.\n")
@@ -122,7 +123,6 @@ def argocd_files() -> dict[str, str]:
         "kind": "ConfigMap",
         "metadata": {
             "name": "argocd-cm",
-            "namespace": "argocd",
             "labels": {"app.kubernetes.io/name": "argocd-cm",
                        "app.kubernetes.io/part-of": "argocd"},
         },

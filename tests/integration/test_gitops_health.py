@@ -5,7 +5,8 @@ server, and the objects are read back as the API server's own JSON.
 States: Ready (a `deploy: false` cache with spec.registry: Ready=True without a node),
 reconciling (a deployed cache: no node here, so 0/1 replicas ready), stalled (a Service of
 the same name that is not ours: Conflict), a spec changed while the service is stopped
-(stale observedGeneration, over a Ready and over a Stalled status), and no status yet.
+(stale observedGeneration, over a Ready and over a Stalled status), and not reconciled yet
+(the CRD's status default, observedGeneration -1).
 The health check itself comes from the argocd-cm ConfigMap on the API server after the
 documented `kubectl patch`, as Argo CD reads it.
 """
@@ -17,12 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema
-from sync.synth import ARGOCD_HEALTH_KEY, REPO_ROOT
+from sync.synth import ARGOCD_HEALTH_KEY, REPO_ROOT, argocd_health_lua
 from tests.harness import LocalCluster
 from tests.harness.gitops_checks import GitopsChecks, argocd_health, kstatus
 from tests.integration.syncproc import SyncProcess, wait_for
@@ -129,7 +131,7 @@ def test_health_of_live_caches_in_each_state(
     patch("remote", {"registry": "registry.example.com:5001"})
     patch("taken", {"port": 5001})
     fresh, stale_ready, stale_stalled = (live(cluster, ns, n) for n in ("fresh", "remote", "taken"))
-    assert "status" not in fresh
+    assert fresh["status"] == {"observedGeneration": -1}  # the CRD's default
     for obj in (stale_ready, stale_stalled):
         assert obj["status"]["observedGeneration"] == 1 and obj["metadata"]["generation"] == 2
     assert condition(stale_ready, "Ready")["status"] == "True"
@@ -149,8 +151,7 @@ def test_health_of_live_caches_in_each_state(
         {"status": "Progressing", "message": "Waiting for the sync service to report status"},
     ]
     assert "Service/" in argo[2]["message"]  # the sync service's own words about the conflict
-    # kstatus cannot tell "not reconciled yet" from "no status conventions": Current.
-    assert kst == ["Current", "InProgress", "Failed", "InProgress", "InProgress", "Current"]
+    assert kst == ["Current", "InProgress", "Failed", "InProgress", "InProgress", "InProgress"]
 
     service = sync()
     try:
@@ -166,3 +167,38 @@ def test_health_of_live_caches_in_each_state(
     ]
     assert [r["status"] for r in kstatus(gitops_checks, [healed, started])] == [
         "Current", "InProgress"]
+
+
+INSTALL_STAND_IN = """\
+# Argo CD's install.yaml declares argocd-cm like this: no namespace, a few labels.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: argocd-cm
+  labels:
+    app.kubernetes.io/name: argocd-cm
+    app.kubernetes.io/part-of: argocd
+data:
+  url: https://argocd.example.com
+"""
+
+
+def test_argocd_cm_is_a_kustomize_patch_for_argo_cds_install(
+    cluster: LocalCluster, tmp_path: Path, gitops_checks: GitopsChecks,
+) -> None:
+    """docs/gitops.md's kustomization: `namespace: argocd`, the install, the patch."""
+    (tmp_path / "install.yaml").write_text(INSTALL_STAND_IN)
+    (tmp_path / "argocd-cm.yaml").write_text(ARGOCD_CM.read_text())
+    (tmp_path / "kustomization.yaml").write_text(
+        "namespace: argocd\nresources:\n  - install.yaml\npatches:\n  - path: argocd-cm.yaml\n")
+    built = yaml.safe_load(cluster.kubectl("kustomize", str(tmp_path)).stdout)
+    assert built["metadata"]["namespace"] == "argocd"
+    assert built["data"]["url"] == "https://argocd.example.com"
+    assert built["data"][ARGOCD_HEALTH_KEY] == argocd_health_lua()
+    stalled = {"apiVersion": schema.API_VERSION, "kind": schema.KIND,
+               "metadata": {"name": "c", "namespace": "team", "generation": 1},
+               "status": {"observedGeneration": 1, "conditions": [
+                   {"type": "Stalled", "status": "True", "reason": "Conflict",
+                    "message": "in the way"}]}}
+    assert argocd_health(gitops_checks, built, [stalled]) == [
+        {"status": "Degraded", "message": "in the way"}]

@@ -74,7 +74,7 @@ CASES: dict[str, tuple[dict[str, Any], str, str, str]] = {
 def test_argocd_cm_holds_the_one_script_under_argo_cds_key() -> None:
     configmap = yaml.safe_load(ARGOCD_CM.read_text())
     assert configmap["metadata"] == {
-        "name": "argocd-cm", "namespace": "argocd",
+        "name": "argocd-cm",
         "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"}}
     assert configmap["data"] == {
         "resource.customizations.health.cache.converged-computing.github.io_OrasCache":
@@ -94,11 +94,19 @@ def test_argocd_health_and_kstatus_of_each_status(gitops_checks: GitopsChecks,
     assert kst["status"] == kstatus_status, kst
 
 
-def test_no_status_yet_is_progressing_for_argocd_but_current_for_kstatus(
+def test_not_reconciled_yet_is_progressing_and_in_progress(gitops_checks: GitopsChecks) -> None:
+    """The CRD defaults status to {observedGeneration: -1}: both wait for the first write."""
+    obj = {**cache(1), "status": {"observedGeneration": -1}}
+    assert argocd_health(gitops_checks, ARGOCD_CM, [obj]) == [
+        {"status": "Progressing", "message": "Waiting for the sync service to report status"}]
+    assert kstatus(gitops_checks, [obj])[0]["status"] == "InProgress"
+
+
+def test_no_status_at_all_is_progressing_for_argocd_but_current_for_kstatus(
         gitops_checks: GitopsChecks) -> None:
-    """kstatus cannot tell a custom resource nobody reconciled yet from one without status
-    conventions: without status.observedGeneration or conditions it says Current. Argo CD's
-    check knows the sync service always writes status, so it waits for it."""
+    """Without the CRD's status default (an object stored before it), kstatus cannot tell a
+    cache nobody reconciled yet from a resource without status conventions: it says
+    Current. Argo CD's check knows the sync service always writes status, so it waits."""
     obj = cache(1)
     assert argocd_health(gitops_checks, ARGOCD_CM, [obj]) == [
         {"status": "Progressing", "message": "Waiting for the sync service to report status"}]
@@ -125,3 +133,12 @@ def test_runner_finds_the_check_only_under_group_underscore_kind(
     [result] = argocd_health(gitops_checks, configmap, [cache(1)])
     assert result == {"error": 'argocd-cm has no health check for '
                                '"cache.converged-computing.github.io/OrasCache"'}
+
+
+def test_a_cache_being_deleted(gitops_checks: GitopsChecks) -> None:
+    """Argo CD decides this before any health check runs; kstatus says Terminating."""
+    obj = cache(1, Outcome(1, True, "Available", "1/1 replicas ready"))
+    obj["metadata"]["deletionTimestamp"] = "2026-12-04T17:00:00Z"
+    assert argocd_health(gitops_checks, ARGOCD_CM, [obj]) == [
+        {"status": "Progressing", "message": "Pending deletion"}]
+    assert kstatus(gitops_checks, [obj])[0]["status"] == "Terminating"
