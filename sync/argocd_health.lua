@@ -10,8 +10,8 @@
 -- The message is the sync service's own condition message.
 -- Only Lua's base and table libraries are used: argocd-cm scripts run without the others
 -- unless resource.customizations.useOpenLibs is set.
--- (The CRD defaults status to {observedGeneration: -1} until the first write; an object
--- stored before that default existed has no status at all.)
+-- (The CRD defaults status to {observedGeneration: -1} until the first write; with an
+-- older CRD, such an object has no status at all.)
 local hs = {}
 hs.status = "Progressing"
 hs.message = "Waiting for the sync service to report status"
