@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from constructs_lib.render import CACHES_PER_CHART
+from sync.outdir import OutputError
 from sync.parallel_render import MIN_CHUNKS
 from sync.synth import cache_files, crd_yaml, dist_files, write_atomic, write_tree
 
 if TYPE_CHECKING:
     from sync.git_source import GitSource
+    from sync.oras_cli import Oras
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -26,7 +28,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write("".join(v for k, v in sorted(files.items()) if k != "kustomization.yaml"))
         return 0
-    write_tree(files, Path(args.output))
+    try:
+        write_tree(files, Path(args.output))
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     for rel in sorted(files):
         print(f"wrote {Path(args.output) / rel}", file=sys.stderr)
     return 0
@@ -36,7 +42,11 @@ def _cmd_crd(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(crd_yaml())
     else:
-        write_atomic(Path(args.output), crd_yaml())
+        try:
+            write_atomic(Path(args.output), crd_yaml())
+        except OutputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -46,7 +56,11 @@ def _cmd_dist(args: argparse.Namespace) -> int:
         for error in files:
             print(f"error: {error}", file=sys.stderr)
         return 1
-    write_tree(files, Path(args.output))
+    try:
+        write_tree(files, Path(args.output))
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -62,6 +76,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     logs.setup(args.log_level, args.log_format)
     if args.source == "git":
         return _sync_git(args)
+    if args.source == "oci":
+        return _sync_oci(args)
     namespaces = None if args.all_namespaces else args.namespace
     if args.webhook_cert_dir and not args.webhook_addr:
         print("error: --webhook-cert-dir needs --webhook-addr", file=sys.stderr)
@@ -145,6 +161,38 @@ def _sync_git(args: argparse.Namespace) -> int:
         return GitSyncService(GitSync(kube, source, options), options).run()
 
 
+def _sync_oci(args: argparse.Namespace) -> int:
+    """The git source's pipeline over an OCI artifact followed by tag."""
+    import tempfile  # noqa: PLC0415
+
+    from sync.git_sync import GitOptions, GitSync, GitSyncService  # noqa: PLC0415
+    from sync.kube import Kube, load_api_client  # noqa: PLC0415
+    from sync.oci_source import OciSource  # noqa: PLC0415
+    from sync.oras_cli import OciError, Reference  # noqa: PLC0415
+
+    if not args.artifact:
+        print("error: --source oci needs --artifact REF", file=sys.stderr)
+        return 2
+    if args.namespace and len(args.namespace) > 1:
+        print("error: --source oci takes one --namespace (for namespace-less caches and "
+              "the ApplySet parent)", file=sys.stderr)
+        return 2
+    options = GitOptions(path=args.path, namespace=_default_namespace(args),
+                         applyset_name=args.applyset_name, interval=args.interval,
+                         allow_empty=args.allow_empty, http_addr=args.http_addr or None,
+                         drift_correction=args.drift_correction,
+                         render_workers=args.render_workers)
+    with tempfile.TemporaryDirectory(prefix="orascache-artifact-") as tmp:
+        try:
+            ref = Reference.parse(args.artifact)
+            source = OciSource(ref, _registry(args, ref.registry), Path(tmp))
+        except OciError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        kube = Kube(load_api_client(args.kubeconfig))
+        return GitSyncService(GitSync(kube, source, options), options).run()
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     import tempfile  # noqa: PLC0415
 
@@ -162,11 +210,23 @@ def _cmd_render(args: argparse.Namespace) -> int:
                     print(f"{len(rendered.errors)} error(s) in {rendered.commit[:12]}; "
                           "nothing written", file=sys.stderr)
                     return 1
+                if rendered.empty and not args.allow_empty:
+                    print(f"error: no OrasCache renders anything under {args.path!r} in "
+                          f"{rendered.commit[:12]}: refusing to empty "
+                          f"{args.out or args.push_branch or args.push_oci} "
+                          "(use --allow-empty); nothing written", file=sys.stderr)
+                    return 1
                 if args.out:
-                    write_tree(rendered.files, Path(args.out))
+                    try:
+                        write_tree(rendered.files, Path(args.out))
+                    except OutputError as err:
+                        print(f"error: {err}", file=sys.stderr)
+                        return 1
                     print(f"rendered {rendered.commit} to {args.out} "
                           f"({len(rendered.files)} files)", file=sys.stderr)
                     return 0
+                if args.push_oci:
+                    return _push_oci(args, source, rendered.files, rendered.commit)
                 new = push_branch(source, rendered, args.push_branch, args.path)
             finally:
                 source.close()
@@ -179,6 +239,45 @@ def _cmd_render(args: argparse.Namespace) -> int:
     else:
         print(f"pushed {new} to {args.push_branch} (render of {rendered.commit})",
               file=sys.stderr)
+    return 0
+
+
+def _registry(args: argparse.Namespace, registry: str) -> Oras:
+    """The oras client for `registry` with the --registry-credentials-* flags."""
+    from sync.git_source import GitSourceError, load_credentials  # noqa: PLC0415
+    from sync.oras_cli import REGISTRY_CREDENTIALS_MOUNT, OciError, Oras  # noqa: PLC0415
+
+    path = Path(args.registry_credentials_file) if args.registry_credentials_file else (
+        Path(REGISTRY_CREDENTIALS_MOUNT) if args.registry_credentials_secret else None)
+    try:
+        creds = load_credentials(path)
+    except GitSourceError as err:
+        raise OciError(str(err)) from None
+    return Oras(registry, creds, plain_http=args.plain_http)
+
+
+def _push_oci(args: argparse.Namespace, source: GitSource, files: dict[str, str],
+              commit: str) -> int:
+    from sync.oci_render import push_artifact  # noqa: PLC0415
+    from sync.oras_cli import OciError, Reference  # noqa: PLC0415
+
+    try:
+        ref = Reference.parse(args.push_oci)
+        oras = _registry(args, ref.registry)
+        try:
+            pushed = push_artifact(oras, ref, files, source=source.display_url,
+                                   revision=f"{source.ref}@sha1:{commit}")
+        finally:
+            oras.close()
+    except OciError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if pushed.new:
+        print(f"pushed {pushed.reference} as {ref} (render of {commit})", file=sys.stderr)
+    else:
+        print(f"{ref} already holds the render of {commit} ({pushed.reference}); "
+              "nothing pushed", file=sys.stderr)
+    print(pushed.reference)
     return 0
 
 
@@ -250,6 +349,21 @@ def _git_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
                         "(default: usable CPUs - 1, at most 3; 0: render in this process)")
 
 
+def _registry_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("OCI registry")
+    creds = group.add_mutually_exclusive_group()
+    creds.add_argument("--registry-credentials-file", metavar="PATH",
+                       help="registry credentials: a directory with one file per key (a "
+                       "mounted Secret: username, password or token) or a YAML mapping of "
+                       "those keys; given to oras as a 0600 config file, never as an "
+                       "argument (default: oras's own login)")
+    creds.add_argument("--registry-credentials-secret", metavar="NAME",
+                       help="in a Pod: the Secret NAME, which the Deployment mounts at "
+                       "/etc/orascache/registry-credentials")
+    group.add_argument("--plain-http", action="store_true",
+                       help="talk HTTP, not HTTPS, to the registry (local registries)")
+
+
 def _sync_git_arguments(sync: argparse.ArgumentParser) -> None:
     _git_arguments(sync, required=False)
     sync.add_argument("--interval", type=duration, default=60.0, metavar="DURATION",
@@ -287,6 +401,30 @@ def _webhook_arguments(sync: argparse.ArgumentParser) -> None:
                       "--webhook-cert-validity then do not apply")
 
 
+def _add_render_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    render = sub.add_parser(
+        "render",
+        help="render the caches of a git ref to a directory or a branch",
+        description="Fetch --repo at --ref, render every OrasCache under --path to the "
+        "dist/ layout (<namespace>/<name>.yaml and a kustomization.yaml), and write it to "
+        "--out, or commit it to --push-branch of the same remote (only when it changed; "
+        "the message names the source commit).",
+    )
+    _git_arguments(render, required=True)
+    target = render.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="DIR")
+    target.add_argument("--push-branch", metavar="BRANCH")
+    target.add_argument("--push-oci", metavar="REF",
+                        help="push the tree as an OCI artifact in Flux's layout "
+                        "(HOST[:PORT]/REPOSITORY:TAG; only when the tag does not already "
+                        "hold the same layer); prints REPOSITORY@DIGEST")
+    _registry_arguments(render)
+    render.add_argument("--allow-empty", action="store_true",
+                        help="write (or push) a render with no caches, which empties the "
+                        "target (refused by default, as `sync` refuses to prune everything)")
+    render.set_defaults(func=_cmd_render)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orascache", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -317,9 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
         "prune what is no longer rendered and report status. Uses the in-cluster "
         "configuration in a Pod, else --kubeconfig (or $KUBECONFIG, ~/.kube/config).",
     )
-    sync.add_argument("--source", choices=["cluster", "git"], default="cluster",
+    sync.add_argument("--source", choices=["cluster", "git", "oci"], default="cluster",
                       help="cluster: OrasCache objects; git: files of --repo at --ref, "
-                      "applied as an ApplySet (no CRD needed)")
+                      "applied as an ApplySet (no CRD needed); oci: the same for the files "
+                      "of the OCI artifact --artifact, followed by tag")
+    sync.add_argument("--artifact", metavar="REF",
+                      help="oci: HOST[:PORT]/REPOSITORY:TAG; every interval resolves the tag "
+                      "and a new digest is a new revision (--path is inside the artifact)")
     scope = sync.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", metavar="NS",
                        help="watch this namespace (repeatable)")
@@ -344,21 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sync.add_argument("--log-format", default="json", choices=["json", "text"])
     _sync_git_arguments(sync)
+    _registry_arguments(sync)
     sync.set_defaults(func=_cmd_sync)
 
-    render = sub.add_parser(
-        "render",
-        help="render the caches of a git ref to a directory or a branch",
-        description="Fetch --repo at --ref, render every OrasCache under --path to the "
-        "dist/ layout (<namespace>/<name>.yaml and a kustomization.yaml), and write it to "
-        "--out, or commit it to --push-branch of the same remote (only when it changed; "
-        "the message names the source commit).",
-    )
-    _git_arguments(render, required=True)
-    target = render.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", metavar="DIR")
-    target.add_argument("--push-branch", metavar="BRANCH")
-    render.set_defaults(func=_cmd_render)
+    _add_render_parser(sub)
 
     diff = sub.add_parser(
         "diff",

@@ -29,6 +29,11 @@ class Rendered:
     files: dict[str, str]
     errors: list[str]
 
+    @property
+    def empty(self) -> bool:
+        """No cache rendered anything (the kustomization alone would empty the target)."""
+        return not any(rel != "kustomization.yaml" for rel in self.files)
+
 
 def render_commit(source: GitSource, path: str, render_workers: int | None = None,
                   ) -> Rendered:

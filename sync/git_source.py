@@ -6,11 +6,18 @@ key (a mounted Secret; keys `username`, `password` or `token`, `ssh-privatekey`,
 in-cluster form: the Deployment mounts the Secret NAME at `CREDENTIALS_MOUNT`, and the
 flag resolves to that directory; the service never calls the Secrets API.
 
-Credentials never reach a URL, a process argument, a log line or an error message:
-HTTP(S) passwords go through `GIT_ASKPASS` (a tiny script that prints files of a 0700
-directory), SSH keys through `GIT_SSH_COMMAND` with the key *path*, and every git error
-is passed through `redact` before it is shown. A URL given with `user:pass@` is split
-into a clean URL and credentials.
+Credentials never reach a URL, a process argument, a log line, an error message or a
+file outside one 0700 directory: passwords go through `GIT_ASKPASS` (HTTP) or
+`SSH_ASKPASS` (SSH), a tiny script that prints files of that directory, SSH keys through
+`GIT_SSH_COMMAND` with the key *path*, and every git error is passed through `redact`
+before it is shown. A URL given with `user:pass@` is split into a clean URL (the one
+git's config holds) and percent-decoded credentials, as git itself would decode them; a
+URL whose secret cannot be moved out (a query string, a password in an scp-like address)
+or would be dropped (a user name or token without a password) is refused with a reason.
+
+The checkout is the repository's boundary: a commit whose tree holds a symbolic link
+that resolves outside the work tree (or into `.git`) is refused before any of its files
+is read (`UnsafeRevision`), as Argo CD's repo-server refuses out-of-bounds links.
 """
 
 from __future__ import annotations
@@ -22,10 +29,10 @@ import shlex
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 import yaml
@@ -38,16 +45,29 @@ HEX = re.compile(r"^[0-9a-f]{7,40}$")
 # git's and ssh's own words for refused credentials (not a bare "401": ports hold digits)
 _AUTH_FAILED = re.compile(r"Authentication failed|could not read Username|"
                           r"returned error: 40[13]\b|Permission denied \(")
+# Answers git's (HTTP) and ssh's password prompts; anything else (a host key question,
+# a key passphrase) gets no answer.
 ASKPASS = """#!/bin/sh
 case "$1" in
   [Uu]sername*) cat "$ORASCACHE_GIT_SECRETS/username" ;;
-  *) cat "$ORASCACHE_GIT_SECRETS/password" ;;
+  *[Pp]assword*) cat "$ORASCACHE_GIT_SECRETS/password" ;;
+  *) exit 1 ;;
 esac
 """
+HTTP_SCHEMES = ("http", "https")
+TOKEN_LIKE = 16  # characters: GitHub's and GitLab's tokens are longer
+SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
+_SCP_LIKE = re.compile(r"^[^/]+:")  # [user@]host:path, git's other ssh syntax
+_SCP_PASSWORD = re.compile(r"^[^/@]*:[^/@]*@[^/:]+:")  # user:password@host:path
 
 
 class GitSourceError(Exception):
     """A fetch, resolve or checkout failed; the message is already redacted."""
+
+
+class UnsafeRevision(GitSourceError):
+    """The commit cannot be read safely (links out of the repository); nothing of it
+    was read. The message names the offending paths, never what they point to."""
 
 
 @dataclass
@@ -56,9 +76,15 @@ class Credentials:
     password: str | None = None
     ssh_key: str | None = None
     known_hosts: str | None = None
+    token: bool = False  # the password is a token given without a user name
+    secret_username: bool = False  # a URL's lone user name: maybe a token
 
     def secrets(self) -> list[str]:
-        return [s for s in (self.password, self.ssh_key) if s]
+        # A lone user name as long as a token is redacted too (a short one, such as
+        # "git", would only mangle every message).
+        hidden = [self.username] if self.secret_username and len(
+            self.username or "") >= TOKEN_LIKE else []
+        return [s for s in (self.password, self.ssh_key, *hidden) if s]
 
     @property
     def empty(self) -> bool:
@@ -97,23 +123,79 @@ def load_credentials(path: Path | None) -> Credentials:
     username = values.get("username", "").strip() or ("x-access-token" if token else None)
     return Credentials(username=username, password=password,
                        ssh_key=values.get("ssh-privatekey") or None,
-                       known_hosts=values.get("known_hosts") or None)
+                       known_hosts=values.get("known_hosts") or None,
+                       token=bool(token) and not values.get("username", "").strip())
+
+
+def is_ssh(url: str) -> bool:
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    return scheme in SSH_SCHEMES or (not scheme and bool(_SCP_LIKE.match(url)))
 
 
 def split_url(url: str) -> tuple[str, Credentials]:
-    """`https://user:pass@host/r` -> (`https://host/r`, credentials); others unchanged."""
+    """Move the secrets out of a remote URL: `https://user:pass@host/r` -> (`https://host/r`,
+    credentials), `ssh://git:pass@host/r` -> (`ssh://git@host/r`, the password); user
+    name and password percent-decoded (git decodes them too). Raises GitSourceError for a
+    URL whose secret could only stay in it."""
+    if "://" not in url:
+        if _SCP_PASSWORD.match(url):
+            raise GitSourceError(
+                "a password in an scp-like address (user:password@host:path) would reach "
+                "ssh's command line and git's config: use ssh://user@host/path with the "
+                "password in --credentials-file, or an ssh-privatekey")
+        return url, Credentials()
     parts = urlsplit(url)
-    if parts.scheme in ("http", "https") and (parts.username or parts.password):
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
+    scheme = parts.scheme.lower()
+    if scheme in HTTP_SCHEMES and parts.query:
+        raise GitSourceError(
+            f"{redact(url, [])}: a git remote takes no query string (git sends it as part "
+            "of the path, and a token there would be shown and stored): give the token "
+            "with --credentials-file (key token)")
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, Credentials()
+    raw_user, colon, raw_password = userinfo.partition(":")
+    username, password = unquote(raw_user) or None, unquote(raw_password) or None
+    if scheme in HTTP_SCHEMES:
+        clean = urlunsplit((parts.scheme, hostport, parts.path, parts.query, parts.fragment))
+        return clean, Credentials(username=username, password=password)
+    if not colon:
+        return url, Credentials()  # ssh://git@host: a user name, no secret
+    if scheme in SSH_SCHEMES:
+        netloc = f"{raw_user}@{hostport}" if raw_user else hostport
         clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-        return clean, Credentials(username=parts.username, password=parts.password)
-    return url, Credentials()
+        return clean, Credentials(password=password)
+    raise GitSourceError(f"{redact(url, [])}: a password in a {scheme}:// URL is not "
+                         "supported; use https:// or ssh:// with --credentials-file")
+
+
+def merge_credentials(given: Credentials, inline: Credentials, url: str) -> Credentials:
+    """The credentials of `--credentials-file` (`given`) with those taken out of the URL
+    (`inline`); never one silently dropped for the other."""
+    if inline.password:
+        if given.password:
+            raise GitSourceError(f"{url}: a password both in the URL and in the "
+                                 "credentials file: give it in one place")
+        return replace(given, username=inline.username or given.username,
+                       password=inline.password, token=False)
+    if inline.username:  # http(s)://NAME@host: a user name, or a token
+        if not given.password:
+            raise GitSourceError(
+                f"{url}: the URL names a user (or holds a token) but gives no password, "
+                "and the service never prompts: put a token in the credentials file (key "
+                "token) or the password there, or give user:password in the URL")
+        if given.username and not given.token and given.username != inline.username:
+            raise GitSourceError(f"{url}: one user name in the URL, another in the "
+                                 "credentials file: give it in one place")
+        return replace(given, username=inline.username, token=False, secret_username=True)
+    return given
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """Remove userinfo from URLs and every known secret value from `text`."""
+    """Remove userinfo and query values from URLs, and every known secret value, from
+    `text` (git's own `service=` query is kept)."""
     text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
+    text = re.sub(r"([?&](?!service=)[^=&?\s'\"#/]+=)[^&?\s'\"#]+", r"\1***", text)
     for secret in secrets:
         for part in {secret, secret.strip()}:
             if part:
@@ -147,8 +229,7 @@ class GitSource:
 
     def __post_init__(self) -> None:
         self.url, inline = split_url(self.url)
-        if inline.password and self.credentials.empty:
-            self.credentials = inline
+        self.credentials = merge_credentials(self.credentials, inline, self.display_url)
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -183,20 +264,31 @@ class GitSource:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
                "GIT_HTTP_LOW_SPEED_LIMIT": "1", "GIT_HTTP_LOW_SPEED_TIME": "30"}
         creds = self.credentials
+        ssh_password = bool(creds.password) and is_ssh(self.url)
         if creds.password:
             secrets = self._secrets_dir()
             env["GIT_ASKPASS"] = str(secrets / "askpass")
             env["ORASCACHE_GIT_SECRETS"] = str(secrets)
-        if creds.ssh_key or creds.known_hosts:
+        if ssh_password:  # ssh asks the same script, never a terminal
+            env["SSH_ASKPASS"] = env["GIT_ASKPASS"]
+            env["SSH_ASKPASS_REQUIRE"] = "force"
+        if creds.ssh_key or creds.known_hosts or ssh_password:
             secrets = self._secrets_dir()
-            ssh = ["ssh", "-o", "BatchMode=yes"]
+            # BatchMode would turn password authentication off; with a password, host
+            # keys are still checked strictly and one wrong password ends the attempt.
+            ssh = ["ssh", "-o", "BatchMode=no", "-o", "NumberOfPasswordPrompts=1"] if (
+                ssh_password) else ["ssh", "-o", "BatchMode=yes"]
             if creds.ssh_key:
                 ssh += ["-i", str(secrets / "id"), "-o", "IdentitiesOnly=yes"]
             if creds.known_hosts:
-                ssh += ["-o", f"UserKnownHostsFile={secrets / 'known_hosts'}",
-                        "-o", "StrictHostKeyChecking=yes"]
+                ssh += ["-o", f"UserKnownHostsFile={secrets / 'known_hosts'}"]
+            if creds.known_hosts or ssh_password:
+                ssh += ["-o", "StrictHostKeyChecking=yes"]
             env["GIT_SSH_COMMAND"] = shlex.join(ssh)  # git runs it through a shell
         return env
+
+    def secrets(self) -> list[str]:
+        return self.credentials.secrets()
 
     def close(self) -> None:
         if self._secret_dir is not None:
@@ -221,19 +313,29 @@ class GitSource:
 
     def repo(self) -> git.Repo:
         if self._repo is None:
-            if (self.workdir / ".git").is_dir():
-                self._repo = git.Repo(self.workdir)
-            else:
-                self._repo = git.Repo.init(self.workdir)
-            with self._repo.config_writer() as cfg:
-                cfg.set_value("core", "askPass", "")
-                cfg.set_value("credential", "helper", "")
-                cfg.set_value("gc", "auto", "0")
-            if "origin" in [r.name for r in self._repo.remotes]:
-                self._repo.remotes.origin.set_url(self.url)
-            else:
-                self._repo.create_remote("origin", self.url)
+            try:
+                self._repo = self._open()
+            except (git.GitError, OSError, ValueError) as exc:  # e.g. a broken --git-dir
+                raise GitSourceError(redact(
+                    f"the clone in {self.workdir} is not usable ({type(exc).__name__}: "
+                    f"{exc}): remove it, or give another --git-dir",
+                    self.credentials.secrets())) from None
         return self._repo
+
+    def _open(self) -> git.Repo:
+        if (self.workdir / ".git").is_dir():
+            repo = git.Repo(self.workdir)
+        else:
+            repo = git.Repo.init(self.workdir)
+        with repo.config_writer() as cfg:
+            cfg.set_value("core", "askPass", "")
+            cfg.set_value("credential", "helper", "")
+            cfg.set_value("gc", "auto", "0")
+        if "origin" in [r.name for r in repo.remotes]:
+            repo.remotes.origin.set_url(self.url)
+        else:
+            repo.create_remote("origin", self.url)
+        return repo
 
     def fetch(self) -> str:
         """Fetch branches and tags (forced: force-pushes and moved tags follow); return
@@ -263,13 +365,24 @@ class GitSource:
                              f"{self.display_url}")
 
     def checkout(self, commit: str) -> Revision:
-        """Make the work tree exactly `commit` (tracked files only, nothing else)."""
+        """Make the work tree exactly `commit` (tracked files only, nothing else).
+        Raises UnsafeRevision when a link in it leads out of the repository."""
         repo = self.repo()
         try:
             repo.git.checkout("--force", "--detach", commit)
             repo.git.clean("-ffdqx")
+            tree = repo.git.ls_tree("-r", "-z", "--full-tree", commit)
         except git.GitCommandError as exc:
             raise self.error("checkout", exc) from None
+        links = [entry.partition("\t")[2] for entry in tree.split("\0")
+                 if entry.startswith("120000 ")]
+        escaping = escaping_links(self.workdir, links)
+        if escaping:
+            shown = escaping[:20]
+            more = f" (and {len(escaping) - len(shown)} more)" if escaping[20:] else ""
+            raise UnsafeRevision(
+                f"{commit[:12]}: symbolic link(s) to a path outside the repository, not "
+                f"followed: {', '.join(shown)}{more}")
         return Revision(commit, self.ref, self.resolve()[1], self.workdir)
 
     def path_exists(self, commit: str, path: str) -> bool:
@@ -281,6 +394,19 @@ class GitSource:
         except git.GitCommandError:
             return False
         return True
+
+
+def escaping_links(root: Path, links: list[str]) -> list[str]:
+    """The links (paths relative to `root`) that resolve, through any chain of links,
+    outside `root` or into its `.git`."""
+    base = Path(os.path.realpath(root))
+    gitdir = base / ".git"
+    escaping = []
+    for rel in links:
+        target = Path(os.path.realpath(base / rel))
+        if not target.is_relative_to(base) or target.is_relative_to(gitdir):
+            escaping.append(rel)
+    return escaping
 
 
 def source_from_args(url: str, ref: str, workdir: Path, credentials_file: str | None,

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,12 +55,13 @@ from sync.applyset import (
 )
 from sync.applyset import NAMESPACES_ANNOTATION as NSS
 from sync.events import EventRecorder
-from sync.git_source import GitSource, GitSourceError
+from sync.git_source import GitSourceError, UnsafeRevision, redact
 from sync.health import HealthServer
 from sync.kube import RESOURCES, Kube, Obj, api_error_message, resource_for
 from sync.load import load
 from sync.metrics import Metrics
 from sync.parallel_render import render_parallel
+from sync.revision_source import RevisionSource
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +136,10 @@ def render_tree(root: Path, path: str, applyset: ApplySet, default_namespace: st
                 memo: RenderMemo | None = None) -> Desired:
     """Parse every OrasCache under root/path and render them all (this thread only)."""
     rel = path.strip("/")
-    return render_paths([root / rel if rel not in ("", ".") else root], applyset,
-                        default_namespace, root=root, memo=memo)
+    target = root / rel if rel not in ("", ".") else root
+    if not Path(os.path.realpath(target)).is_relative_to(os.path.realpath(root)):
+        return Desired(errors=[f"path {path!r} is outside the repository"])
+    return render_paths([target], applyset, default_namespace, root=root, memo=memo)
 
 
 class RenderMemo:
@@ -210,7 +214,7 @@ class Stopwatch:
 class GitSync:
     """One ApplySet kept equal to the rendered caches of one git ref and path."""
 
-    def __init__(self, kube: Kube, source: GitSource, options: GitOptions, *,
+    def __init__(self, kube: Kube, source: RevisionSource, options: GitOptions, *,
                  applier: Applier | None = None, metrics: Metrics | None = None) -> None:
         self.kube = kube
         self.source = source
@@ -282,10 +286,11 @@ class GitSync:
         try:
             commit = self.source.fetch()
             fetched = time.monotonic() - started
-        except GitSourceError as exc:
+        except Exception as exc:  # any failure to fetch is reported, as a revision's is
             self.git_metrics.fetches.labels(result="failed").inc()
             self.git_metrics.healthy.set(0)
-            result = Result(FETCH_FAILED, None, f"{exc}; keeping {self._keeping()}")
+            result = Result(FETCH_FAILED, None, f"{self._failure(exc)}; keeping "
+                            f"{self._keeping()}")
             log.error("fetch failed: %s", result.message)
             if self.fetch_error is None:  # reported on the parent once per outage
                 self._record_safely(result)
@@ -306,9 +311,9 @@ class GitSync:
             return Result(UP_TO_DATE, commit, f"{commit[:12]} already {last.outcome}")
         try:
             result = self._revision(commit)
-        except (ApiException, HTTPError, OSError, ApplySetError, GitSourceError) as exc:
-            message = api_error_message(exc) if isinstance(exc, ApiException) else str(exc)
-            result = Result(FAILED, commit, f"{message}; keeping {self._keeping()}")
+        except Exception as exc:  # every failure of a revision is reported
+            result = Result(FAILED, commit, f"{self._failure(exc)}; nothing pruned, "
+                            f"keeping {self._keeping()}")
             self._record_safely(result)
         result.timings = {"fetch": fetched, **result.timings}
         self.last = result
@@ -326,6 +331,18 @@ class GitSync:
             log.error("revision %s %s: %s", commit[:12], result.outcome, result.message)
         return result
 
+    def _failure(self, exc: Exception) -> str:
+        """The message of any exception out of a revision's processing (a bug or input
+        the parser did not expect included), redacted; a traceback for the unexpected."""
+        if isinstance(exc, ApiException):
+            message = api_error_message(exc)
+        elif isinstance(exc, (HTTPError, OSError, ApplySetError, GitSourceError)):
+            message = str(exc)
+        else:
+            log.error("unexpected error in a revision", exc_info=exc)
+            message = f"unexpected {type(exc).__name__}: {exc}"
+        return redact(message, self.source.secrets())
+
     def _keeping(self) -> str:
         return f"last good revision {self.last_good[:12]}" if self.last_good else (
             "the cluster as it is (no good revision yet)")
@@ -338,34 +355,40 @@ class GitSync:
         except (ApiException, HTTPError, ApplySetError) as exc:
             log.warning("cannot record the result: %s", exc)
 
-    def _revision(self, commit: str) -> Result:
-        watch = Stopwatch()
-        lap = watch.lap
-        revision = self.source.checkout(commit)
+    def _read_revision(self, commit: str, lap: Callable[[str], None],
+                       ) -> Desired | tuple[str, str]:
+        """Check out, parse and render `commit`: its objects, or why none may be applied
+        (outcome, message). Nothing is written before this returns."""
         opts = self.options
-        parent = self.applyset.read_parent(self.kube)
-        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
-        old_gks, old_ns = split(ann.get(GKS)), split(ann.get(NSS))
+        keeping = f"nothing applied or pruned, keeping {self._keeping()}"
+        try:
+            revision = self.source.checkout(commit)
+        except UnsafeRevision as exc:  # reported as a parse error is: nothing was read
+            return INVALID, f"{exc}; {keeping}"
         if not self.source.path_exists(commit, opts.path):
-            result = Result(INVALID, commit, f"path {opts.path!r} does not exist in "
-                            f"{commit[:12]}: nothing applied or pruned; keeping "
-                            f"{self._keeping()}")
-            self._record(result, parent, old_gks, old_ns)
-            return result
+            return INVALID, f"path {opts.path!r} does not exist in {commit[:12]}: {keeping}"
         lap("checkout")
         desired = render_tree(revision.worktree, opts.path, self.applyset, opts.namespace,
                               self._memo)
         lap("render")
         if desired.errors:
-            result = Result(INVALID, commit, f"{len(desired.errors)} error(s), nothing "
-                            f"applied or pruned, keeping {self._keeping()}: "
-                            + "; ".join(desired.errors))
-            self._record(result, parent, old_gks, old_ns)
-            return result
+            return INVALID, (f"{len(desired.errors)} error(s), {keeping}: "
+                             + "; ".join(desired.errors))
         if not desired.objects and not opts.allow_empty:
-            result = Result(EMPTY, commit, f"no OrasCache under {opts.path!r}: refusing to "
-                            "prune everything (use --allow-empty); keeping "
-                            f"{self._keeping()}")
+            return EMPTY, (f"no OrasCache under {opts.path!r}: refusing to prune everything "
+                           f"(use --allow-empty); keeping {self._keeping()}")
+        return desired
+
+    def _revision(self, commit: str) -> Result:
+        watch = Stopwatch()
+        lap = watch.lap
+        opts = self.options
+        parent = self.applyset.read_parent(self.kube)
+        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+        old_gks, old_ns = split(ann.get(GKS)), split(ann.get(NSS))
+        desired = self._read_revision(commit, lap)
+        if not isinstance(desired, Desired):
+            result = Result(desired[0], commit, desired[1])
             self._record(result, parent, old_gks, old_ns)
             return result
         refs = [ObjectRef.of(o) for o in desired.objects]
@@ -410,9 +433,9 @@ class GitSync:
     def _drift_safely(self, commit: str, started: float) -> Result:
         try:
             result = self._drift(commit)
-        except (ApiException, HTTPError, OSError, ApplySetError, GitSourceError) as exc:
-            message = api_error_message(exc) if isinstance(exc, ApiException) else str(exc)
-            result = Result(DRIFT_FAILED, commit, f"drift check of {commit[:12]}: {message}")
+        except Exception as exc:  # reported as a failed drift pass
+            result = Result(DRIFT_FAILED, commit,
+                            f"drift check of {commit[:12]}: {self._failure(exc)}")
         result.timings["drift"] = time.monotonic() - started
         if result.outcome == DRIFT_FAILED:
             self.git_metrics.drift_checks.labels(result="failed").inc()

@@ -1,13 +1,12 @@
 """Rendering to files: `orascache synth`, `cdk8s synth` and the committed dist/ tree.
 
 Everything is rendered into memory first and written only when every input is valid,
-so an error never leaves a half-written output directory.
+and then all at once or not at all (sync.outdir), so an error never leaves a
+half-written output directory.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from constructs_lib import SpecError, schema, to_yaml
+from sync import outdir as outdir_
 from sync.load import load
 from sync.parallel_render import render_parallel
 
@@ -85,17 +85,31 @@ def install_git_files() -> dict[str, str]:
                                + to_yaml(service)})
 
 
-ARGOCD_HEALTH_KEY = (
-    f"resource.customizations.health.{schema.GROUP}_{schema.KIND}"
+OCI_INSTALL_NOTE = (
+    "# The sync service following an OCI artifact: `kubectl apply -k dist/install-oci/`,\n"
+    "# after pointing ORASCACHE_OCI_ARTIFACT/PATH at your artifact with a kustomize patch\n"
+    "# and creating the Secret oras-cache-registry-credentials (see docs/gitops.md).\n"
 )
+
+
+def install_oci_files() -> dict[str, str]:
+    """The OCI source's install (`OciSyncService` with its defaults: a placeholder
+    artifact, overridden by a kustomize patch of the container's env)."""
+    from constructs_lib.install_oci import render_oci_install  # noqa: PLC0415 - see dist_files
+
+    service = render_oci_install()
+    return with_kustomization({"oci-sync-service.yaml": HEADER + OCI_INSTALL_NOTE
+                               + to_yaml(service)})
+
+
+ARGOCD_HEALTH_KEY = f"resource.customizations.health.{schema.GROUP}_{schema.KIND}"
 ARGOCD_NOTE = (
-    "# Argo CD health check for OrasCache (docs/gitops.md, \"Argo CD\"): merge into argocd-cm\n"
-    "# with `kubectl patch configmap argocd-cm -n argocd --type merge --patch-file <this file>`\n"
+    "# Argo CD health check for OrasCache (docs/gitops.md, \"Argo CD\"), rendered from\n"
+    "# sync/argocd_health.lua. Merge it into argocd-cm with\n"
+    "# `kubectl patch configmap argocd-cm -n argocd --type merge --patch-file <this file>`\n"
     "# or list it under `patches:` in the kustomization that installs Argo CD (no namespace\n"
     "# here: Argo CD's install.yaml has none, kustomize's `namespace:` sets it).\n"
 )
-LUA_HEADER = ("-- Rendered by orascache from sync/argocd_health.lua. Do not edit: change the "
-              "source and run `make synth`.\n")
 
 
 def argocd_health_lua() -> str:
@@ -115,9 +129,9 @@ _LiteralDumper.add_representer(str, _LiteralDumper.represent_str)
 
 
 def argocd_files() -> dict[str, str]:
-    """dist/argocd/: the health check as a file, and as the argocd-cm key Argo CD reads
-    (`resource.customizations.health.<group>_<kind>`), in a ConfigMap to merge."""
-    script = argocd_health_lua()
+    """dist/argocd/: the health check under the argocd-cm key Argo CD reads
+    (`resource.customizations.health.<group>_<kind>`), in a ConfigMap to merge. One YAML
+    file, no .lua copy: everything under dist/ starts with the YAML render header."""
     configmap = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -126,10 +140,10 @@ def argocd_files() -> dict[str, str]:
             "labels": {"app.kubernetes.io/name": "argocd-cm",
                        "app.kubernetes.io/part-of": "argocd"},
         },
-        "data": {ARGOCD_HEALTH_KEY: script},
+        "data": {ARGOCD_HEALTH_KEY: argocd_health_lua()},
     }
     text = yaml.dump(configmap, Dumper=_LiteralDumper, sort_keys=False, width=1000)
-    return {"health.lua": LUA_HEADER + script, "argocd-cm.yaml": HEADER + ARGOCD_NOTE + text}
+    return {"argocd-cm.yaml": HEADER + ARGOCD_NOTE + text}
 
 
 PIPELINE_CACHE = ("workflows", "shared")  # the example cache the example pipeline uses
@@ -169,30 +183,18 @@ def dist_files() -> dict[str, str] | list[SpecError]:
         **{f"examples/pipelines/{k}": v for k, v in pipeline_files().items()},
         **{f"install/{k}": v for k, v in install_files().items()},
         **{f"install-git/{k}": v for k, v in install_git_files().items()},
+        **{f"install-oci/{k}": v for k, v in install_oci_files().items()},
         **{f"argocd/{k}": v for k, v in argocd_files().items()},
     }
 
 
 def write_tree(files: Mapping[str, str], outdir: Path) -> None:
-    """Write `files` under `outdir` and delete files we wrote before that are now stale."""
-    outdir.mkdir(parents=True, exist_ok=True)
-    for rel, text in files.items():
-        write_atomic(outdir / rel, text)
-    ours = [*outdir.rglob("*.yaml"), *outdir.rglob("*.lua")]
-    for path in sorted(ours, reverse=True):
-        rel = path.relative_to(outdir).as_posix()
-        if rel not in files and path.read_text(encoding="utf-8").startswith(
-                (HEADER, LUA_HEADER)):
-            path.unlink()
-    for path in sorted((p for p in outdir.rglob("*") if p.is_dir()), reverse=True):
-        if not any(path.iterdir()):
-            path.rmdir()
+    """Write `files` under `outdir`, removing the stale files we wrote before; all or
+    nothing, never outside `outdir`, never over a file we did not write (sync.outdir).
+    Raises OutputError."""
+    outdir_.write_tree(files, outdir, HEADER)
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    """Raises OutputError."""
+    outdir_.write_file(path, text)

@@ -287,9 +287,13 @@ def _pids_under(root: Path) -> set[int]:
     pids: set[int] = set()
     if not root.is_dir():
         return pids
-    for procs in root.rglob("cgroup.procs"):
-        with contextlib.suppress(OSError, ValueError):
-            pids.update(int(x) for x in procs.read_text().split())
+    # os.walk, not Path.rglob: the kubelet removes a container's cgroup while we walk
+    # (a restarting container at teardown), and rglob raises on the vanished directory.
+    for directory, _, files in os.walk(root):
+        if "cgroup.procs" in files:
+            with contextlib.suppress(OSError, ValueError):
+                text = (Path(directory) / "cgroup.procs").read_text()
+                pids.update(int(x) for x in text.split())
     return pids
 
 

@@ -1,5 +1,6 @@
 """A real SSH git remote for tests: paramiko on 127.0.0.1, public-key auth for exactly one
-client key, and `git upload-pack` (fetch only) run per exec request.
+client key (and, when given, password auth for one password), and `git upload-pack`
+(fetch only) run per exec request.
 
 The host key is made per server; `known_hosts()` is the line a client needs. Every auth
 attempt and exec request is recorded, so tests can tell "refused before auth" (host key)
@@ -47,8 +48,10 @@ class SshKey:
 class GitSshServer(paramiko.ServerInterface):
     """Serves repositories under `root` at ssh://git@127.0.0.1:PORT/<name> (fetch only)."""
 
-    def __init__(self, root: Path, authorized: SshKey, user: str = "git") -> None:
+    def __init__(self, root: Path, authorized: SshKey, user: str = "git",
+                 password: str | None = None) -> None:
         self.root, self.authorized, self.user = root.resolve(), authorized, user
+        self.password = password  # also accept this password (keys stay accepted)
         self.host_key = SshKey.generate()
         self.port = free_ports(1)[0]
         self.auths: list[tuple[str, bool]] = []  # (user, accepted)
@@ -66,7 +69,12 @@ class GitSshServer(paramiko.ServerInterface):
 
     # ----- paramiko.ServerInterface --------------------------------------------------------
     def get_allowed_auths(self, username: str) -> str:
-        return "publickey"
+        return "publickey,password" if self.password is not None else "publickey"
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        ok = self.password is not None and username == self.user and password == self.password
+        self.auths.append((username, ok))
+        return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         ok = username == self.user and f"{key.get_name()} {key.get_base64()}" == (

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -512,3 +513,171 @@ def test_no_drift_correction_flag_and_drift_after_a_restart(
     wait_for(lambda: svc(kube, namespace, "a"), what="Service a restored after a restart")
     assert proc.metric("orascache_git_drift_corrected_objects_total") == 1
     assert proc.metric('orascache_git_revisions_total{result="Applied"}') == 0
+
+
+# ----- hostile and broken repositories ------------------------------------------------------
+def warnings_for(kube: Kube, ns: str, reason: str) -> list[str]:
+    return [e["message"] for e in our_events(kube, ns)
+            if e["reason"] == reason and e["type"] == "Warning"
+            and e["involvedObject"]["name"] == PARENT]
+
+
+def test_links_out_of_the_repository_fail_the_revision_naming_the_link(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """A link to a host file was rendered (a value of it showed in an error) and a
+    `caches -> /` link walked the host: both refused, as parse errors are reported."""
+    host_file = tmp_path / "host" / "leak.yaml"
+    host_file.parent.mkdir()
+    host_file.write_text(cache_yaml("leaked-from-host", port="host-only-value"))
+    good = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = start_sync(repo.url)
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == good, what="good applied")
+
+    repo.remove("caches/a.yaml").write("caches/b.yaml", cache_yaml("b"))
+    (repo.path / "caches" / "leak.yaml").symlink_to(host_file)
+    linked = repo.commit("link to a host file")
+    ann = settle(proc, kube, namespace, linked, "Invalid")
+    message = ann[LAST_MESSAGE]
+    assert "caches/leak.yaml" in message and "outside the repository" in message
+    assert ann[LAST_COMMIT] == good
+    assert sts(kube, namespace, "a") is not None  # nothing pruned
+    assert sts(kube, namespace, "b") is None and sts(kube, namespace, "leaked-from-host") is None
+    for text in (message, proc.output()):
+        assert "host-only-value" not in text and "leaked-from-host" not in text
+        assert str(host_file) not in text
+    wait_for(lambda: [m for m in warnings_for(kube, namespace, "Invalid")
+                      if "caches/leak.yaml" in m], what="an Invalid event naming the link")
+    assert proc.metric('orascache_git_revisions_total{result="Invalid"}') == 1
+    assert proc.metric("orascache_git_last_sync_ok") == 0
+
+    repo.remove("caches/leak.yaml").remove("caches/b.yaml").write("caches/a.yaml",
+                                                                   cache_yaml("a"))
+    repo.commit("back")
+    repo.repo.git.rm("-r", "-q", "caches")
+    (repo.path / "caches").symlink_to("/")
+    root = repo.commit("caches -> /")
+    ann = settle(proc, kube, namespace, root, "Invalid")
+    assert "not followed: caches" in ann[LAST_MESSAGE]
+    assert sts(kube, namespace, "a") is not None
+    assert proc.metric('orascache_git_revisions_total{result="Invalid"}') == 2
+
+
+@pytest.mark.parametrize("bad", ["date", "latin-1"])
+def test_any_error_of_a_revision_is_reported_and_nothing_pruned(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, bad: str
+) -> None:
+    """A YAML date like 2001-13-45 or a non-UTF-8 file raised outside the handled
+    errors: the pass only logged "sync pass failed", nothing reached the parent, Events
+    or metrics. Now every failure of a revision is reported (Failed, or Invalid when
+    the loader names the file), and nothing is applied or pruned."""
+    good = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = start_sync(repo.url)
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == good, what="good applied")
+
+    repo.remove("caches/a.yaml").write("caches/b.yaml", cache_yaml("b"))
+    if bad == "date":
+        repo.write("caches/other.yaml", "kind: ConfigMap\ndata:\n  when: 2001-13-45\n")
+    else:
+        (repo.path / "caches" / "other.yaml").write_bytes(
+            b"kind: OrasCache\nmetadata: {name: caf\xe9}\n")
+    broken = repo.commit("broken")
+    trigger(proc)
+    ann = recorded(kube, namespace, lambda a: a.get(LAST_ATTEMPT) == broken,
+                   what="the broken revision reported")
+    outcome = ann[LAST_RESULT]
+    assert outcome in ("Failed", "Invalid"), ann
+    assert ann[LAST_COMMIT] == good and ann[LAST_MESSAGE]
+    assert "nothing" in ann[LAST_MESSAGE] and "pruned" in ann[LAST_MESSAGE]
+    assert sts(kube, namespace, "a") is not None and sts(kube, namespace, "b") is None
+    wait_for(lambda: warnings_for(kube, namespace, outcome), what=f"a {outcome} event")
+    assert proc.metric(f'orascache_git_revisions_total{{result="{outcome}"}}') == 1
+    assert proc.metric("orascache_git_last_sync_ok") == 0
+    assert "sync pass failed" not in proc.output()
+
+    fixed = repo.remove("caches/other.yaml").commit("fixed")
+    settle(proc, kube, namespace, fixed)
+    assert sts(kube, namespace, "a") is None and sts(kube, namespace, "b") is not None
+
+
+def test_an_unusable_clone_is_reported_as_a_failed_fetch(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """A broken --git-dir (an empty .git) raised outside the handled errors: only
+    "sync pass failed" in the log. It is a failed fetch now, on the parent and in metrics."""
+    repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    (tmp_path / "clone-0" / ".git").mkdir(parents=True)  # start_sync's first --git-dir
+    proc = start_sync(repo.url)
+    ann = recorded(kube, namespace, lambda a: bool(a.get(LAST_RESULT)), what="a result")
+    assert ann[LAST_RESULT] == "FetchFailed"
+    assert f"the clone in {tmp_path / 'clone-0'} is not usable" in ann[LAST_MESSAGE]
+    assert proc.metric('orascache_git_fetches_total{result="failed"}') >= 1
+    wait_for(lambda: warnings_for(kube, namespace, "FetchFailed"), what="a FetchFailed event")
+    assert "sync pass failed" not in proc.output()
+    assert sts(kube, namespace, "a") is None
+
+
+def test_render_of_a_revision_without_caches_needs_allow_empty(
+    repo: WorkRepo, tmp_path: Path
+) -> None:
+    """`render` of a revision with no caches emptied --out and pushed an empty tree."""
+    first = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    out = tmp_path / "out"
+    to_dir = ["render", "--repo", repo.url, "--path", "caches", "--out", str(out)]
+    to_branch = ["render", "--repo", repo.url, "--path", "caches", "--push-branch",
+                 "rendered"]
+    for args in (to_dir, to_branch):
+        done = orascache(*args)
+        assert done.returncode == 0, done.stderr
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["_unnamespaced/a.yaml", "kustomization.yaml"]
+    assert repo.log("rendered")[0][1].endswith(first)
+
+    empty = repo.remove("caches/a.yaml").write("caches/README.md", "none").commit("empty")
+    for args in (to_dir, to_branch):
+        done = orascache(*args)
+        assert done.returncode == 1, done.stderr
+        assert "--allow-empty" in done.stderr and empty[:12] in done.stderr
+        assert "Traceback" not in done.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == (
+        files)
+    assert len(repo.log("rendered")) == 1
+
+    for args in (to_dir, to_branch):
+        done = orascache(*args, "--allow-empty")
+        assert done.returncode == 0, done.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == (
+        ["kustomization.yaml"])
+    assert repo.repo.git.ls_tree("-r", "--name-only", "rendered").split() == (
+        ["kustomization.yaml"])
+
+
+# ----- credentials in URLs ----------------------------------------------------------------
+def test_url_credentials_decoded_refused_or_redacted(repo: WorkRepo, tmp_path: Path) -> None:
+    """Percent-encoded passwords were sent undecoded; `http://TOKEN@host` dropped the
+    token silently; a `?private_token=` was echoed in errors."""
+    password = "p@ss:w/rd%"
+    server = GitHttpServer(repo.path.parent, "r@bot", password).start()
+    try:
+        repo.write("caches/a.yaml", cache_yaml("a")).commit()
+        base = server.url("caches.git")
+        encoded = base.replace("http://", f"http://{quote('r@bot', safe='')}:"
+                               f"{quote(password, safe='')}@")
+        done = orascache("render", "--repo", encoded, "--path", "caches", "--out",
+                         str(tmp_path / "out"))
+        assert done.returncode == 0, done.stderr
+        assert password not in done.stderr and quote(password, safe="") not in done.stderr
+
+        token = "glpat-0nly-T0KEN"
+        done = orascache("render", "--repo", base.replace("http://", f"http://{token}@"),
+                         "--path", "caches", "--out", str(tmp_path / "out2"))
+        assert done.returncode == 1 and "never prompts" in done.stderr, done.stderr
+        assert token not in done.stderr
+
+        done = orascache("render", "--repo", f"{base}?private_token={token}", "--path",
+                         "caches", "--out", str(tmp_path / "out3"))
+        assert done.returncode == 1 and "query string" in done.stderr, done.stderr
+        assert token not in done.stderr
+        assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
+    finally:
+        server.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -201,3 +202,50 @@ def test_render_over_ssh(
                      "--out", str(tmp_path / "out2"), "--credentials-file", str(wrong))
     assert done.returncode != 0
     assert "Permission denied (publickey)" in done.stderr
+
+
+def test_ssh_password_in_the_url_never_on_a_command_line_or_on_disk(
+    start_sync: Start, repo: WorkRepo, client_key: SshKey, kube: Kube, namespace: str,
+    tmp_path: Path,
+) -> None:
+    """`ssh://user:password@...` put the password in .git/config and on `git remote
+    add`'s command line. It now reaches ssh only through SSH_ASKPASS and a file of the
+    0700 credentials directory; percent-encoding is decoded as git would."""
+    password = "pa@ss w0rd:x/%"
+    encoded = quote(password, safe="")
+    server = GitSshServer(repo.path.parent, authorized=client_key, password=password).start()
+    try:
+        seen: list[list[tuple[str, str]]] = []
+        server.on_exec = lambda: seen.append(processes())
+        creds = tmp_path / "creds"  # known_hosts only: the password comes from the URL
+        creds.mkdir()
+        (creds / "known_hosts").write_text(server.known_hosts())
+        first = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+        url = server.url("caches.git").replace("ssh://git@", f"ssh://git:{encoded}@")
+        proc = start_sync(url, "--credentials-file", str(creds))
+        recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == first,
+                 what="applied over ssh with a password")
+        assert ("git", True) in server.auths
+        assert seen, "no process snapshot taken while upload-pack ran"
+        for snapshot in seen:
+            for cmd, env in snapshot:
+                if "sync.cli" in cmd:
+                    continue  # the service's own arguments: the URL its user gave
+                for secret in (password, encoded):
+                    assert secret not in cmd and secret not in env, cmd
+        clone = tmp_path / "clone-0"
+        config = (clone / ".git" / "config").read_text()
+        assert f"url = ssh://git@127.0.0.1:{server.port}/caches.git" in config
+        for path in clone.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                assert password.encode() not in data and encoded.encode() not in data, path
+        assert password not in proc.output() and encoded not in proc.output()
+
+        wrong = server.url("caches.git").replace("ssh://git@", "ssh://git:not-it@")
+        done = orascache("render", "--repo", wrong, "--path", "caches", "--out",
+                         str(tmp_path / "out"), "--credentials-file", str(creds))
+        assert done.returncode == 1
+        assert "authentication failed" in done.stderr and "not-it" not in done.stderr
+    finally:
+        server.stop()

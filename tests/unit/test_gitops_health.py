@@ -80,8 +80,6 @@ def test_argocd_cm_holds_the_one_script_under_argo_cds_key() -> None:
         "resource.customizations.health.cache.converged-computing.github.io_OrasCache":
             argocd_health_lua()}
     assert ARGOCD_HEALTH_KEY in configmap["data"]
-    lua = (REPO_ROOT / "dist" / "argocd" / "health.lua").read_text()
-    assert lua.endswith(argocd_health_lua())
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
