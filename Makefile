@@ -56,6 +56,10 @@ lint: bootstrap ## ruff, mypy --strict, import-linter
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+.PHONY: image
+image: bootstrap ## build the sync service's OCI image tarball without a container engine (root; cached)
+	$(PY) -m tests.harness.sync_image build --node $(NODE_BIN)
+
 .PHONY: cluster-build
 cluster-build: bootstrap ## build etcd, kube-apiserver, kube-controller-manager, kubectl (cached)
 	$(PY) -m tests.harness build

@@ -26,7 +26,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -277,51 +277,65 @@ def build_image(spec: ImageSpec) -> Path:
     with tempfile.TemporaryDirectory(prefix="oras-cache-img-", dir=out_dir) as tmp:
         layer = Path(tmp) / "layer.tar"
         _layer(spec, layer)
-        layer_digest, layer_size = f"sha256:{_file_digest(layer)}", layer.stat().st_size
-        config = {
+        config: dict[str, object] = {
             "architecture": "amd64", "os": "linux",
             "config": {"Env": spec.env, "Entrypoint": spec.entrypoint or None,
                        "Cmd": spec.cmd or None, "WorkingDir": spec.workdir},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+            "rootfs": {},  # filled in by write_oci_archive
             "history": [{"created_by": "tests/harness/images.py"}],
         }
         tmp_out = Path(tmp) / "image.tar"
-        with tarfile.open(tmp_out, "w") as tar:
-            layout = json.dumps({"imageLayoutVersion": "1.0.0"}).encode()
-            tar.addfile(_tarinfo("oci-layout", tarfile.REGTYPE, 0o644, len(layout)),
-                        io.BytesIO(layout))
-            with open(layer, "rb") as handle:
-                tar.addfile(_tarinfo(f"blobs/sha256/{layer_digest[7:]}", tarfile.REGTYPE,
-                                     0o644, layer_size), handle)
-            config_digest, config_size = _blob(tar, json.dumps(config).encode())
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                           "digest": config_digest, "size": config_size},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                            "digest": layer_digest, "size": layer_size}],
-            }
-            manifest_digest, manifest_size = _blob(tar, json.dumps(manifest).encode())
-            index = {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
-                "manifests": [{
-                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                    "digest": manifest_digest, "size": manifest_size,
-                    "platform": {"architecture": "amd64", "os": "linux"},
-                    "annotations": {
-                        "io.containerd.image.name": spec.name,
-                        "org.opencontainers.image.ref.name": spec.name.rsplit(":", 1)[1],
-                    },
-                }],
-            }
-            data = json.dumps(index).encode()
-            tar.addfile(_tarinfo("index.json", tarfile.REGTYPE, 0o644, len(data)),
-                        io.BytesIO(data))
+        write_oci_archive(tmp_out, spec.name, [layer], config)
         os.replace(tmp_out, out)
     _log(f"image {spec.name}: built {out.name} in {time.monotonic() - began:.1f} s")
     return out
+
+
+def write_oci_archive(
+    out: Path, name: str, layers: Sequence[Path], config: dict[str, object],
+) -> None:
+    """An OCI image-layout tarball: ``config`` (its ``rootfs`` set from ``layers``), the
+    uncompressed layer tars, a manifest and an index naming the image ``name``. The same
+    inputs give the same bytes (no timestamps, sorted JSON where the order is ours)."""
+    digests = [f"sha256:{_file_digest(layer)}" for layer in layers]
+    config = {**config, "rootfs": {"type": "layers", "diff_ids": digests}}
+    with tarfile.open(out, "w") as tar:
+        layout = json.dumps({"imageLayoutVersion": "1.0.0"}).encode()
+        tar.addfile(_tarinfo("oci-layout", tarfile.REGTYPE, 0o644, len(layout)),
+                    io.BytesIO(layout))
+        descriptors = []
+        for layer, digest in zip(layers, digests, strict=True):
+            size = layer.stat().st_size
+            with open(layer, "rb") as handle:
+                tar.addfile(_tarinfo(f"blobs/sha256/{digest[7:]}", tarfile.REGTYPE, 0o644, size),
+                            handle)
+            descriptors.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                "digest": digest, "size": size})
+        config_digest, config_size = _blob(tar, json.dumps(config).encode())
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config_size},
+            "layers": descriptors,
+        }
+        manifest_digest, manifest_size = _blob(tar, json.dumps(manifest).encode())
+        index = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest, "size": manifest_size,
+                "platform": {"architecture": "amd64", "os": "linux"},
+                "annotations": {
+                    "io.containerd.image.name": name,
+                    "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1],
+                },
+            }],
+        }
+        data = json.dumps(index).encode()
+        tar.addfile(_tarinfo("index.json", tarfile.REGTYPE, 0o644, len(data)),
+                    io.BytesIO(data))
 
 
 # ----- the project's images ----------------------------------------------------------------
