@@ -95,8 +95,12 @@ e2e: node-build ## end-to-end tests on a real node (kubelet + containerd; root)
 oras-tools-build: bootstrap ## build the registry (distribution) and the oras CLI (cached)
 	$(PY) -m tests.harness.oras_tools build
 
+.PHONY: gitops-checks-build
+gitops-checks-build: bootstrap ## build Argo CD's health check runner (gopher-lua) and kstatus (cached)
+	$(PY) -m tests.harness.gitops_checks build
+
 .PHONY: test
-test: lint cluster-build oras-tools-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
+test: lint cluster-build oras-tools-build gitops-checks-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)

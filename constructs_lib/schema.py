@@ -216,6 +216,11 @@ _CONDITION = {
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "Observed state, written by the sync service.",
+    # The API server serves a cache the sync service has not reconciled yet with
+    # observedGeneration -1, never a generation (Flux's helm-controller defaults its own
+    # status the same way): kstatus (Flux's `wait: true`) then says InProgress. Without any
+    # status it would say Current before anything ran.
+    "default": {"observedGeneration": -1},
     "properties": {
         "conditions": {
             "type": "array",

@@ -8,7 +8,9 @@ half-written output directory.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -100,6 +102,50 @@ def install_oci_files() -> dict[str, str]:
                                + to_yaml(service)})
 
 
+ARGOCD_HEALTH_KEY = f"resource.customizations.health.{schema.GROUP}_{schema.KIND}"
+ARGOCD_NOTE = (
+    "# Argo CD health check for OrasCache (docs/gitops.md, \"Argo CD\"), rendered from\n"
+    "# sync/argocd_health.lua. Merge it into argocd-cm with\n"
+    "# `kubectl patch configmap argocd-cm -n argocd --type merge --patch-file <this file>`\n"
+    "# or list it under `patches:` in the kustomization that installs Argo CD (no namespace\n"
+    "# here: Argo CD's install.yaml has none, kustomize's `namespace:` sets it).\n"
+)
+
+
+def argocd_health_lua() -> str:
+    """The Lua health check, shipped once as package data (sync/argocd_health.lua)."""
+    return resources.files("sync").joinpath("argocd_health.lua").read_text(encoding="utf-8")
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings as `|` blocks: the script in argocd-cm.yaml reads as Lua."""
+
+    def represent_str(self, data: str) -> Any:
+        style = "|" if "\n" in data else None
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_LiteralDumper.add_representer(str, _LiteralDumper.represent_str)
+
+
+def argocd_files() -> dict[str, str]:
+    """dist/argocd/: the health check under the argocd-cm key Argo CD reads
+    (`resource.customizations.health.<group>_<kind>`), in a ConfigMap to merge. One YAML
+    file, no .lua copy: everything under dist/ starts with the YAML render header."""
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "argocd-cm",
+            "labels": {"app.kubernetes.io/name": "argocd-cm",
+                       "app.kubernetes.io/part-of": "argocd"},
+        },
+        "data": {ARGOCD_HEALTH_KEY: argocd_health_lua()},
+    }
+    text = yaml.dump(configmap, Dumper=_LiteralDumper, sort_keys=False, width=1000)
+    return {"argocd-cm.yaml": HEADER + ARGOCD_NOTE + text}
+
+
 PIPELINE_CACHE = ("workflows", "shared")  # the example cache the example pipeline uses
 
 
@@ -138,6 +184,7 @@ def dist_files() -> dict[str, str] | list[SpecError]:
         **{f"install/{k}": v for k, v in install_files().items()},
         **{f"install-git/{k}": v for k, v in install_git_files().items()},
         **{f"install-oci/{k}": v for k, v in install_oci_files().items()},
+        **{f"argocd/{k}": v for k, v in argocd_files().items()},
     }
 
 

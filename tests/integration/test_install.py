@@ -233,7 +233,8 @@ def test_real_requests_as_the_service_account(
         "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 5000}]},
     }
     services = f"/api/v1/namespaces/{namespace}/services"
-    status = {**cache, "status": {"endpoint": "c-0.c:5000"}}
+    # As the service writes it: with observedGeneration (the CRD defaults it to -1 otherwise).
+    status = {**cache, "status": {"endpoint": "c-0.c:5000", "observedGeneration": 1}}
     del status["spec"]
     lease_name = f"t-{uuid.uuid4().hex[:8]}"
     lease = {
