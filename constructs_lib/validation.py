@@ -34,7 +34,33 @@ def _join(path: str, key: str) -> str:
 
 @cache
 def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    """`pattern` as the API server's RE2 reads it, for `search`.
+
+    In RE2 (and ECMA 262, the language of OpenAPI patterns) `$` matches only at the end of
+    the text; in Python it also matches before a final newline, so `^[a-z]+$` would pass
+    `"foo\\n"`. Each `$` outside a character class becomes `\\Z`.
+    """
+    out: list[str] = []
+    index, in_class = 0, False
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            out.append(pattern[index:index + 2])
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]" or out[-1] in ("[", "[^")
+        elif char == "[":
+            in_class = True
+            if pattern.startswith("[^", index):
+                out.append("[^")
+                index += 2
+                continue
+        elif char == "$":
+            char = "\\Z"
+        out.append(char)
+        index += 1
+    return re.compile("".join(out))
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

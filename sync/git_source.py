@@ -252,7 +252,7 @@ class GitSource:
         repo = self.repo()
         ref = self.ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
         candidates = [(f"refs/remotes/origin/{ref}", "branch"), (f"refs/tags/{ref}", "tag")]
-        if HEX.match(self.ref):
+        if HEX.fullmatch(self.ref):
             candidates.append((self.ref, "commit"))
         for name, kind in candidates:
             try:

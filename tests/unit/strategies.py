@@ -105,4 +105,10 @@ BREAKERS: list[tuple[str, dict[str, Any]]] = [
     ("spec.tolerations[0].operator", {"tolerations": [{"key": "k", "operator": "Maybe"}]}),
     ("spec.nodeSelector.zone", {"nodeSelector": {"zone": 1}}),
     ("spec.image", {"image": ""}),
+    # A final newline passes Python's `$`, never the API server's RE2.
+    ("spec.secrets.orasEnv", {"secrets": {"orasEnv": "s\n"}}),
+    ("spec.registry", {"deploy": False, "registry": "r.example.com\n"}),
+    ("spec.storage.size", {"storage": {"size": "1Gi\n"}}),
+    ("spec.storage.storageClassName", {"storage": {"size": "1Gi", "storageClassName": "fast\n"}}),
+    ("spec.resources.limits.memory", {"resources": {"limits": {"memory": "1Gi\n"}}}),
 ]

@@ -30,6 +30,9 @@ from constructs_lib.workflow import (
     WiringError,
     WorkflowParams,
     is_wired,
+    valid_name,
+    valid_reference,
+    valid_registry,
     wire_pod_spec,
 )
 from constructs_lib.workflow_example import pipeline_yaml
@@ -445,3 +448,9 @@ def test_upstream_annotated_examples_are_wired_unchanged() -> None:
                             "command": ["ls", "inputs"]}]}
     wired = wire_pod_spec(spec, hello.params, namespace="default")
     assert [c["name"] for c in wired["initContainers"]] == [PULL_CONTAINER]
+
+
+def test_a_final_newline_is_not_a_valid_name_reference_or_registry() -> None:
+    assert valid_name("cache") and not valid_name("cache\n")
+    assert valid_reference("a/b:1") and not valid_reference("a/b:1\n")
+    assert valid_registry("r.io:5000") and not valid_registry("r.io:5000\n")
