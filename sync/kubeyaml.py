@@ -182,7 +182,7 @@ class _Constructor(SafeConstructor):
         yield data
         data.update(self.construct_mapping(node))
 
-    def _scalar(self, node: Node) -> Any:
+    def _scalar(self, node: Node, *, key: bool = False) -> Any:
         text: str = node.value
         tag = node.tag
         if tag == STR:
@@ -203,7 +203,9 @@ class _Constructor(SafeConstructor):
             short = {t: f"!!{t.removeprefix(_TAG)}" for t in (tag, resolved)}
             raise ConstructorError(None, None, f"cannot decode {short[resolved]} `{text}` "
                                    f"as a {short[tag]}", node.start_mark)
-        return _json_number(value, node) if resolved == FLOAT else value
+        if resolved == FLOAT and not key:  # keys are named from the float itself
+            return _json_number(value, node)
+        return value
 
     def _key(self, node: Node) -> str:
         if node.tag == STR and isinstance(node, ScalarNode):
@@ -211,7 +213,7 @@ class _Constructor(SafeConstructor):
         if not isinstance(node, ScalarNode):
             raise ConstructorError(None, None, "invalid map key: a map key must be a scalar",
                                    node.start_mark)
-        key = self._scalar(node)
+        key = self._scalar(node, key=True)
         if isinstance(key, bool):
             return "true" if key else "false"
         if isinstance(key, float):

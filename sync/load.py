@@ -38,8 +38,8 @@ def parse_documents(text: str, name: str, result: LoadResult) -> None:
 
     A document with `items` is a list, as kubectl's decoder has it (`kind: List`, or
     `kubectl get -o yaml` output): its items are read as documents, named
-    `file[2].items[0]`. A document that is a list or a scalar is an error (kubectl refuses
-    it too); documents of other kinds are ignored.
+    `file[2].items[0]`; a list within a list, a document that is a YAML sequence or a
+    scalar are errors (kubectl refuses them too); documents of other kinds are ignored.
     """
     try:
         docs: list[Any] = list(kubeyaml.load_all(text))
@@ -53,7 +53,7 @@ def parse_documents(text: str, name: str, result: LoadResult) -> None:
         _document(doc, f"{name}[{index}]", result)
 
 
-def _document(doc: Any, source: str, result: LoadResult, depth: int = 0) -> None:
+def _document(doc: Any, source: str, result: LoadResult, in_list: bool = False) -> None:
     if doc is None:
         return  # an empty document, as kubectl skips it
     if not isinstance(doc, dict):
@@ -63,7 +63,11 @@ def _document(doc: Any, source: str, result: LoadResult, depth: int = 0) -> None
             "of objects is written as kind: List with items)")))
         return
     if "items" in doc:
-        _list(doc, source, result, depth)
+        if in_list:
+            result.errors.append(SpecError(source, FieldError(
+                "", "a list inside a list (kubectl refuses it too)")))
+        else:
+            _list(doc, source, result)
         return
     if not is_oras_cache(doc):
         return
@@ -74,19 +78,14 @@ def _document(doc: Any, source: str, result: LoadResult, depth: int = 0) -> None
         result.caches.append((source, parsed))
 
 
-MAX_LIST_DEPTH = 8  # kubectl flattens lists of lists; nothing needs more than a few
-
-
-def _list(doc: dict[str, Any], source: str, result: LoadResult, depth: int) -> None:
+def _list(doc: dict[str, Any], source: str, result: LoadResult) -> None:
     """Expand a list as kubectl's unstructured decoder does: items without kind and
     apiVersion take the list's apiVersion and its kind without `List`."""
     items = doc["items"]
     if items is None:
         return
-    if not isinstance(items, list) or depth >= MAX_LIST_DEPTH:
-        problem = ("must be a list" if not isinstance(items, list)
-                   else f"lists nested more than {MAX_LIST_DEPTH} deep")
-        result.errors.append(SpecError(source, FieldError("items", problem)))
+    if not isinstance(items, list):
+        result.errors.append(SpecError(source, FieldError("items", "must be a list")))
         return
     kind = str(doc.get("kind", "")).removesuffix("List")
     for index, raw in enumerate(items):
@@ -97,7 +96,7 @@ def _list(doc: dict[str, Any], source: str, result: LoadResult, depth: int) -> N
         item = raw
         if "kind" not in raw and "apiVersion" not in raw:
             item = {"apiVersion": doc.get("apiVersion"), "kind": kind, **raw}
-        _document(item, where, result, depth + 1)
+        _document(item, where, result, in_list=True)
 
 
 def load(paths: Iterable[str | Path]) -> LoadResult:

@@ -70,8 +70,8 @@ def test_what_kubectl_cannot_send_is_an_error(text: str) -> None:
 
 
 def test_keys_become_strings_as_in_sigs_yaml() -> None:
-    assert one("{1: a, true: b, 1.5: c, 1e7: d, 0.00001: e}") == {
-        "1": "a", "true": "b", "1.5": "c", "10000000": "d", "1e-05": "e"}
+    assert one("{1: a, true: b, 1.5: c, 1e7: d, 0.00001: e, 1234567.0: f}") == {
+        "1": "a", "true": "b", "1.5": "c", "1e+07": "d", "1e-05": "e", "1.234567e+06": "f"}
 
 
 def test_duplicate_keys_are_errors_with_the_line(tmp_path: Path) -> None:
@@ -175,6 +175,8 @@ def test_kind_list_is_expanded_as_kubectl_does(tmp_path: Path) -> None:
         f"{tmp_path}/c.yaml[0].items[0]: spec.replicas: must be >= 1"]
     assert errors_of(tmp_path, "kind: List\nitems: 3\n") == [
         f"{tmp_path}/c.yaml[0]: items: must be a list"]
+    assert errors_of(tmp_path, "kind: List\nitems: [{kind: List, items: []}]\n") == [
+        f"{tmp_path}/c.yaml[0].items[0]: a list inside a list (kubectl refuses it too)"]
 
 
 def test_non_utf8_file_is_an_error_naming_it(tmp_path: Path) -> None:
