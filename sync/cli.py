@@ -37,8 +37,14 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_crd(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(crd_yaml())
-    else:
-        write_atomic(Path(args.output), crd_yaml())
+        return 0
+    output = Path(args.output)
+    if output.exists() and not output.is_file():
+        # The write renames a new file over the path: over a device or a FIFO (run as
+        # root, `-o /dev/full`), that would replace it.
+        print(f"error: {output}: not a regular file", file=sys.stderr)
+        return 1
+    write_atomic(output, crd_yaml())
     return 0
 
 

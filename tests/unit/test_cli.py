@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +127,12 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
                               text=True, timeout=120, check=False)
         assert proc.returncode == code, proc.stderr
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_crd_output_never_replaces_a_device_or_fifo(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, err = run(["crd", "-o", str(fifo)], capsys)
+    assert (code, err) == (1, f"error: {fifo}: not a regular file\n")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
