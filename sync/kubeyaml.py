@@ -86,6 +86,8 @@ def _go_int(text: str) -> int | None:
         value = int(digits[2:], {"0x": 16, "0o": 8, "0b": 2}[prefix])
     elif len(digits) > 1 and digits[0] == "0":
         value = int(digits[1:], 8)
+    elif len(digits) > 20:  # more than any 64-bit integer (and than int() converts fast)
+        return None
     else:
         value = int(digits)
     if sign == "-":
@@ -136,9 +138,12 @@ def _float_key(value: float) -> str:
     """strconv.FormatFloat(value, 'g', -1, 32), as sigs.k8s.io/yaml names a float key."""
     if math.isnan(value):
         return ".nan"
-    if math.isinf(value):
-        return ".inf" if value > 0 else "-.inf"
-    single = struct.unpack("f", struct.pack("f", value))[0]
+    try:
+        single = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        single = math.copysign(math.inf, value)
+    if math.isinf(single):  # beyond float32, Go's conversion makes it an infinity too
+        return ".inf" if single > 0 else "-.inf"
     digits = next(p for p in range(1, 10)
                   if struct.unpack("f", struct.pack("f", float(f"{single:.{p - 1}e}")))[0]
                   == single)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync import kubeyaml
 from sync.applyset import ApplySet
@@ -207,3 +210,20 @@ def test_git_render_refuses_a_bomb_with_the_repository_path(tmp_path: Path) -> N
     assert not desired.objects
     assert desired.errors[0].startswith("caches/a.yaml:")
     assert "excessive aliasing" in desired.errors[0]
+
+
+YAMLISH = st.sampled_from(list("ab01:.-_+eExo *&!<>[]{},'\"\n#?|~\t\\yn"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.one_of(YAMLISH, st.characters(exclude_categories=["Cs"])),
+               max_size=60))  # a decoded file holds no lone surrogates
+def test_any_text_is_data_or_a_yaml_error(text: str) -> None:
+    with contextlib.suppress(yaml.YAMLError):
+        list(kubeyaml.load_all(text))
+
+
+@pytest.mark.parametrize("text", ["{1e300: a}", "{-1e300: a}", "v: " + "9" * 5000,
+                                  "v: 0" + "0" * 5000 + "1", "v: 0x" + "f" * 5000])
+def test_huge_numbers_read_as_go_reads_them(text: str) -> None:
+    assert list(kubeyaml.load_all(text))
