@@ -141,10 +141,13 @@ def _walk_list(value: list[Any], node: dict[str, Any], path: str, errors: list[F
         errors.append(FieldError(path, f"must have at least {node['minItems']} items"))
     if "maxItems" in node and len(value) > node["maxItems"]:
         errors.append(FieldError(path, f"must have at most {node['maxItems']} items"))
-    if node.get("x-kubernetes-list-type") == "set" and len(set(map(repr, value))) < len(
-        value
-    ):
-        errors.append(FieldError(path, "must not contain duplicates"))
+    if node.get("x-kubernetes-list-type") == "set":
+        # A set's items are scalars (the others get their type error below); comparing
+        # only those never walks a nested or aliased value (repr of one 990 lists deep
+        # raised RecursionError; of a billion laughs, never returned).
+        scalars = [(type(v), v) for v in value if isinstance(v, (str, int, float, bool))]
+        if len(set(scalars)) < len(scalars):
+            errors.append(FieldError(path, "must not contain duplicates"))
     items = node.get("items", {})
     return [_walk(v, items, f"{path}[{i}]", errors) for i, v in enumerate(value)]
 
