@@ -56,11 +56,14 @@ def test_output_path_that_is_a_file(tmp_path: Path, cache_file: Path, below: str
 
 
 def test_diff_with_a_missing_kubeconfig_is_an_error_not_a_difference(
-    cache_file: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, cache_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, err = run(["diff", str(cache_file), "--kubeconfig", "/nonexistent"], capsys)
+    missing = tmp_path / "missing"
+    code, err = run(["diff", str(cache_file), "--kubeconfig", str(missing)], capsys)
     assert code == 2  # 1 would mean "differences"
-    assert err == "error: /nonexistent: No such file or directory\n"
+    assert err == f"error: {missing}: No such file or directory\n"
+    code, err = run(["diff", str(cache_file), "--kubeconfig", str(tmp_path)], capsys)
+    assert (code, err) == (2, f"error: {tmp_path}: Is a directory\n")
 
 
 def test_diff_with_a_broken_kubeconfig(tmp_path: Path, cache_file: Path,
@@ -92,9 +95,11 @@ current-context: c
     assert err.startswith("error: "), err
 
 
-def test_sync_with_a_missing_kubeconfig(capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = run(["sync", "--kubeconfig", "/nonexistent", "--log-format", "text"], capsys)
-    assert (code, err) == (1, "error: /nonexistent: No such file or directory\n")
+def test_sync_with_a_missing_kubeconfig(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing"
+    code, err = run(["sync", "--kubeconfig", str(missing), "--log-format", "text"], capsys)
+    assert (code, err) == (1, f"error: {missing}: No such file or directory\n")
 
 
 def test_an_unexpected_exception_is_one_line_with_the_commands_code(
@@ -122,7 +127,7 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
     target.write_text("x")
     for args, code in ((["synth", str(tmp_path / "bad.yaml")], 1),
                        (["synth", str(tmp_path / "bad.yaml"), "-o", str(target)], 1),
-                       (["diff", str(tmp_path), "--kubeconfig", "/nonexistent"], 2)):
+                       (["diff", str(tmp_path), "--kubeconfig", str(tmp_path / "no")], 2)):
         proc = subprocess.run([sys.executable, "-m", "sync.cli", *args], capture_output=True,
                               text=True, timeout=120, check=False)
         assert proc.returncode == code, proc.stderr
