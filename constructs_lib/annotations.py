@@ -119,7 +119,7 @@ def parse_annotations(annotations: Mapping[str, str] | None) -> ParsedAnnotation
     values: dict[str, str] = {}
     for key, value in sorted(ours.items()):
         full = PREFIX + key
-        match = _LISTED.match(key)
+        match = _LISTED.fullmatch(key)
         if key not in KEYS and not match:
             errors.append(
                 f"{full}: unknown annotation (valid: {', '.join(KEYS)}, input-uri_<n>)"

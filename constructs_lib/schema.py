@@ -28,9 +28,28 @@ NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 OBJECT_NAME_PATTERN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # host[:port][/path], no scheme: the form oras and containerd expect for a registry.
 REGISTRY_PATTERN = "^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?(:[0-9]{1,5})?(/[a-z0-9._/-]+)?$"
-QUANTITY_PATTERN = (
-    "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$"
+# Quantities (resource.Quantity's syntax) that Kubernetes accepts where the registry uses
+# them: container resources must not be negative, a claim's size must be positive.
+_QUANTITY_SUFFIX = "(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?[0-9]+))?"
+QUANTITY_PATTERN = "^\\+?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))" + _QUANTITY_SUFFIX + "$"
+POSITIVE_QUANTITY_PATTERN = (
+    "^\\+?((0*[1-9][0-9]*(\\.[0-9]*)?)|(0*\\.0*[1-9][0-9]*))" + _QUANTITY_SUFFIX + "$"
 )
+# Label values, and label keys (qualified names: an optional DNS subdomain prefix of at most
+# 253 characters and '/', then a name of at most 63), as nodeSelector and tolerations need.
+LABEL_VALUE_PATTERN = "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+QUALIFIED_NAME_PATTERN = (
+    "^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    "[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+CONTAINER_RESOURCES = ["cpu", "memory", "ephemeral-storage"]
+
+
+def qualified_name_rule(var: str) -> str:
+    """CEL: `var` is a label key (the regex bounds the name, this bounds the prefix)."""
+    return (f"{var}.matches(r'{QUALIFIED_NAME_PATTERN}') && "
+            f"(!{var}.contains('/') || {var}.indexOf('/') <= 253)")
+
 ACCESS_MODES = ["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod", "ReadOnlyMany"]
 
 
@@ -38,12 +57,14 @@ def _str(description: str, **extra: Any) -> dict[str, Any]:
     return {"type": "string", "description": description, **extra}
 
 
-def _quantity(description: str) -> dict[str, Any]:
+def _quantity(description: str, *, positive: bool = False) -> dict[str, Any]:
     return {
         "description": description,
         "x-kubernetes-int-or-string": True,
         "anyOf": [{"type": "integer"}, {"type": "string"}],
-        "pattern": QUANTITY_PATTERN,
+        "pattern": POSITIVE_QUANTITY_PATTERN if positive else QUANTITY_PATTERN,
+        "minimum": 1 if positive else 0,
+        "maxLength": 64,
     }
 
 
@@ -53,7 +74,14 @@ def _secret_name(description: str) -> dict[str, Any]:
 
 _RESOURCE_LIST = {
     "type": "object",
-    "additionalProperties": _quantity("A resource quantity, e.g. 500m or 1Gi."),
+    "maxProperties": len(CONTAINER_RESOURCES),
+    "additionalProperties": _quantity("A resource quantity, e.g. 500m or 1Gi; not negative."),
+    "x-kubernetes-validations": [
+        {
+            "rule": f"self.all(k, k in {CONTAINER_RESOURCES})",
+            "message": "resources are cpu, memory and ephemeral-storage",
+        },
+    ],
 }
 
 SPEC_SCHEMA: dict[str, Any] = {
@@ -67,6 +95,10 @@ SPEC_SCHEMA: dict[str, Any] = {
             default=DEFAULT_IMAGE,
             minLength=1,
             maxLength=512,
+            **{"x-kubernetes-validations": [{
+                "rule": "self == self.trim()",
+                "message": "must not have leading or trailing whitespace",
+            }]},
         ),
         "deploy": {
             "type": "boolean",
@@ -118,7 +150,8 @@ SPEC_SCHEMA: dict[str, Any] = {
             "when the Pod goes.",
             "required": ["size"],
             "properties": {
-                "size": _quantity("Requested capacity of the volume, e.g. 10Gi."),
+                "size": _quantity("Requested capacity of the volume, e.g. 10Gi; more than "
+                                  "zero.", positive=True),
                 "storageClassName": _str(
                     "StorageClass of the claim; absent: the cluster default.",
                     maxLength=253,
@@ -134,21 +167,53 @@ SPEC_SCHEMA: dict[str, Any] = {
                     "maxItems": 4,
                     "x-kubernetes-list-type": "set",
                     "items": {"type": "string", "enum": ACCESS_MODES},
+                    "x-kubernetes-validations": [
+                        {
+                            "rule": "!('ReadWriteOncePod' in self) || size(self) == 1",
+                            "message": "ReadWriteOncePod cannot be combined with other access "
+                            "modes",
+                        },
+                    ],
                 },
             },
         },
         "resources": {
             "type": "object",
-            "description": "Compute resources of the registry container.",
+            "description": "Compute resources of the registry container: cpu, memory and "
+            "ephemeral-storage.",
             "properties": {
                 "requests": {**_RESOURCE_LIST, "description": "Minimum resources."},
                 "limits": {**_RESOURCE_LIST, "description": "Maximum resources."},
             },
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.requests) || !has(self.limits) || self.requests.all(k, "
+                    "!(k in self.limits) || !isQuantity(string(self.requests[k])) || "
+                    "!isQuantity(string(self.limits[k])) || "
+                    "quantity(string(self.requests[k])).compareTo("
+                    "quantity(string(self.limits[k]))) <= 0)",
+                    "message": "each request must be less than or equal to its limit",
+                    "fieldPath": ".requests",
+                },
+            ],
         },
         "nodeSelector": {
             "type": "object",
             "description": "Node labels the registry Pod must match.",
-            "additionalProperties": {"type": "string"},
+            "maxProperties": 64,
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": 63,
+                "pattern": LABEL_VALUE_PATTERN,
+            },
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.all(k, {qualified_name_rule('k')})",
+                    "message": "keys must be label keys: an optional DNS subdomain prefix "
+                    "and '/', then up to 63 characters of [-A-Za-z0-9_.] starting and ending "
+                    "alphanumeric",
+                },
+            ],
         },
         "tolerations": {
             "type": "array",
@@ -159,9 +224,10 @@ SPEC_SCHEMA: dict[str, Any] = {
                 "description": "A toleration, as in a Pod spec.",
                 "properties": {
                     "key": _str("Taint key; empty with operator Exists matches all taints.",
-                                maxLength=316),
+                                maxLength=317),
                     "operator": _str("Exists or Equal.", enum=["Exists", "Equal"]),
-                    "value": _str("Taint value for operator Equal.", maxLength=63),
+                    "value": _str("Taint value for operator Equal; empty for Exists.",
+                                  maxLength=63, pattern=LABEL_VALUE_PATTERN),
                     "effect": _str(
                         "Taint effect to match; empty matches all.",
                         enum=["NoSchedule", "PreferNoSchedule", "NoExecute"],
@@ -172,6 +238,32 @@ SPEC_SCHEMA: dict[str, Any] = {
                         "minimum": 0,
                     },
                 },
+                "x-kubernetes-validations": [
+                    {
+                        "rule": f"!has(self.key) || self.key == '' || "
+                        f"({qualified_name_rule('self.key')})",
+                        "message": "key must be a label key",
+                        "fieldPath": ".key",
+                    },
+                    {
+                        "rule": "(has(self.key) && self.key != '') || "
+                        "(has(self.operator) && self.operator == 'Exists')",
+                        "message": "operator must be Exists when key is empty",
+                        "fieldPath": ".operator",
+                    },
+                    {
+                        "rule": "!has(self.operator) || self.operator != 'Exists' || "
+                        "!has(self.value) || self.value == ''",
+                        "message": "value must be empty when operator is Exists",
+                        "fieldPath": ".value",
+                    },
+                    {
+                        "rule": "!has(self.tolerationSeconds) || "
+                        "(has(self.effect) && self.effect == 'NoExecute')",
+                        "message": "effect must be NoExecute when tolerationSeconds is set",
+                        "fieldPath": ".effect",
+                    },
+                ],
             },
         },
     },

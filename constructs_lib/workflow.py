@@ -88,15 +88,15 @@ _REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._/-]+)?$")
 
 def valid_reference(uri: str) -> bool:
     """``repo/name:tag`` (or ``@digest``), relative to the registry."""
-    return bool(_REFERENCE.match(uri)) and "//" not in uri
+    return bool(_REFERENCE.fullmatch(uri)) and "//" not in uri
 
 
 def valid_name(name: str) -> bool:
-    return bool(_DNS_LABEL.match(name))
+    return bool(_DNS_LABEL.fullmatch(name))
 
 
 def valid_registry(registry: str) -> bool:
-    return bool(_REGISTRY.match(registry))
+    return bool(_REGISTRY.fullmatch(registry))
 
 
 class WiringError(ValueError):
@@ -188,13 +188,13 @@ class WorkflowParams:
     def validate(self) -> list[str]:
         """Every problem with the parameters themselves (not with a spec)."""
         errors: list[str] = []
-        if not _DNS_LABEL.match(self.cache):
+        if not _DNS_LABEL.fullmatch(self.cache):
             errors.append(f"cache {self.cache!r} is not a valid OrasCache name")
-        if self.namespace is not None and not _DNS_LABEL.match(self.namespace):
+        if self.namespace is not None and not _DNS_LABEL.fullmatch(self.namespace):
             errors.append(f"namespace {self.namespace!r} is not a valid namespace name")
         if not 1 <= self.port <= 65535:
             errors.append(f"port {self.port} is not in 1..65535")
-        if self.registry is not None and not _REGISTRY.match(self.registry):
+        if self.registry is not None and not _REGISTRY.fullmatch(self.registry):
             errors.append(f"registry {self.registry!r} is not host[:port][/path]")
         for uri in [*self.inputs, *(o.uri for o in self.outputs)]:
             if not valid_reference(uri):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,12 +44,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_crd(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(crd_yaml())
-    else:
-        try:
-            write_atomic(Path(args.output), crd_yaml())
-        except OutputError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+        return 0
+    try:
+        write_atomic(Path(args.output), crd_yaml())
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -453,7 +455,10 @@ def _add_render_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orascache", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="orascache", description=__doc__, epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(error_code=1)
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser(
@@ -533,13 +538,55 @@ def build_parser() -> argparse.ArgumentParser:
                       help="namespace of namespace-less caches and the ApplySet parent "
                       "(default: default)")
     diff.add_argument("--applyset-name", default="orascache-git", metavar="NAME")
-    diff.set_defaults(func=_cmd_diff)
+    diff.set_defaults(func=_cmd_diff, error_code=2)
     return parser
+
+
+EXIT_CODES = """\
+exit status:
+  0  success (diff: no differences)
+  1  an error: invalid input, a file or directory that cannot be read or written, an
+     unreachable or refusing cluster or git remote (diff: differences found)
+  2  a usage error (diff: any error)
+every error is printed as `error: ...` on stderr."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error that reached the top: what failed, never a traceback (and
+    never the bytes of a file that could hold credentials)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (invalid byte at offset {exc.start})"
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        return f"{where}{exc.strerror or exc}"
+    kubernetes = sys.modules.get("kubernetes.config.config_exception")
+    if kubernetes is not None and isinstance(exc, kubernetes.ConfigException):
+        return f"kubeconfig: {exc}"
+    urllib3 = sys.modules.get("urllib3.exceptions")
+    if urllib3 is not None and isinstance(exc, urllib3.HTTPError):
+        return f"cannot reach the API server: {getattr(exc, 'reason', None) or exc}"
+    return f"unexpected {type(exc).__name__}: {exc} (a bug: please report it, with the " \
+        "traceback ORASCACHE_TRACEBACK=1 prints)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    failed: int = args.error_code
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (`orascache synth x | head`): nothing more to say there.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("error: output closed before everything was written", file=sys.stderr)
+        return failed
+    except Exception as exc:  # the last stop: one line, the documented code
+        if os.environ.get("ORASCACHE_TRACEBACK"):
+            traceback.print_exc()
+        print(f"error: {describe(exc)}", file=sys.stderr)
+        return failed
     return code
 
 

@@ -37,6 +37,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import git
 import yaml
 
+from sync import kubeyaml
+
 log = logging.getLogger(__name__)
 
 CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"
@@ -109,12 +111,15 @@ def load_credentials(path: Path | None) -> Credentials:
                 if (path / key).is_file():
                     values[key] = (path / key).read_text(encoding="utf-8")
         else:
-            loaded: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            # kubeyaml: the same reading as the caches' files, and its alias limit (a
+            # billion laughs in a value would otherwise expand in str() below).
+            docs = list(kubeyaml.load_all(path.read_bytes().decode("utf-8")))
+            loaded: Any = (docs[0] if docs else None) or {}
             if not isinstance(loaded, dict):
                 raise GitSourceError(f"credentials file {path}: expected a mapping of "
                                      f"{', '.join(KEYS)}")
             values = {str(k): str(v) for k, v in loaded.items() if k in KEYS}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         # The YAML error could quote the file: say only where it is.
         raise GitSourceError(f"cannot read credentials from {path}: "
                              f"{type(exc).__name__}") from None
@@ -354,7 +359,7 @@ class GitSource:
         repo = self.repo()
         ref = self.ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
         candidates = [(f"refs/remotes/origin/{ref}", "branch"), (f"refs/tags/{ref}", "tag")]
-        if HEX.match(self.ref):
+        if HEX.fullmatch(self.ref):
             candidates.append((self.ref, "commit"))
         for name, kind in candidates:
             try:

@@ -8,6 +8,7 @@ while keeping the client's configuration, authentication, TLS and watch machiner
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,8 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
         except config.ConfigException:
             pass
     if api is None:
+        if kubeconfig is not None:
+            os.stat(kubeconfig)  # a missing file is named, not "No configuration found"
         api = config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=kubeconfig, context=context
         )

@@ -227,6 +227,9 @@ def write_file(path: Path, text: str) -> None:
     """One file, replaced in one rename; no temp file is left behind on failure."""
     if path.is_dir():
         raise OutputError(f"{path}: is a directory")
+    if path.exists() and not path.is_file():
+        # The rename would replace a device or a FIFO (as root, `-o /dev/full`).
+        raise OutputError(f"{path}: not a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

@@ -98,7 +98,10 @@ def test_oracle_rejects_the_same_broken_specs(
     assert leaf in message, f"server message does not name {leaf}: {message}"
 
 
-@pytest.mark.parametrize("name", ["a" * 52, "a" * 53, "a" * 60, "Upper", "1abc", "a.b", "ok-1"])
+@pytest.mark.parametrize(
+    "name",
+    ["a" * 52, "a" * 53, "a" * 60, "Upper", "1abc", "a.b", "ok-1", "foo\n", "a" * 51 + "\n"],
+)
 def test_oracle_name_rules(api_client: ApiClient, namespace: str, name: str) -> None:
     check_agreement(api_client, namespace, document(name, {}))
 

@@ -263,6 +263,39 @@ def test_broken_yaml_or_invalid_spec_applies_nothing(
     assert sts(kube, namespace, "a") is None and sts(kube, namespace, "b") is not None
 
 
+def bomb(levels: int = 12) -> str:
+    """An OrasCache with a billion laughs in accessModes (whose duplicate check walked it)."""
+    text = ("apiVersion: cache.converged-computing.github.io/v1alpha1\nkind: OrasCache\n"
+            "metadata: {name: b}\nx: &a0 [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\n")
+    for level in range(1, levels):
+        text += f"l{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]\n"
+    return text + f"spec: {{storage: {{size: 1Gi, accessModes: [*a{levels - 1}]}}}}\n"
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("bomb", bomb(), "excessive aliasing"),
+    ("duplicate", "kind: X\nspec: {port: 1, port: 2}\n", "already defined at line"),
+    ("list", "- kind: OrasCache\n", "got a list"),
+    ("latin1", b"kind: X\nname: caf\xe9\n", "not UTF-8"),
+])
+def test_hostile_yaml_is_reported_quickly_and_applies_nothing(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, name: str,
+    text: str | bytes, expected: str,
+) -> None:
+    good = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = start_sync(repo.url)
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == good, what="good applied")
+    path = repo.path / "caches" / "b.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    hostile = repo.write("caches/c.yaml", cache_yaml("c")).commit(name)
+    started = time.monotonic()
+    ann = settle(proc, kube, namespace, hostile, "Invalid")
+    assert time.monotonic() - started < 30
+    assert "caches/b.yaml" in ann[LAST_MESSAGE] and expected in ann[LAST_MESSAGE]
+    assert ann[LAST_COMMIT] == good
+    assert sts(kube, namespace, "c") is None and sts(kube, namespace, "a") is not None
+
+
 def test_http_credentials_unreachable_and_recovery(
     start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, tmp_path: Path
 ) -> None:

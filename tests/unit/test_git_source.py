@@ -50,6 +50,23 @@ def test_credentials_from_a_mounted_secret_dir_and_a_yaml_file(tmp_path: Path) -
     assert load_credentials(None).empty
 
 
+@pytest.mark.timeout(20)
+def test_hostile_credentials_files_are_refused_quickly_without_their_bytes(
+    tmp_path: Path,
+) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    text = 'l0: &a0 ["hunter2","x","x","x","x","x","x","x","x"]\n'
+    for level in range(1, 12):
+        text += f"l{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]\n"
+    bomb.write_text(text + "password: *a11\n")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"password: hunter\xe9\n")
+    for path in (bomb, latin1):
+        with pytest.raises(GitSourceError) as err:
+            load_credentials(path)
+        assert "hunter" not in str(err.value)
+
+
 def test_secrets_never_survive_redaction() -> None:
     url, creds = split_url("https://user:hunter2@git.example.com:8443/r.git")
     assert url == "https://git.example.com:8443/r.git"

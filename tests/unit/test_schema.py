@@ -57,7 +57,7 @@ def test_every_field_is_described_and_typed() -> None:
 def test_every_cel_rule_has_a_python_twin() -> None:
     rules = [r["rule"] for _, n in walk(schema.openapi_schema())
              for r in n.get("x-kubernetes-validations", [])]
-    assert sorted(rules) == sorted(CEL_TWINS)
+    assert set(rules) == set(CEL_TWINS)  # a rule may guard several fields (requests, limits)
 
 
 def test_model_fields_match_schema_fields() -> None:

@@ -113,3 +113,23 @@ def test_nulls_are_pruned_then_defaulted_like_the_api_server() -> None:
     cache = parse_oras_cache(document("a", {"deploy": None, "port": None}), "x")
     assert isinstance(cache, OrasCache)
     assert (cache.spec.deploy, cache.spec.port) == (True, 5000)
+
+
+@pytest.mark.parametrize("name", ["foo\n", "a" * 51 + "\n"])
+def test_a_final_newline_fails_every_pattern_as_in_re2(name: str) -> None:
+    # Python's `$` matches before a final newline; the API server's RE2 does not.
+    assert any("metadata.name" in e for e in errors_of(document(name, {})))
+    assert any("metadata.namespace" in e for e in errors_of(document("a", {}, namespace="ns\n")))
+
+
+def test_deeply_nested_set_items_are_type_errors_not_a_recursion_error() -> None:
+    deep: Any = "ReadWriteOnce"
+    for _ in range(5000):
+        deep = [deep]
+    errors = errors_of(document("a", {"storage": {"size": "1Gi", "accessModes": [deep, deep]}}))
+    assert errors == ["caches/a.yaml[2]: spec.storage.accessModes[0]: must be of type string, "
+                      "got array", "caches/a.yaml[2]: spec.storage.accessModes[1]: must be of "
+                      "type string, got array"]
+    assert errors_of(document("a", {"storage": {"size": "1Gi", "accessModes": [
+        "ReadWriteOnce", "ReadWriteOnce"]}})) == [
+        "caches/a.yaml[2]: spec.storage.accessModes: must not contain duplicates"]

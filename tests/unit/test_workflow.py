@@ -31,6 +31,9 @@ from constructs_lib.workflow import (
     WorkflowParams,
     is_wired,
     restart_warning,
+    valid_name,
+    valid_reference,
+    valid_registry,
     wire_pod_spec,
 )
 from constructs_lib.workflow_example import pipeline_yaml
@@ -459,3 +462,9 @@ def test_always_restarting_producers_are_wired_with_a_warning(spec: dict[str, An
     assert warning is not None and "Never (or OnFailure)" in warning and len(warning) < 256
     assert restart_warning({**spec, "restartPolicy": "Never"}, params) is None
     assert restart_warning(spec, WorkflowParams(inputs=("a:1",))) is None
+
+
+def test_a_final_newline_is_not_a_valid_name_reference_or_registry() -> None:
+    assert valid_name("cache") and not valid_name("cache\n")
+    assert valid_reference("a/b:1") and not valid_reference("a/b:1\n")
+    assert valid_registry("r.io:5000") and not valid_registry("r.io:5000\n")

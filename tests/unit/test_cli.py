@@ -1,0 +1,143 @@
+"""Every CLI error path: one `error: ...` line, the documented exit code, no traceback."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sync import cli
+from sync.cli import main
+
+CACHE = """\
+apiVersion: cache.converged-computing.github.io/v1alpha1
+kind: OrasCache
+metadata: {name: a, namespace: team}
+spec: {}
+"""
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(args)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.fixture
+def cache_file(tmp_path: Path) -> Path:
+    path = tmp_path / "a.yaml"
+    path.write_text(CACHE)
+    return path
+
+
+def test_non_utf8_input_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.yaml").write_bytes(b"kind: OrasCache\nmetadata: {name: \xe9}\n")
+    code, err = run(["synth", str(tmp_path / "bad.yaml")], capsys)
+    assert code == 1
+    assert f"error: {tmp_path}/bad.yaml: not UTF-8 text" in err
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_output_path_that_is_a_file(tmp_path: Path, cache_file: Path, below: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "file"
+    target.write_text("mine\n")
+    code, err = run(["synth", str(cache_file), "-o", str(target / below)], capsys)
+    assert code == 1
+    assert err.startswith(f"error: {target}")
+    assert target.read_text() == "mine\n"
+    code, err = run(["crd", "-o", str(target / "crd.yaml")], capsys)
+    assert (code, err.startswith("error: ")) == (1, True)
+
+
+def test_diff_with_a_missing_kubeconfig_is_an_error_not_a_difference(
+    tmp_path: Path, cache_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing"
+    code, err = run(["diff", str(cache_file), "--kubeconfig", str(missing)], capsys)
+    assert code == 2  # 1 would mean "differences"
+    assert err == f"error: {missing}: No such file or directory\n"
+    code, err = run(["diff", str(cache_file), "--kubeconfig", str(tmp_path)], capsys)
+    assert (code, err) == (2, f"error: {tmp_path}: Is a directory\n")
+
+
+def test_diff_with_a_broken_kubeconfig(tmp_path: Path, cache_file: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    code, err = run(["diff", str(cache_file), "--kubeconfig", str(tmp_path / "kubeconfig")],
+                    capsys)
+    assert code == 2
+    assert err.startswith("error: kubeconfig: ")
+    (tmp_path / "kubeconfig").write_bytes(b"\xffsecret")
+    code, err = run(["diff", str(cache_file), "--kubeconfig", str(tmp_path / "kubeconfig")],
+                    capsys)
+    assert (code, err) == (2, "error: not UTF-8 text (invalid byte at offset 0)\n")
+
+
+def test_diff_against_an_unreachable_api_server(tmp_path: Path, cache_file: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "kubeconfig").write_text("""\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+""")
+    code, err = run(["diff", str(cache_file), "--kubeconfig", str(tmp_path / "kubeconfig")],
+                    capsys)
+    assert code == 2
+    assert err.startswith("error: "), err
+
+
+def test_sync_with_a_missing_kubeconfig(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing"
+    code, err = run(["sync", "--kubeconfig", str(missing), "--log-format", "text"], capsys)
+    assert (code, err) == (1, f"error: {missing}: No such file or directory\n")
+
+
+def test_an_unexpected_exception_is_one_line_with_the_commands_code(
+    monkeypatch: pytest.MonkeyPatch, cache_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def boom(*_: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "cache_files", boom)
+    code, err = run(["synth", str(cache_file)], capsys)
+    assert code == 1
+    assert err.startswith("error: unexpected RuntimeError: boom")
+
+
+def test_exit_codes_are_documented_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit status:" in out and "diff: any error" in out
+
+
+def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_bytes(b"\xff\xfe")
+    target = tmp_path / "file"
+    target.write_text("x")
+    for args, code in ((["synth", str(tmp_path / "bad.yaml")], 1),
+                       (["synth", str(tmp_path / "bad.yaml"), "-o", str(target)], 1),
+                       (["diff", str(tmp_path), "--kubeconfig", str(tmp_path / "no")], 2)):
+        proc = subprocess.run([sys.executable, "-m", "sync.cli", *args], capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert proc.returncode == code, proc.stderr
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_crd_output_never_replaces_a_device_or_fifo(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, err = run(["crd", "-o", str(fifo)], capsys)
+    assert (code, err) == (1, f"error: {fifo}: not a regular file\n")
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
