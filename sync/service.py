@@ -24,7 +24,7 @@ from urllib3.exceptions import HTTPError
 
 from constructs_lib import schema
 from sync.admission import make_mutator
-from sync.applier import Applier
+from sync.applier import Applier, DriftMode
 from sync.events import EventRecorder
 from sync.health import HealthServer
 from sync.informer import Informer, InformerSet, key_of
@@ -63,6 +63,7 @@ class Options:
     webhook_cert_validity: float = 7 * 24 * 3600.0
     # tls.crt, tls.key (+ ca.crt) from here, reloaded on change, instead of generating
     webhook_cert_dir: str | None = None
+    drift: DriftMode = "correct"  # hand edits of fields we set: reverted, or only reported
 
 
 def preflight(kube: Kube, namespaces: Sequence[str] | None) -> None:
@@ -111,7 +112,8 @@ class SyncService:
         self.metrics = Metrics()
         self.queue = WorkQueue()
         self.stopping = threading.Event()
-        self.applier = Applier(kube, concurrency=options.workers)
+        self.applier = Applier(kube, concurrency=options.workers, drift=options.drift)
+        self.metrics.drifted.set_function(self.applier.drifted_count)
         namespaces: list[str | None] = list(options.namespaces) if options.namespaces else [None]
         self.caches = InformerSet([
             Informer(kube, CACHES, namespace=ns, on_event=self._on_cache) for ns in namespaces
