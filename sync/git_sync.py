@@ -12,8 +12,11 @@ Drift correction: at every interval whose fetch finds the commit already applied
 objects rendered for it (kept in memory, never rendered again) are applied again through
 the applier, which skips every object whose hash annotation and set fields still hold: a
 pass with no drift makes zero write requests, while a hand-deleted or hand-edited member
-is restored (as Flux's kustomize-controller re-applies at every interval). A drift pass
-never prunes and never rewrites the ApplySet parent unless the parent itself is gone.
+is restored (as Flux's kustomize-controller re-applies at every interval). After a
+restart the applier checks each member once by a dry-run apply (an edit made while the
+service was down is found too). With `drift="report"` drifted members are left as they are
+and named, with their field paths, in a Warning Event on the parent. A drift pass never
+prunes and never rewrites the ApplySet parent unless the parent itself is gone.
 
 Threads: the main thread fetches, parses and renders (jsii is not thread-safe); the
 applier's pool talks to the API server; the HTTP thread only sets the trigger event.

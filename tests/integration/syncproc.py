@@ -133,11 +133,13 @@ WRITE_VERBS = ("APPLY", "PATCH", "POST", "PUT")
 
 def api_requests(cluster: LocalCluster, resources: Container[str],
                    ignore: Callable[[str, str], bool] = lambda r, s: False,
-                   verbs: Container[str] = WRITE_VERBS) -> dict[str, float]:
+                   verbs: Container[str] = WRITE_VERBS, dry_run: bool = False,
+                   ) -> dict[str, float]:
     """kube-apiserver's own count of writes (apply, patch, create, update; or `verbs`) to
     `resources`, by verb and resource/subresource, leaving out those `ignore(resource,
     subresource)` names (e.g. kube-controller-manager's status updates). DELETEs are left
-    out: earlier tests' namespaces are still being emptied by the namespace controller."""
+    out: earlier tests' namespaces are still being emptied by the namespace controller.
+    Dry-run requests write nothing and are left out too, or (`dry_run`) counted alone."""
     code, text = cluster.admin_get("/metrics")
     assert code == 200
     counts: dict[str, float] = {}
@@ -146,7 +148,7 @@ def api_requests(cluster: LocalCluster, resources: Container[str],
             continue
         labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")]
                       .replace('"', "").split(","))
-        if labels.get("verb") not in verbs:
+        if labels.get("verb") not in verbs or bool(labels.get("dry_run")) != dry_run:
             continue
         resource, subresource = labels.get("resource", ""), labels.get("subresource", "")
         if resource not in resources or ignore(resource, subresource):
