@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -156,3 +157,13 @@ def api_requests(cluster: LocalCluster, resources: Container[str],
         key = f"{labels['verb']} {resource}/{subresource}"
         counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return counts
+
+
+def report_fault(fault: str, did: str, converge_s: float, writes: str, lost: int) -> None:
+    """A row for docs/reliability.md, appended as a JSON line to $ORAS_CACHE_CHAOS_REPORT
+    when set (as `make chaos` does for the long faults); nothing otherwise."""
+    target = os.environ.get("ORAS_CACHE_CHAOS_REPORT")
+    if target:
+        with open(target, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"fault": fault, "did": did, "converge_s": converge_s,
+                                  "writes": writes, "lost": lost}) + "\n")

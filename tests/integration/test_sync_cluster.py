@@ -449,6 +449,10 @@ def test_hand_edits_made_while_stopped_are_corrected_on_start(
     assert proc.metric('orascache_objects_total{action="configured"}') == 1, took
     after = sts(kube, namespace, "untouched")
     assert after is not None and after["metadata"]["generation"] == generation
+    syncproc.report_fault(
+        "7. hand edits while the service is down (cluster source: scale + set image)",
+        "first sight checked by dry-run: the edited StatefulSet re-applied, the other "
+        "left alone", took, "1 apply (+ 1 dry-run per child)", 0)
 
 
 def test_restart_with_nothing_drifted_makes_zero_writes(
@@ -586,6 +590,7 @@ def test_watch_expired_by_compaction_relists_and_converges(
             namespace, {"metadata": {"name": f"filler-{i}"}})
     compact_etcd(cluster)
     restart_apiserver()
+    began = time.monotonic()
     with cluster.api_client() as api:
         fresh = Kube(api)
         patch_spec(api, namespace, "w1", {"port": 6000})
@@ -596,3 +601,8 @@ def test_watch_expired_by_compaction_relists_and_converges(
         wait_for(lambda: (svc(fresh, namespace, "w1") or {}).get("spec", {}).get(
             "ports", [{}])[0].get("port") == 6000, timeout=40, what="w1 on port 6000")
         assert get_cache(api, namespace, "w1")["status"]["observedGeneration"] == 2
+        syncproc.report_fault(
+            "6. watch expired: etcd compacted to its current revision, kube-apiserver "
+            "restarted, changes made meanwhile", "410 Gone on resume, relisted, reconciled "
+            "the edited and the new cache", time.monotonic() - began,
+            "the changes' own", 0)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -539,13 +540,19 @@ def test_hand_edits_made_while_stopped_are_corrected_on_start(
     edit_by_hand(cluster, namespace, "a")
     generation = (sts(kube, namespace, "b") or {})["metadata"]["generation"]
 
+    began = time.monotonic()
     proc = start_sync(repo.url)
     wait_for(lambda: replicas_and_image(kube, namespace, "a") == (1, "registry:3.0.0"),
              what="hand edits made while stopped reverted")
+    took = time.monotonic() - began
     wait_for(lambda: drift_passes(proc, "corrected") == 1, what="a corrected drift pass")
     assert proc.metric("orascache_git_drift_corrected_objects_total") == 1
     assert (sts(kube, namespace, "b") or {})["metadata"]["generation"] == generation
     assert proc.metric('orascache_git_revisions_total{result="Applied"}') == 0
+    syncproc.report_fault(
+        "7. hand edits while the service is down (git source)", "first drift pass after "
+        "the restart: one dry-run per member, the edited member re-applied", took,
+        "1 apply", 0)
 
 
 def test_restart_with_nothing_drifted_makes_zero_writes(
@@ -611,11 +618,17 @@ def test_rollback_by_force_push_is_applied_and_pruned(
     settle(proc, kube, namespace, ahead)
     assert sts(kube, namespace, "b") is not None
     repo.reset_hard(base)  # the rollback: main is base again
+    began = time.monotonic()
     ann = settle(proc, kube, namespace, base)
+    took = time.monotonic() - began
     assert sts(kube, namespace, "b") is None and svc(kube, namespace, "b") is None
     assert (svc(kube, namespace, "a") or {})["spec"]["ports"][0]["port"] == 5000
     assert ann[LAST_COMMIT] == base
     assert proc.metric('orascache_objects_total{action="deleted"}') == 2
+    syncproc.report_fault(
+        "8a. git force-push back to an older, applied commit", "applied the old commit "
+        "as a new revision: its member reverted, the newer cache pruned", took,
+        "1 apply + 2 deletes + the parent", 0)
 
 
 def test_remote_unreachable_for_three_intervals_prunes_nothing_and_recovers(
@@ -642,10 +655,16 @@ def test_remote_unreachable_for_three_intervals_prunes_nothing_and_recovers(
         assert proc.metric('orascache_objects_total{action="deleted"}') == 0
         assert proc.metric("orascache_git_last_sync_ok") == 0
         server.start()
+        began = time.monotonic()
         ann = recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == down,
                        what="recovered and applied")
+        took = time.monotonic() - began
         assert ann[LAST_RESULT] == "Applied"
         assert sts(kube, namespace, "b") is None and sts(kube, namespace, "a") is not None
         assert proc.metric("orascache_git_last_sync_ok") == 1
+        syncproc.report_fault(
+            "8b. git remote unreachable for three 1 s intervals", "FetchFailed recorded "
+            "once on the parent, nothing pruned or written; the next fetch applied the "
+            "waiting commit", took, "0 to members while down (the parent: 1 record)", 0)
     finally:
         server.stop()
