@@ -179,16 +179,18 @@ def test_service_sigkilled_during_start_up_of_300_caches(
     first.signal(signal.SIGKILL)
     wait_for(first.exited, what="the killed service gone")
     at_kill = audit(kube, namespace, names)
-    start_sync()
+    second = start_sync()
     took = wait_converged(kube, namespace, names)
     time.sleep(2.0)
     writes = child_writes(cluster) - before
+    redone = {a: second.metric(f'orascache_objects_total{{action="{a}"}}')
+              for a in ("created", "configured", "unchanged")}
     final = audit(kube, namespace, names)
     record(fault=f"1. service SIGKILL at {kill_at:.1f} s of a 300-cache start-up "
                  f"(seed {seed}; {at_kill.converged} converged at the kill)",
            did="new process: every cache converged; children checked on first sight",
            converge_s=took, writes=f"{writes:.0f} (minimum {minimum_writes(names)})",
-           lost=final.lost)
+           lost=final.lost, new_process=redone)
     assert final.lost == 0, final.problems
 
 

@@ -287,3 +287,29 @@ def test_differing_paths() -> None:
     assert differing_paths({"x": [1, 2]}, {"x": [1]}) == ["x"]
     assert differing_paths({"x": None}, {"x": {"y": 1}}) == ["x"]
     assert differing_paths({"a": {"b": 1}}, {"a": {"b": 1}}) == []
+
+
+def test_drift_mode_option_for_both_sources() -> None:
+    from sync.cli import build_parser  # noqa: PLC0415
+    from sync.git_sync import GitOptions  # noqa: PLC0415
+    from sync.service import Options  # noqa: PLC0415
+
+    parser = build_parser()
+    assert parser.parse_args(["sync"]).drift == "correct"
+    assert parser.parse_args(["sync", "--drift", "report"]).drift == "report"
+    assert parser.parse_args(["sync", "--source", "git", "--repo", "file:///r", "--drift",
+                              "report"]).drift == "report"
+    assert Options().drift == "correct" and GitOptions().drift == "correct"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sync", "--drift", "ignore"])
+
+
+def test_drifted_condition_only_while_drifted() -> None:
+    drifted = desired_status(Outcome(3, True, "Available", "1/1", drift="StatefulSet/ns/a: "
+                                     "spec.replicas"), None)
+    cond = [c for c in drifted["conditions"] if c["type"] == "Drifted"]
+    assert [(c["status"], c["reason"], c["message"]) for c in cond] == [
+        ("True", "DriftDetected", "StatefulSet/ns/a: spec.replicas")]
+    clean = desired_status(Outcome(3, True, "Available", "1/1"), drifted)
+    assert "Drifted" not in {c["type"] for c in clean["conditions"]}
+    assert needs_write(clean, drifted)
