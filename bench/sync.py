@@ -16,6 +16,9 @@ One run on one fresh LocalCluster (etcd + kube-apiserver + kube-controller-manag
 4. RSS of the service: Python plus jsii's Node process (the kernel, started directly by
    sync/jsii_kernel.py; with JSII_RUNTIME set, jsii's relay and the kernel under it), at
    N caches (/proc VmRSS, peak VmHWM).
+4b. with --before REV: restarts on the converged caches, the service of git revision REV
+   (from `git archive`) and of this tree alternately, two rounds: start -> first pass
+   done, dry-run applies, writes, CPU (e.g. the cost of checking children on first sight).
 5. idle resync: the service restarted with --resync-period 5 (phases 2-4 use the
    default 600 s: a 5 s resync would re-render every cache several times during the
    initial sync); the writes of the restart itself, then of a quiet window, counted by
