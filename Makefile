@@ -105,6 +105,11 @@ test: lint cluster-build oras-tools-build gitops-checks-build node-build ## lint
 	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
+# Not part of `make test`: the long fault-injection runs, about 15 minutes on 2 cores.
+.PHONY: chaos
+chaos: cluster-build ## fault injection: the service, kube-apiserver, etcd killed or frozen during start-ups (docs/reliability.md)
+	ORAS_CACHE_CHAOS=1 $(PY) -m pytest tests/chaos -q $(PYTEST_ARGS)
+
 .PHONY: demo
 demo: cluster-up ## start the sync service on the local cluster, apply the examples, show status
 	@kubectl=$$($(PY) -m tests.harness build 2>/dev/null | sed -n 's/^KUBECTL=//p'); \

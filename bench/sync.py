@@ -16,6 +16,9 @@ One run on one fresh LocalCluster (etcd + kube-apiserver + kube-controller-manag
 4. RSS of the service: Python plus jsii's Node process (the kernel, started directly by
    sync/jsii_kernel.py; with JSII_RUNTIME set, jsii's relay and the kernel under it), at
    N caches (/proc VmRSS, peak VmHWM).
+4b. with --before REV: restarts on the converged caches, the service of git revision REV
+   (from `git archive`) and of this tree alternately, two rounds: start -> first pass
+   done, dry-run applies, writes, CPU (e.g. the cost of checking children on first sight).
 5. idle resync: the service restarted with --resync-period 5 (phases 2-4 use the
    default 600 s: a 5 s resync would re-render every cache several times during the
    initial sync); the writes of the restart itself, then of a quiet window, counted by
@@ -226,7 +229,9 @@ def apiserver_stats(cluster: LocalCluster) -> ApiStats:
     out = ApiStats()
     for (name, labels), value in parse_prometheus(body, "apiserver_request_").items():
         d = dict(labels)
-        key = (d.get("verb", ""), d.get("resource", ""), d.get("subresource", ""))
+        # A dry-run writes nothing: counted apart ("APPLY dry-run"), never as a write.
+        verb = d.get("verb", "") + (" dry-run" if d.get("dry_run") else "")
+        key = (verb, d.get("resource", ""), d.get("subresource", ""))
         if name == "apiserver_request_total":
             out.requests[key] += int(value)
         elif name == "apiserver_request_duration_seconds_sum":
@@ -347,10 +352,12 @@ class Service:
     """`orascache sync` as a subprocess in its own process group."""
 
     def __init__(self, cluster: LocalCluster, *, workers: int, resync: float, logdir: Path,
-                 tag: str) -> None:
+                 tag: str, tree: Path | None = None) -> None:
+        """`tree`: run the service from that source tree (another revision) instead."""
         self.port = free_ports(1)[0]
         exe = REPO / ".venv" / "bin" / "orascache"
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sync.cli"]
+        cmd = [str(exe)] if exe.exists() and tree is None else [sys.executable, "-m",
+                                                                 "sync.cli"]
         argv = [*cmd, "sync", "--kubeconfig", str(cluster.kubeconfig), "--namespace", NS_SYNC,
                 "--http-addr", f"127.0.0.1:{self.port}", "--log-format", "text",
                 "--workers", str(workers), "--resync-period", str(resync)]
@@ -360,7 +367,8 @@ class Service:
         with open(self.log, "wb") as out:
             self.started = time.monotonic()
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=tree or REPO,
                 env=env, start_new_session=True, preexec_fn=hook)  # noqa: PLW1509
         self.known: dict[int, str] = {}
 
@@ -793,6 +801,36 @@ class Bench:
                      f"{pct(to_status, 50):.0f} / {pct(to_status, 99):.0f} ms "
                      f"(mean {statistics.fmean(to_status):.0f})")
 
+    # 4b ---------------------------------------------------------------------------------
+    def restart_against(self, before: Path, total_caches: int, rounds: int = 2) -> None:
+        """Start-up on converged caches (every child exists), the service of --before REV
+        and of this tree alternately, same cluster: the first sight of each child costs
+        this tree one dry-run apply, the old one trusted the hash annotation."""
+        for i in range(rounds):
+            for tag, tree in (("before", before), ("after", None)):
+                self.wait_machine_quiet()
+                s0 = self.snap()
+                svc = Service(self.cluster, workers=self.args.workers, resync=600,
+                              logdir=self.logdir, tag=f"restart-{tag}-{i}", tree=tree)
+                ready_s = svc.wait_ready()
+                first_pass_s = svc.wait_quiet(minimum=total_caches, still=None)
+                m, s1 = svc.metrics(), self.snap(svc)
+                svc.stop()
+                d = (s1.api - s0.api).requests
+                writes = m["objects:created"] + m["objects:configured"] + m["objects:deleted"]
+                dry = sum(v for k, v in d.items() if k[0].endswith("dry-run"))
+                cpu = sum(v - s0.cpu.get(k, 0.0) for k, v in s1.cpu.items()
+                          if k in ("kube-apiserver", "etcd") or k.startswith("sync "))
+                self.res.data.setdefault("restart_against", []).append({
+                    "tag": tag, "round": i, "ready_s": ready_s, "first_pass_s": first_pass_s,
+                    "dry_runs": dry, "writes": writes, "cpu_s": cpu})
+                self.res.row(f"restart at {total_caches} converged caches, {tag} "
+                             f"(round {i + 1}): start -> {total_caches} reconciles done",
+                             f"{first_pass_s:.2f} s (ready {ready_s:.2f} s; {dry} dry-runs, "
+                             f"{writes:.0f} writes; service + apiserver + etcd CPU "
+                             f"{cpu:.1f} s)")
+                self.table(f"restart {tag} round {i + 1}", s0, s1)
+
     # 5 ----------------------------------------------------------------------------------
     def idle(self, total_caches: int) -> Service:
         svc = Service(self.cluster, workers=self.args.workers, resync=5, logdir=self.logdir,
@@ -889,7 +927,7 @@ class Bench:
         for key, v in sorted(d.requests.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             verb, res, sub = key
             if res in SHOWN_RESOURCES and verb != "WATCH":
-                lines.append(f"  {verb:7} {res + ('/' + sub if sub else ''):28} {v:6d}"
+                lines.append(f"  {verb:14} {res + ('/' + sub if sub else ''):28} {v:6d}"
                              f"  {v / self.n:5.2f}/cache  {d.mean_ms(key):7.1f} ms")
         cpu = {k: v - s0.cpu.get(k, 0.0) for k, v in s1.cpu.items()}
         busy = s1.machine - s0.machine
@@ -923,6 +961,12 @@ class Bench:
         stop_s, code = svc.stop()
         self.res.row("SIGTERM -> exit", f"{stop_s:.2f} s, exit code {code}")
         wait_pods(self.kube, NS_SYNC, self.pods + samples)
+        if self.args.before:
+            with tempfile.TemporaryDirectory(prefix="bench-before-") as tree:
+                archive = subprocess.run(["git", "-C", str(REPO), "archive", self.args.before],
+                                         check=True, capture_output=True).stdout
+                subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+                self.restart_against(Path(tree), self.n + samples)
         self.wait_machine_quiet()
         svc = self.idle(self.n + samples)
         if self.args.resync_latency_samples:
@@ -971,6 +1015,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="py-spy the service's start-up into this file (collapsed stacks; "
                    "needs py-spy in .venv)")
     p.add_argument("--keep-logs", type=Path, help="copy the service logs to this directory")
+    p.add_argument("--before", metavar="REV",
+                   help="also restart the service of git revision REV and of this tree "
+                   "alternately on the converged caches (start-up cost of a change)")
     return p.parse_args(argv)
 
 

@@ -105,7 +105,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         renew_deadline=args.renew_deadline, retry_period=args.retry_period,
         webhook_addr=args.webhook_addr, webhook_hosts=tuple(args.webhook_host or ()),
         webhook_config=args.webhook_config, webhook_cert_validity=args.webhook_cert_validity,
-        webhook_cert_dir=args.webhook_cert_dir,
+        webhook_cert_dir=args.webhook_cert_dir, drift=args.drift,
         own_namespace=os.environ.get("POD_NAMESPACE") or None,
     )
     try:
@@ -168,7 +168,7 @@ def _sync_git(args: argparse.Namespace) -> int:
     options = GitOptions(path=args.path, namespace=_default_namespace(args),
                          applyset_name=args.applyset_name, interval=args.interval,
                          allow_empty=args.allow_empty, http_addr=args.http_addr or None,
-                         drift_correction=args.drift_correction,
+                         drift_correction=args.drift_correction, drift=args.drift,
                          render_workers=args.render_workers)
     # The clone is kept between fetches; without --git-dir it lives as long as the process.
     with tempfile.TemporaryDirectory(prefix="orascache-clone-") as tmp:
@@ -516,6 +516,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--renew-deadline", type=int, default=10, metavar="SECONDS")
     sync.add_argument("--retry-period", type=int, default=2, metavar="SECONDS")
     _webhook_arguments(sync)
+    sync.add_argument("--drift", choices=["correct", "report"], default="correct",
+                      help="a hand edit of a field the service sets (found at every check, "
+                      "and after start-up or failover by one dry-run apply per object): "
+                      "correct reverts it (default); report leaves the object as it is and "
+                      "reports the drifted field paths (cluster: condition Drifted and an "
+                      "Event on the cache; git: an Event on the ApplySet parent; both: "
+                      "orascache_drifted_objects). Missing objects are created either way")
     sync.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     sync.add_argument("--log-format", default="json", choices=["json", "text"])
     _sync_git_arguments(sync)

@@ -12,8 +12,11 @@ Drift correction: at every interval whose fetch finds the commit already applied
 objects rendered for it (kept in memory, never rendered again) are applied again through
 the applier, which skips every object whose hash annotation and set fields still hold: a
 pass with no drift makes zero write requests, while a hand-deleted or hand-edited member
-is restored (as Flux's kustomize-controller re-applies at every interval). A drift pass
-never prunes and never rewrites the ApplySet parent unless the parent itself is gone.
+is restored (as Flux's kustomize-controller re-applies at every interval). After a
+restart the applier checks each member once by a dry-run apply (an edit made while the
+service was down is found too). With `drift="report"` drifted members are left as they are
+and named, with their field paths, in a Warning Event on the parent. A drift pass never
+prunes and never rewrites the ApplySet parent unless the parent itself is gone.
 
 Threads: the main thread fetches, parses and renders (jsii is not thread-safe); the
 applier's pool talks to the API server; the HTTP thread only sets the trigger event.
@@ -37,7 +40,7 @@ from prometheus_client import Counter, Gauge
 from urllib3.exceptions import HTTPError
 
 from constructs_lib import Manifest, OrasCache
-from sync.applier import AbsentCheck, Applier, ChangeSet, ObjectRef
+from sync.applier import AbsentCheck, Applier, ChangeSet, DriftMode, ObjectRef
 from sync.applyset import GROUP_KINDS_ANNOTATION as GKS
 from sync.applyset import (
     LAST_ATTEMPT,
@@ -70,6 +73,7 @@ APPLIED, INVALID, EMPTY, FAILED, FETCH_FAILED, UP_TO_DATE = (
     "Applied", "Invalid", "EmptyRefused", "Failed", "FetchFailed", "UpToDate")
 # Outcomes of a drift pass (the parent keeps recording the revision's own result).
 DRIFT_CORRECTED, DRIFT_FAILED = "DriftCorrected", "DriftCorrectionFailed"
+DRIFTED = "Drifted"  # --drift=report: members left as found, reported
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class GitOptions:
     allow_empty: bool = False
     http_addr: str | None = "127.0.0.1:8080"
     drift_correction: bool = True  # re-apply the applied commit's objects every interval
+    drift: DriftMode = "correct"  # hand edits of fields we set: reverted, or only reported
     render_workers: int | None = None  # helper processes for big renders (None: default)
 
 
@@ -122,7 +127,8 @@ class GitMetrics:
         self.duration = Gauge("orascache_git_last_sync_duration_seconds",
                               "Fetch to applied time of the last new revision.", registry=r)
         self.drift_checks = Counter("orascache_git_drift_checks", "Drift passes over the "
-                                    "applied commit by result (clean, corrected, failed).",
+                                    "applied commit by result (clean, corrected, drifted, "
+                                    "failed).",
                                     ["result"], registry=r)
         self.drift_corrected = Counter("orascache_git_drift_corrected_objects",
                                        "Members re-created or re-applied by drift passes.",
@@ -221,8 +227,9 @@ class GitSync:
         self.source = source
         self.options = options
         self.applyset = ApplySet(options.applyset_name, options.namespace)
-        self.applier = applier or Applier(kube)
+        self.applier = applier or Applier(kube, drift=options.drift)
         self.metrics = metrics or Metrics()
+        self.metrics.drifted.set_function(self.applier.drifted_count)
         self.git_metrics = GitMetrics(self.metrics)
         self.events = EventRecorder(kube)
         self.source_id = f"{source.display_url}#{source.ref}:{options.path}"
@@ -234,6 +241,7 @@ class GitSync:
         self._rendered: tuple[str, Desired] | None = None
         self._memo = RenderMemo(options.render_workers)
         self._drift_reported: str | None = None  # one Warning per distinct failure
+        self._drift_seen = ""  # report mode: one Warning per distinct set of drifted paths
 
     # ----- state kept on the parent ----------------------------------------------------
     def restore(self) -> None:
@@ -422,6 +430,7 @@ class GitSync:
                             pruned)
             self._record(result, parent, old_gks | new_gks, old_ns | new_ns)
             return result
+        self._report_drift(parent, commit, changes)
         summary = (f"{desired.caches} cache(s), {len(refs)} object(s): "
                    f"{changes.summary()}; pruned: {pruned.summary()}")
         result = Result(APPLIED, commit, summary, changes, pruned, watch.laps)
@@ -444,8 +453,9 @@ class GitSync:
             log.error("%s", result.message)
         else:
             self.git_metrics.healthy.set(1)
-            self.git_metrics.drift_checks.labels(
-                result="corrected" if result.outcome == DRIFT_CORRECTED else "clean").inc()
+            label = {DRIFT_CORRECTED: "corrected", DRIFTED: "drifted"}.get(result.outcome,
+                                                                             "clean")
+            self.git_metrics.drift_checks.labels(result=label).inc()
         return result
 
     def _desired_of(self, commit: str) -> Desired:
@@ -506,7 +516,11 @@ class GitSync:
                 self._drift_reported = message
             return Result(DRIFT_FAILED, commit, message, changes)
         self._drift_reported = None
+        drifted = self._report_drift(parent, commit, changes)
         if not corrected and not repaired:
+            if drifted:
+                return Result(DRIFTED, commit, f"{commit[:12]} drifted, left as found: "
+                              f"{drifted}", changes)
             return Result(UP_TO_DATE, commit, f"{commit[:12]} already {APPLIED}, no drift",
                           changes)
         message = (f"{commit[:12]} drift corrected: "
@@ -515,6 +529,18 @@ class GitSync:
         if parent is not None:
             self.events.emit(parent, "Normal", DRIFT_CORRECTED, message)
         return Result(DRIFT_CORRECTED, commit, message, changes)
+
+    def _report_drift(self, parent: Obj | None, commit: str, changes: ChangeSet) -> str:
+        """--drift=report: a Warning Event on the parent naming the drifted members and
+        field paths, once per distinct drift; the drift text ("" when none)."""
+        drifted = changes.drift()
+        if drifted and drifted != self._drift_seen:
+            log.warning("%s drifted, left as found: %s", commit[:12], drifted)
+            if parent is not None:
+                self.events.emit(parent, "Warning", DRIFTED,
+                                 f"{commit[:12]} left as found (--drift=report): {drifted}")
+        self._drift_seen = drifted
+        return drifted
 
 
 def absence_check(kube: Kube, refs: Sequence[ObjectRef]) -> AbsentCheck | None:

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -195,7 +195,8 @@ class Reconciler:
             self._report(work, Outcome(generation, False, "PruneFailed", message),
                          event=("Warning", "PruneFailed", message))
             return False
-        outcome = self._health(work.cache, generation, sorted(rendered))
+        outcome = replace(self._health(work.cache, generation, sorted(rendered)),
+                          drift=changes.drift())
         summary = ChangeSet(changes.changes + pruned.changes)
         event = ("Normal", "Applied", summary.summary()) if summary.writes else None
         self._report(work, outcome, event=event)
@@ -244,8 +245,11 @@ class Reconciler:
                 event: tuple[str, str, str] | None = None) -> None:
         """Write status only when it changes; warn once per new reason or message."""
         current = self._current_status(work)
-        old_ready = {c.get("type"): c for c in (current or {}).get("conditions", [])}.get(
-            "Ready", {})
+        conditions = {c.get("type"): c for c in (current or {}).get("conditions", [])}
+        old_ready = conditions.get("Ready", {})
+        if outcome.drift and conditions.get("Drifted", {}).get("message") != outcome.drift:
+            self.events.emit(work.obj, "Warning", "Drifted",
+                             f"left as found (--drift=report): {outcome.drift}")
         if event and (event[0] == "Normal" or old_ready.get("reason") != outcome.reason
                       or old_ready.get("message") != outcome.message):
             self.events.emit(work.obj, *event)

@@ -24,7 +24,7 @@ from urllib3.exceptions import HTTPError
 
 from constructs_lib import schema
 from sync.admission import NamespaceScope, make_mutator
-from sync.applier import Applier
+from sync.applier import Applier, DriftMode
 from sync.events import EventRecorder
 from sync.health import HealthServer
 from sync.informer import Informer, InformerSet, key_of
@@ -66,6 +66,7 @@ class Options:
     # The service's own namespace ($POD_NAMESPACE): with every namespace synced, the
     # webhook still refuses it and kube-system, as the install's namespaceSelector does.
     own_namespace: str | None = None
+    drift: DriftMode = "correct"  # hand edits of fields we set: reverted, or only reported
 
 
 def preflight(kube: Kube, namespaces: Sequence[str] | None) -> None:
@@ -114,7 +115,8 @@ class SyncService:
         self.metrics = Metrics()
         self.queue = WorkQueue()
         self.stopping = threading.Event()
-        self.applier = Applier(kube, concurrency=options.workers)
+        self.applier = Applier(kube, concurrency=options.workers, drift=options.drift)
+        self.metrics.drifted.set_function(self.applier.drifted_count)
         namespaces: list[str | None] = list(options.namespaces) if options.namespaces else [None]
         self.caches = InformerSet([
             Informer(kube, CACHES, namespace=ns, on_event=self._on_cache) for ns in namespaces

@@ -29,6 +29,7 @@ class Outcome:
     endpoint: str | None = None
     ready_replicas: int | None = None
     inventory: Sequence[ObjectRef] | None = None  # None: keep what status has
+    drift: str = ""  # report mode: the drifted objects and field paths; "" none
 
 
 def now() -> str:
@@ -72,6 +73,10 @@ def desired_status(outcome: Outcome, current: Mapping[str, Any] | None) -> Obj:
                        generation=g, previous=previous),
         ],
     }
+    if outcome.drift:  # abnormal-true (kstatus): present only while something drifted
+        status["conditions"].append(_condition(
+            "Drifted", True, reason="DriftDetected", message=outcome.drift, generation=g,
+            previous=previous))
     endpoint = outcome.endpoint if outcome.endpoint is not None else current.get("endpoint")
     if endpoint:
         status["endpoint"] = endpoint

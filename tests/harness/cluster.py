@@ -7,7 +7,10 @@ validation are all real) but stay Pending.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import os
 import shutil
+import signal
 import ssl
 import subprocess
 import tempfile
@@ -239,6 +242,30 @@ class LocalCluster:
         self._state().save()
         self.timings["restart_apiserver"] = time.monotonic() - began
         return self.timings["restart_apiserver"]
+
+    def restart_component(self, name: str, *, kill: bool = False) -> float:
+        """Stop etcd or kube-apiserver (SIGTERM, or SIGKILL with `kill`: a crash) and start
+        it again with the same flags, ports and data; return seconds until healthy."""
+        began = time.monotonic()
+        component = self.components[name]
+        proc = self._procs.get(name)
+        if kill:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(component.pid, signal.SIGKILL)
+            if proc is not None:
+                proc.wait(10)
+        else:
+            terminate(component, proc)
+        busy = wait_ports_free(component.ports)
+        if busy:
+            raise ClusterError(f"{name} port {busy} still busy after stop")
+        self._procs[name] = spawn(component, daemon=self.daemon)
+        if name == "etcd":
+            self._wait("etcd", f"http://127.0.0.1:{component.ports[0]}/health", None)
+        else:
+            self._wait_apiserver()
+        self._state().save()
+        return time.monotonic() - began
 
     @classmethod
     def attach(cls, workdir: Path | str) -> LocalCluster | None:

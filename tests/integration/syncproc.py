@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -155,11 +156,13 @@ WRITE_VERBS = ("APPLY", "PATCH", "POST", "PUT")
 
 def api_requests(cluster: LocalCluster, resources: Container[str],
                    ignore: Callable[[str, str], bool] = lambda r, s: False,
-                   verbs: Container[str] = WRITE_VERBS) -> dict[str, float]:
+                   verbs: Container[str] = WRITE_VERBS, dry_run: bool = False,
+                   ) -> dict[str, float]:
     """kube-apiserver's own count of writes (apply, patch, create, update; or `verbs`) to
     `resources`, by verb and resource/subresource, leaving out those `ignore(resource,
     subresource)` names (e.g. kube-controller-manager's status updates). DELETEs are left
-    out: earlier tests' namespaces are still being emptied by the namespace controller."""
+    out: earlier tests' namespaces are still being emptied by the namespace controller.
+    Dry-run requests write nothing and are left out too, or (`dry_run`) counted alone."""
     code, text = cluster.admin_get("/metrics")
     assert code == 200
     counts: dict[str, float] = {}
@@ -168,7 +171,7 @@ def api_requests(cluster: LocalCluster, resources: Container[str],
             continue
         labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")]
                       .replace('"', "").split(","))
-        if labels.get("verb") not in verbs:
+        if labels.get("verb") not in verbs or bool(labels.get("dry_run")) != dry_run:
             continue
         resource, subresource = labels.get("resource", ""), labels.get("subresource", "")
         if resource not in resources or ignore(resource, subresource):
@@ -176,3 +179,13 @@ def api_requests(cluster: LocalCluster, resources: Container[str],
         key = f"{labels['verb']} {resource}/{subresource}"
         counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return counts
+
+
+def report_fault(fault: str, did: str, converge_s: float, writes: str, lost: int) -> None:
+    """A row for docs/reliability.md, appended as a JSON line to $ORAS_CACHE_CHAOS_REPORT
+    when set (as `make chaos` does for the long faults); nothing otherwise."""
+    target = os.environ.get("ORAS_CACHE_CHAOS_REPORT")
+    if target:
+        with open(target, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"fault": fault, "did": did, "converge_s": converge_s,
+                                  "writes": writes, "lost": lost}) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -419,3 +420,200 @@ def test_start_up_errors_are_clear(
     wait_for(gone.exited, timeout=60, what="exit when unreachable")
     assert gone.proc is not None and gone.proc.returncode == 1
     assert "cannot reach the API server at https://127.0.0.1:1" in gone.output()
+
+
+def image_and_replicas(kube: Kube, ns: str, name: str) -> tuple[str, int]:
+    obj = sts(kube, ns, name)
+    assert obj is not None
+    return obj["spec"]["template"]["spec"]["containers"][0]["image"], obj["spec"]["replicas"]
+
+
+def edit_by_hand(cluster: LocalCluster, ns: str, name: str) -> None:
+    """The issue's reproduction: `kubectl scale` and `kubectl set image`."""
+    cluster.kubectl("-n", ns, "scale", "statefulset", name, "--replicas=4")
+    cluster.kubectl("-n", ns, "set", "image", f"statefulset/{name}", "registry=evil:1")
+
+
+def test_hand_edits_made_while_stopped_are_corrected_on_start(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    """Fault 7 (cluster source): the hash annotation of a child edited while the service
+    was down still matches; the first sight after start-up must not trust it."""
+    proc = start_sync()
+    for name in ("edited", "untouched"):
+        create_cache(api_client, namespace, name, {})
+    for name in ("edited", "untouched"):
+        wait_for(converged(api_client, namespace, name))
+    assert proc.stop() == 0
+    edit_by_hand(cluster, namespace, "edited")
+    assert image_and_replicas(kube, namespace, "edited") == ("evil:1", 4)
+    untouched = sts(kube, namespace, "untouched")
+    assert untouched is not None
+    generation = untouched["metadata"]["generation"]
+
+    started = time.monotonic()
+    proc = start_sync()
+    wait_for(lambda: image_and_replicas(kube, namespace, "edited") == (
+        schema.DEFAULT_IMAGE, 1), what="hand edits made while stopped reverted")
+    took = time.monotonic() - started
+    wait_for(lambda: proc.metric("orascache_reconciles_total") >= 2, what="both reconciled")
+    assert proc.metric('orascache_objects_total{action="configured"}') == 1, took
+    after = sts(kube, namespace, "untouched")
+    assert after is not None and after["metadata"]["generation"] == generation
+    syncproc.report_fault(
+        "7. hand edits while the service is down (cluster source: scale + set image)",
+        "first sight checked by dry-run: the edited StatefulSet re-applied, the other "
+        "left alone", took, "1 apply (+ 1 dry-run per child)", 0)
+
+
+def test_restart_with_nothing_drifted_makes_zero_writes(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    """One dry-run per child at start-up, and no write: quantities that the server
+    normalises (1024Mi -> 1Gi, 2000m -> 2, 0.5 -> 500m), fields it defaults inside
+    the containers and ports we set, and its own key order all cancel out."""
+    specs: dict[str, dict[str, Any]] = {
+        "plain": {},
+        "normalised": {"resources": {"requests": {"cpu": "0.5", "memory": "1024Mi"},
+                                     "limits": {"cpu": "2000m", "memory": "1048576Ki"}},
+                       "storage": {"size": "1024Mi"}},
+        "remote": {"deploy": False, "registry": "r.example.com"},
+    }
+    proc = start_sync()
+    for name, spec in specs.items():
+        create_cache(api_client, namespace, name, spec)
+    for name in specs:
+        wait_for(converged(api_client, namespace, name))
+    live = sts(kube, namespace, "normalised")
+    assert live is not None
+    container = live["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}  # normalised
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "1Gi"}
+    assert live["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"] == {
+        "storage": "1Gi"}
+    assert container["imagePullPolicy"] and container["ports"][0]["protocol"] == "TCP"
+    assert proc.stop() == 0
+
+    before = syncproc.settled(lambda: write_requests(cluster))
+    dry_runs = syncproc.api_requests(cluster, {"statefulsets", "services"}, dry_run=True)
+    proc = start_sync()
+    wait_for(lambda: proc.metric("orascache_reconciles_total") >= 3, what="three reconciles")
+    time.sleep(1.5)  # anything the first pass would trigger has happened by now
+    assert write_requests(cluster) == before
+    assert proc.metric('orascache_objects_total{action="unchanged"}') == 4
+    assert proc.metric("orascache_status_writes_total") == 0
+    checked = syncproc.api_requests(cluster, {"statefulsets", "services"}, dry_run=True)
+    assert sum(checked.values()) - sum(dry_runs.values()) == 4, "one dry-run per child"
+
+
+def test_drift_report_mode_names_the_paths_and_writes_nothing(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    """--drift=report: a hand edit (while running, and while stopped) is left as it is,
+    shown as the condition Drifted with its field paths, an Event and a metric; editing
+    it back clears the condition."""
+    proc = start_sync("--drift", "report")
+    create_cache(api_client, namespace, "r", {})
+    wait_for(converged(api_client, namespace, "r"))
+    cluster.kubectl("-n", namespace, "scale", "statefulset", "r", "--replicas=3")
+
+    def drifted() -> dict[str, Any]:
+        return condition(get_cache(api_client, namespace, "r"), "Drifted")
+
+    cond = wait_for(lambda: drifted().get("status") == "True" and drifted(),
+                    what="condition Drifted")
+    assert cond["message"] == f"StatefulSet/{namespace}/r: spec.replicas"
+    assert cond["reason"] == "DriftDetected"
+    assert image_and_replicas(kube, namespace, "r") == (schema.DEFAULT_IMAGE, 3)
+    assert proc.metric("orascache_drifted_objects") == 1
+    assert proc.metric('orascache_objects_total{action="configured"}') == 0
+    events = client.CoreV1Api(api_client).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=r").items
+    assert any(e.reason == "Drifted" and e.type == "Warning" and "spec.replicas" in e.message
+               for e in events)
+
+    cluster.kubectl("-n", namespace, "scale", "statefulset", "r", "--replicas=1")
+    wait_for(lambda: not drifted(), what="Drifted cleared")
+    assert proc.metric("orascache_drifted_objects") == 0
+
+    assert proc.stop() == 0
+    edit_by_hand(cluster, namespace, "r")
+    before = syncproc.settled(lambda: write_requests(cluster))
+    proc = start_sync("--drift", "report")
+    cond = wait_for(lambda: drifted().get("status") == "True" and drifted(),
+                    what="Drifted after start-up")
+    assert cond["message"] == (f"StatefulSet/{namespace}/r: spec.replicas, "
+                               "spec.template.spec.containers[0].image")
+    assert image_and_replicas(kube, namespace, "r") == ("evil:1", 4)
+    after = write_requests(cluster)
+    assert {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)} == {
+        "PATCH orascaches/status": 1}, "only the status write"
+
+
+def test_new_leader_corrects_edits_made_during_failover(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    """The standby has never seen the children: it checks them when it takes over."""
+    lease = [*LEASE, "--lease-namespace", namespace]
+    a = start_sync(*lease, "--identity", "a")
+    b = start_sync(*lease, "--identity", "b")
+    leader_id = wait_for(lambda: lease_holder(api_client, namespace), what="a leader")
+    leader = a if leader_id == "a" else b
+    create_cache(api_client, namespace, "f", {})
+    wait_for(converged(api_client, namespace, "f"))
+    leader.signal(signal.SIGKILL)
+    edit_by_hand(cluster, namespace, "f")  # before the standby's lease is up
+    wait_for(lambda: lease_holder(api_client, namespace) not in (None, leader_id),
+             timeout=15, what="failover")
+    wait_for(lambda: image_and_replicas(kube, namespace, "f") == (schema.DEFAULT_IMAGE, 1),
+             what="edits reverted by the new leader")
+
+
+def compact_etcd(cluster: LocalCluster) -> int:
+    """Compact etcd's whole history up to its current revision (etcd's own JSON gateway);
+    returns that revision."""
+    base = f"http://127.0.0.1:{cluster.components['etcd'].ports[0]}/v3/kv"
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(f"{base}/{path}", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            out: dict[str, Any] = json.loads(resp.read())
+            return out
+
+    revision = int(post("range", {"key": "Lw=="})["header"]["revision"])  # key "/"
+    post("compaction", {"revision": str(revision), "physical": True})
+    return revision
+
+
+def test_watch_expired_by_compaction_relists_and_converges(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str,
+    restart_apiserver: Callable[[], float], cluster: LocalCluster,
+) -> None:
+    """Fault 6: the service's watches resume from resourceVersions that etcd compacted
+    away (kube-apiserver restarted, so its watch cache cannot serve them either): 410
+    Gone, a relist, and changes made in between are not lost."""
+    proc = start_sync()
+    create_cache(api_client, namespace, "w1", {})
+    wait_for(converged(api_client, namespace, "w1"))
+    for i in range(20):  # history to compact away
+        client.CoreV1Api(api_client).create_namespaced_config_map(
+            namespace, {"metadata": {"name": f"filler-{i}"}})
+    compact_etcd(cluster)
+    restart_apiserver()
+    began = time.monotonic()
+    with cluster.api_client() as api:
+        fresh = Kube(api)
+        patch_spec(api, namespace, "w1", {"port": 6000})
+        create_cache(api, namespace, "w2", {})
+        wait_for(lambda: "watch expired, relisting" in proc.output(), timeout=30,
+                 what="a 410 Gone and a relist")
+        wait_for(converged(api, namespace, "w2"), timeout=40, what="w2 converged")
+        wait_for(lambda: (svc(fresh, namespace, "w1") or {}).get("spec", {}).get(
+            "ports", [{}])[0].get("port") == 6000, timeout=40, what="w1 on port 6000")
+        assert get_cache(api, namespace, "w1")["status"]["observedGeneration"] == 2
+        syncproc.report_fault(
+            "6. watch expired: etcd compacted to its current revision, kube-apiserver "
+            "restarted, changes made meanwhile", "410 Gone on resume, relisted, reconciled "
+            "the edited and the new cache", time.monotonic() - began,
+            "the changes' own", 0)

@@ -761,3 +761,158 @@ def test_url_credentials_decoded_refused_or_redacted(repo: WorkRepo, tmp_path: P
         assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
     finally:
         server.stop()
+
+
+def replicas_and_image(kube: Kube, ns: str, name: str) -> tuple[int, str]:
+    obj = sts(kube, ns, name)
+    assert obj is not None
+    return obj["spec"]["replicas"], obj["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def edit_by_hand(cluster: LocalCluster, ns: str, name: str) -> None:
+    """The issue's reproduction: `kubectl scale` and `kubectl set image`."""
+    cluster.kubectl("-n", ns, "scale", "statefulset", name, "--replicas=4")
+    cluster.kubectl("-n", ns, "set", "image", f"statefulset/{name}", "registry=evil:1")
+
+
+def test_hand_edits_made_while_stopped_are_corrected_on_start(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    """Fault 7 (git source): after a restart the parent says the commit is applied; the
+    first drift pass checks the members instead of trusting their hash annotations."""
+    commit = (repo.write("caches/a.yaml", cache_yaml("a", image="registry:3.0.0"))
+              .write("caches/b.yaml", cache_yaml("b")).commit())
+    proc = start_sync(repo.url)
+    recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == commit, what="applied")
+    assert proc.stop() == 0
+    edit_by_hand(cluster, namespace, "a")
+    generation = (sts(kube, namespace, "b") or {})["metadata"]["generation"]
+
+    began = time.monotonic()
+    proc = start_sync(repo.url)
+    wait_for(lambda: replicas_and_image(kube, namespace, "a") == (1, "registry:3.0.0"),
+             what="hand edits made while stopped reverted")
+    took = time.monotonic() - began
+    wait_for(lambda: drift_passes(proc, "corrected") == 1, what="a corrected drift pass")
+    assert proc.metric("orascache_git_drift_corrected_objects_total") == 1
+    assert (sts(kube, namespace, "b") or {})["metadata"]["generation"] == generation
+    assert proc.metric('orascache_git_revisions_total{result="Applied"}') == 0
+    syncproc.report_fault(
+        "7. hand edits while the service is down (git source)", "first drift pass after "
+        "the restart: one dry-run per member, the edited member re-applied", took,
+        "1 apply", 0)
+
+
+def test_restart_with_nothing_drifted_makes_zero_writes(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    """One dry-run per member, no write: the server's normalisation of quantities and
+    its defaults inside our containers cancel out."""
+    commit = (repo.write("caches/a.yaml", cache_yaml(
+        "a", resources={"requests": {"cpu": "1000m", "memory": "1024Mi"}},
+        storage={"size": "1048576Ki"})).write("caches/b.yaml", cache_yaml("b")).commit())
+    start_sync(repo.url).stop()
+    assert parent(kube, namespace)[LAST_COMMIT] == commit
+    resources = (sts(kube, namespace, "a") or {})["spec"]["template"]["spec"]["containers"][0][
+        "resources"]
+    assert resources["requests"] == {"cpu": "1", "memory": "1Gi"}  # normalised
+
+    before = syncproc.settled(lambda: write_requests(cluster))
+    proc = start_sync(repo.url)
+    wait_for(lambda: drift_passes(proc, "clean") == 1, what="a clean drift pass")
+    after = write_requests(cluster)
+    assert after == before, {k: after[k] - before.get(k, 0) for k in after}
+    assert proc.metric('orascache_objects_total{action="unchanged"}') == 4
+
+
+def test_drift_report_mode_leaves_members_and_reports_on_the_parent(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, cluster: LocalCluster
+) -> None:
+    commit = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = start_sync(repo.url, "--drift", "report")
+    recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == commit, what="applied")
+    cluster.kubectl("-n", namespace, "scale", "statefulset", "a", "--replicas=3")
+    drift_pass(proc, "drifted")
+    assert replicas_and_image(kube, namespace, "a")[0] == 3
+    assert proc.metric("orascache_drifted_objects") == 1
+    assert proc.metric("orascache_git_drift_corrected_objects_total") == 0
+    events = wait_for(lambda: [e for e in our_events(kube, namespace)
+                               if e["reason"] == "Drifted"], what="a Drifted event")
+    assert f"StatefulSet/{namespace}/a: spec.replicas" in events[0]["message"]
+    assert events[0]["involvedObject"]["name"] == PARENT
+    assert parent(kube, namespace)[LAST_RESULT] == "Applied"
+    assert proc.stop() == 0
+
+    # After a restart, the first sight reports the same drift, and writes nothing.
+    edit_by_hand(cluster, namespace, "a")
+    before = syncproc.settled(lambda: write_requests(cluster))
+    proc = start_sync(repo.url, "--drift", "report")
+    wait_for(lambda: drift_passes(proc, "drifted") == 1, what="a drifted pass")
+    assert replicas_and_image(kube, namespace, "a") == (4, "evil:1")
+    assert write_requests(cluster) == before
+    assert f"StatefulSet/{namespace}/a: spec.replicas, spec.template.spec.containers[0]" \
+        ".image" in proc.output()
+
+
+def test_rollback_by_force_push_is_applied_and_pruned(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str
+) -> None:
+    """Fault 8: the branch force-pushed back to an older commit that was applied before."""
+    base = repo.write("caches/a.yaml", cache_yaml("a")).commit()
+    proc = start_sync(repo.url)
+    wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == base, what="base applied")
+    ahead = (repo.write("caches/b.yaml", cache_yaml("b"))
+             .write("caches/a.yaml", cache_yaml("a", port=6000)).commit("b, a on 6000"))
+    settle(proc, kube, namespace, ahead)
+    assert sts(kube, namespace, "b") is not None
+    repo.reset_hard(base)  # the rollback: main is base again
+    began = time.monotonic()
+    ann = settle(proc, kube, namespace, base)
+    took = time.monotonic() - began
+    assert sts(kube, namespace, "b") is None and svc(kube, namespace, "b") is None
+    assert (svc(kube, namespace, "a") or {})["spec"]["ports"][0]["port"] == 5000
+    assert ann[LAST_COMMIT] == base
+    assert proc.metric('orascache_objects_total{action="deleted"}') == 2
+    syncproc.report_fault(
+        "8a. git force-push back to an older, applied commit", "applied the old commit "
+        "as a new revision: its member reverted, the newer cache pruned", took,
+        "1 apply + 2 deletes + the parent", 0)
+
+
+def test_remote_unreachable_for_three_intervals_prunes_nothing_and_recovers(
+    start_sync: Start, repo: WorkRepo, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """Fault 8: fetches fail for three intervals (the commit that would prune b waits on
+    the server); nothing is pruned or written meanwhile; the next fetch applies it."""
+    server = GitHttpServer(repo.path.parent, "robot", SECRET).start()
+    try:
+        creds = tmp_path / "creds.yaml"
+        creds.write_text(yaml.safe_dump({"username": "robot", "password": SECRET}))
+        good = repo.write("caches/a.yaml", cache_yaml("a")).write(
+            "caches/b.yaml", cache_yaml("b")).commit()
+        proc = start_sync(server.url("caches.git"), "--credentials-file", str(creds),
+                          "--interval", "1s")
+        wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == good, what="applied")
+        server.stop()
+        down = repo.remove("caches/b.yaml").commit("drop b")
+        wait_for(lambda: proc.metric('orascache_git_fetches_total{result="failed"}') >= 3,
+                 timeout=60, what="three failed fetches")
+        ann = parent(kube, namespace)
+        assert (ann[LAST_RESULT], ann[LAST_COMMIT]) == ("FetchFailed", good)
+        assert sts(kube, namespace, "b") is not None and svc(kube, namespace, "b") is not None
+        assert proc.metric('orascache_objects_total{action="deleted"}') == 0
+        assert proc.metric("orascache_git_last_sync_ok") == 0
+        server.start()
+        began = time.monotonic()
+        ann = recorded(kube, namespace, lambda a: a.get(LAST_COMMIT) == down,
+                       what="recovered and applied")
+        took = time.monotonic() - began
+        assert ann[LAST_RESULT] == "Applied"
+        assert sts(kube, namespace, "b") is None and sts(kube, namespace, "a") is not None
+        assert proc.metric("orascache_git_last_sync_ok") == 1
+        syncproc.report_fault(
+            "8b. git remote unreachable for three 1 s intervals", "FetchFailed recorded "
+            "once on the parent, nothing pruned or written; the next fetch applied the "
+            "waiting commit", took, "0 to members while down (the parent: 1 record)", 0)
+    finally:
+        server.stop()

@@ -6,14 +6,18 @@ import threading
 import time
 from typing import Any
 
+import pytest
 from kubernetes.client.exceptions import ApiException
 
 from sync.applier import (
+    HASH_ANNOTATION,
     Applier,
     Change,
     ChangeSet,
+    DriftMode,
     ObjectRef,
     content_hash,
+    differing_paths,
     is_ours,
     project,
     with_hash,
@@ -154,7 +158,11 @@ class _RecordingKube:
         self.existing = existing
         self.conflict = conflict
 
-    def apply(self, obj: dict[str, Any], *, field_manager: str, force: bool) -> object:
+    def apply(self, obj: dict[str, Any], *, field_manager: str, force: bool,
+              dry_run: bool = False) -> object:
+        if dry_run:
+            self.calls.append(("dry-run", force))
+            return {**obj, "metadata": {**obj["metadata"], "resourceVersion": "7"}}
         self.calls.append(("apply", force))
         self.preconditions.append(obj["metadata"].get("resourceVersion"))
         if self.conflict and not force:
@@ -215,3 +223,93 @@ def test_unknown_absence_gets_first() -> None:
                   absent=lambda _r: False)
     applier.close()
     assert kube.calls == [("get", None), ("apply", True)]
+
+
+def _live_svc(cluster_ip: str = "None") -> dict[str, Any]:
+    """What the server holds for `_svc()` as applied, with its normalisation: the hash
+    annotation, a resourceVersion, and a defaulted field beside the ones we set."""
+    obj = with_hash(_svc())
+    meta = {**obj["metadata"], "resourceVersion": "7"}
+    return {**obj, "metadata": meta, "spec": {"clusterIP": cluster_ip, "type": "ClusterIP"}}
+
+
+def test_first_sight_is_checked_by_a_dry_run_and_not_written_when_nothing_drifted() -> None:
+    kube = _RecordingKube()
+    applier = Applier(kube)  # type: ignore[arg-type]
+    for _ in range(2):
+        changes = applier.apply([_svc()], owner_labels={"owner": "x"},
+                                live=lambda _r: _live_svc())
+        assert [c.action for c in changes.changes] == ["unchanged"]
+    applier.close()
+    assert kube.calls == [("dry-run", True)]  # once: the second pass trusts the record
+
+
+@pytest.mark.parametrize("mode", ["correct", "report"])
+def test_first_sight_of_a_hand_edit(mode: DriftMode) -> None:
+    """The hash annotation still matches, a field we set does not: corrected, or reported
+    with its path and left alone (then reported again without a request)."""
+    kube = _RecordingKube()
+    applier = Applier(kube, drift=mode)  # type: ignore[arg-type]
+    edited = _live_svc("10.0.0.9")
+    first = applier.apply([_svc()], owner_labels={"owner": "x"}, live=lambda _r: edited)
+    second = applier.apply([_svc()], owner_labels={"owner": "x"}, live=lambda _r: edited)
+    applier.close()
+    if mode == "correct":
+        assert [c.action for c in first.changes] == ["configured"]
+        assert kube.calls[:2] == [("dry-run", True), ("apply", True)]
+        return
+    assert [c.action for c in first.changes + second.changes] == ["drifted", "drifted"]
+    assert first.changes[0].paths == ("spec.clusterIP",)
+    assert first.drift() == "Service/ns/a: spec.clusterIP"
+    assert first.writes == 0 and first.ok
+    assert kube.calls == [("dry-run", True)]
+    assert applier.drifted_count() == 1
+
+
+def test_a_new_render_is_applied_without_a_dry_run() -> None:
+    old = _live_svc()
+    old["metadata"]["annotations"] = {HASH_ANNOTATION: "older"}
+    kube = _RecordingKube(existing=old)
+    applier = Applier(kube, drift="report")  # type: ignore[arg-type]
+    changes = applier.apply([_svc()], owner_labels={"owner": "x"}, live=lambda _r: old)
+    applier.close()
+    assert [c.action for c in changes.changes] == ["configured"]
+    assert kube.calls == [("get", None), ("apply", True)]
+
+
+def test_differing_paths() -> None:
+    before = {"spec": {"replicas": 4, "template": {"spec": {"containers": [
+        {"name": "registry", "image": "evil:1"}]}}}, "metadata": {"labels": {"a": "1"}}}
+    after = {"spec": {"replicas": 1, "template": {"spec": {"containers": [
+        {"name": "registry", "image": "registry:3"}]}}}, "metadata": {"labels": {"a": "1"}}}
+    assert differing_paths(before, after) == [
+        "spec.replicas", "spec.template.spec.containers[0].image"]
+    assert differing_paths({"x": [1, 2]}, {"x": [1]}) == ["x"]
+    assert differing_paths({"x": None}, {"x": {"y": 1}}) == ["x"]
+    assert differing_paths({"a": {"b": 1}}, {"a": {"b": 1}}) == []
+
+
+def test_drift_mode_option_for_both_sources() -> None:
+    from sync.cli import build_parser  # noqa: PLC0415
+    from sync.git_sync import GitOptions  # noqa: PLC0415
+    from sync.service import Options  # noqa: PLC0415
+
+    parser = build_parser()
+    assert parser.parse_args(["sync"]).drift == "correct"
+    assert parser.parse_args(["sync", "--drift", "report"]).drift == "report"
+    assert parser.parse_args(["sync", "--source", "git", "--repo", "file:///r", "--drift",
+                              "report"]).drift == "report"
+    assert Options().drift == "correct" and GitOptions().drift == "correct"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sync", "--drift", "ignore"])
+
+
+def test_drifted_condition_only_while_drifted() -> None:
+    drifted = desired_status(Outcome(3, True, "Available", "1/1", drift="StatefulSet/ns/a: "
+                                     "spec.replicas"), None)
+    cond = [c for c in drifted["conditions"] if c["type"] == "Drifted"]
+    assert [(c["status"], c["reason"], c["message"]) for c in cond] == [
+        ("True", "DriftDetected", "StatefulSet/ns/a: spec.replicas")]
+    clean = desired_status(Outcome(3, True, "Available", "1/1"), drifted)
+    assert "Drifted" not in {c["type"] for c in clean["conditions"]}
+    assert needs_write(clean, drifted)
