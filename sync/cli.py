@@ -18,7 +18,10 @@ from sync.trigger import TRIGGER_MOUNT
 
 if TYPE_CHECKING:
     from sync.git_source import GitSource
+    from sync.git_sync import GitOptions
     from sync.oras_cli import Oras
+    from sync.revision_source import RevisionSource
+    from sync.trigger import TriggerAuth
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -77,13 +80,12 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from sync.service import Options, StartupError, SyncService, preflight  # noqa: PLC0415
 
     logs.setup(args.log_level, args.log_format)
-    if args.source == "git":
-        return _sync_git(args)
-    if args.source == "oci":
-        return _sync_oci(args)
+    if args.source in ("git", "oci"):
+        return _sync_revisions(args)
     namespaces = None if args.all_namespaces else args.namespace
     if args.trigger_token_file or args.trigger_secret:
-        print("error: POST /trigger is served by --source git only", file=sys.stderr)
+        print("error: POST /trigger is served by --source git and oci only",
+              file=sys.stderr)
         return 2
     if args.webhook_cert_dir and not args.webhook_addr:
         print("error: --webhook-cert-dir needs --webhook-addr", file=sys.stderr)
@@ -138,79 +140,75 @@ def _default_namespace(args: argparse.Namespace) -> str:
     return str(args.namespace[0]) if args.namespace else "default"
 
 
-def _sync_git(args: argparse.Namespace) -> int:
-    import tempfile  # noqa: PLC0415
+class _UsageError(Exception):
+    """A bad combination of sync options: printed as `error: ...`, exit `code`."""
 
-    from sync.git_source import GitSourceError  # noqa: PLC0415
-    from sync.git_sync import GitOptions, GitSync, GitSyncService  # noqa: PLC0415
-    from sync.kube import Kube, load_api_client  # noqa: PLC0415
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
-    if not args.repo:
-        print("error: --source git needs --repo URL", file=sys.stderr)
-        return 2
-    if args.namespace and len(args.namespace) > 1:
-        print("error: --source git takes one --namespace (for namespace-less caches and "
-              "the ApplySet parent)", file=sys.stderr)
-        return 2
+
+def _revision_setup(args: argparse.Namespace) -> tuple[GitOptions, TriggerAuth | None]:
+    """What the git and OCI sources share: their options and the /trigger token."""
+    from sync.git_sync import GitOptions  # noqa: PLC0415
     from sync.trigger import TriggerAuth, TriggerConfigError, token_path  # noqa: PLC0415
 
+    if args.namespace and len(args.namespace) > 1:
+        raise _UsageError(f"--source {args.source} takes one --namespace (for namespace-less "
+                          "caches and the ApplySet parent)")
     trigger = None
     token = token_path(args.trigger_token_file, args.trigger_secret)
     if token is not None:
         try:
             trigger = TriggerAuth.from_file(token)
         except TriggerConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
+            raise _UsageError(str(err), 1) from None
         if not args.http_addr:
-            print("error: POST /trigger needs --http-addr", file=sys.stderr)
-            return 2
+            raise _UsageError("POST /trigger needs --http-addr")
     options = GitOptions(path=args.path, namespace=_default_namespace(args),
                          applyset_name=args.applyset_name, interval=args.interval,
                          allow_empty=args.allow_empty, http_addr=args.http_addr or None,
                          drift_correction=args.drift_correction, drift=args.drift,
                          render_workers=args.render_workers)
-    # The clone is kept between fetches; without --git-dir it lives as long as the process.
-    with tempfile.TemporaryDirectory(prefix="orascache-clone-") as tmp:
-        try:
-            source = _git_source(args, Path(args.git_dir or tmp))
-        except GitSourceError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        kube = Kube(load_api_client(args.kubeconfig))
-        return GitSyncService(GitSync(kube, source, options), options, trigger).run()
+    return options, trigger
 
 
-def _sync_oci(args: argparse.Namespace) -> int:
-    """The git source's pipeline over an OCI artifact followed by tag."""
+def _sync_revisions(args: argparse.Namespace) -> int:
+    """The git source, or the OCI source through the same revision pipeline."""
     import tempfile  # noqa: PLC0415
 
-    from sync.git_sync import GitOptions, GitSync, GitSyncService  # noqa: PLC0415
+    from sync.git_source import GitSourceError  # noqa: PLC0415
+    from sync.git_sync import GitSync, GitSyncService  # noqa: PLC0415
     from sync.kube import Kube, load_api_client  # noqa: PLC0415
     from sync.oci_source import OciSource  # noqa: PLC0415
     from sync.oras_cli import OciError, Reference  # noqa: PLC0415
 
-    if not args.artifact:
+    if args.source == "git" and not args.repo:
+        print("error: --source git needs --repo URL", file=sys.stderr)
+        return 2
+    if args.source == "oci" and not args.artifact:
         print("error: --source oci needs --artifact REF", file=sys.stderr)
         return 2
-    if args.namespace and len(args.namespace) > 1:
-        print("error: --source oci takes one --namespace (for namespace-less caches and "
-              "the ApplySet parent)", file=sys.stderr)
-        return 2
-    options = GitOptions(path=args.path, namespace=_default_namespace(args),
-                         applyset_name=args.applyset_name, interval=args.interval,
-                         allow_empty=args.allow_empty, http_addr=args.http_addr or None,
-                         drift_correction=args.drift_correction,
-                         render_workers=args.render_workers)
-    with tempfile.TemporaryDirectory(prefix="orascache-artifact-") as tmp:
+    try:
+        options, trigger = _revision_setup(args)
+    except _UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.code
+    # A git clone is kept between fetches; without --git-dir it lives as long as the
+    # process, as an unpacked artifact does.
+    with tempfile.TemporaryDirectory(prefix=f"orascache-{args.source}-") as tmp:
+        source: RevisionSource
         try:
-            ref = Reference.parse(args.artifact)
-            source = OciSource(ref, _registry(args, ref.registry), Path(tmp))
-        except OciError as err:
+            if args.source == "git":
+                source = _git_source(args, Path(args.git_dir or tmp))
+            else:
+                ref = Reference.parse(args.artifact)
+                source = OciSource(ref, _registry(args, ref.registry), Path(tmp))
+        except (GitSourceError, OciError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
         kube = Kube(load_api_client(args.kubeconfig))
-        return GitSyncService(GitSync(kube, source, options), options).run()
+        return GitSyncService(GitSync(kube, source, options), options, trigger).run()
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -399,11 +397,11 @@ def _sync_git_arguments(sync: argparse.ArgumentParser) -> None:
                       help="git: where to keep the clone (default: a temporary directory)")
     token = sync.add_mutually_exclusive_group()
     token.add_argument("--trigger-token-file", metavar="PATH",
-                       help="git: serve POST /trigger on --http-addr for callers that show "
+                       help="git, oci: serve POST /trigger on --http-addr for callers that show "
                        "the token in PATH (Authorization: Bearer, X-Gitlab-Token, or a "
                        "GitHub X-Hub-Signature-256); off without it or --trigger-secret")
     token.add_argument("--trigger-secret", metavar="NAME",
-                       help="git, in a Pod: as --trigger-token-file with the `token` key of "
+                       help="git, oci, in a Pod: as --trigger-token-file with the `token` key of "
                        f"the Secret NAME, which the Deployment mounts at {TRIGGER_MOUNT}")
     sync.add_argument("--no-drift-correction", dest="drift_correction", action="store_false",
                       help="git: when the commit is unchanged, do not re-apply its objects "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from sync.oras_cli import Oras, Reference
 from sync.synth import REPO_ROOT
 from tests.harness import LocalCluster
 from tests.harness.oras_tools import LocalRegistry, ensure_oras_tools
+from tests.integration import syncproc
 from tests.integration.syncproc import SyncProcess, get, wait_for
 from tests.integration.test_install import APPLY, rendered_names
 
@@ -37,10 +37,7 @@ def cache_doc(name: str, namespace: str | None = None) -> str:
 
 
 def trigger(proc: SyncProcess) -> None:
-    request = urllib.request.Request(f"http://127.0.0.1:{proc.port}/trigger", data=b"{}",
-                                     method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 202
+    assert syncproc.post_trigger(proc.port) == 202
 
 
 def assert_pod_admitted(core: client.CoreV1Api, namespace: str) -> None:
@@ -107,7 +104,8 @@ def test_oci_install_rbac_is_enough_for_the_oci_source(
                 "--source", "oci", "--artifact", str(ref), "--path", "caches",
                 "--plain-http", "--registry-credentials-file", str(secret),
                 "--namespace", target, "--applyset-name", "orascache-oci",
-                "--interval", "1h", "--log-format", "text"], tmp_path / "sync.log").start()
+                "--interval", "1h", "--log-format", "text", "--trigger-token-file",
+                str(syncproc.trigger_token_file(tmp_path))], tmp_path / "sync.log").start()
             proc.wait_ready(60)
             parent_path = f"/api/v1/namespaces/{target}/configmaps/orascache-oci"
 

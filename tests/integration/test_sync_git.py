@@ -656,8 +656,9 @@ def test_any_error_of_a_revision_is_reported_and_nothing_pruned(
     wait_for(lambda: parent(kube, namespace).get(LAST_COMMIT) == good, what="good applied")
 
     repo.remove("caches/a.yaml").write("caches/b.yaml", cache_yaml("b"))
-    if bad == "date":
-        repo.write("caches/other.yaml", "kind: ConfigMap\ndata:\n  when: 2001-13-45\n")
+    if bad == "date":  # text since kubectl's YAML reading: refused where a port goes
+        repo.write("caches/other.yaml", cache_yaml("d").replace("spec: {}",
+                                                                "spec: {port: 2001-13-45}"))
     else:
         (repo.path / "caches" / "other.yaml").write_bytes(
             b"kind: OrasCache\nmetadata: {name: caf\xe9}\n")

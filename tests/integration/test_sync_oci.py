@@ -29,6 +29,7 @@ from sync.oci_render import CONTENT_MEDIA_TYPE, push_artifact
 from sync.oras_cli import Oras, Reference
 from tests.harness import LocalCluster
 from tests.harness.oras_tools import LocalRegistry, OrasTools, ensure_oras_tools
+from tests.integration import syncproc
 from tests.integration.syncproc import SyncProcess, sts, svc, wait_for
 from tests.integration.test_oci_render import Watcher
 from tests.integration.test_sync_git import (
@@ -66,7 +67,8 @@ def start_sync(cluster: LocalCluster, namespace: str, tmp_path: Path, tools: Ora
         log = tmp_path / f"sync-oci-{len(procs)}.log"
         proc = SyncProcess(cluster.kubeconfig, [
             "--source", "oci", "--artifact", ref, "--plain-http", "--namespace", namespace,
-            "--interval", "1h", "--log-format", "text", *args], log)
+            "--interval", "1h", "--log-format", "text",
+            "--trigger-token-file", str(syncproc.trigger_token_file(tmp_path)), *args], log)
         procs.append(proc.start())
         return proc.wait_ready(60)
 

@@ -392,7 +392,7 @@ def test_trigger_flags_are_refused_where_there_is_no_trigger(
     from sync.cli import main  # noqa: PLC0415
 
     assert main(["sync", "--trigger-token-file", "/nonexistent"]) == 2
-    assert "--source git only" in capsys.readouterr().err
+    assert "--source git and oci only" in capsys.readouterr().err
     assert main(["sync", "--source", "git", "--repo", "file:///nowhere",
                  "--trigger-token-file", "/nonexistent/token"]) == 1
     assert "error: trigger token /nonexistent/token: No such file" in capsys.readouterr().err
