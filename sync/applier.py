@@ -293,7 +293,7 @@ class Applier:
         live: Obj | None = None
         try:
             live = lookup(ref)
-            fresh = lookup is self._get_live
+            fresh = lookup == self._get_live  # bound methods: equal, never identical
             if not fresh:
                 verdict: Change | _Stale | None = STALE
                 if live is not None and is_ours(live, owner_labels):

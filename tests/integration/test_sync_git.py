@@ -488,10 +488,12 @@ def test_diff_exit_codes(
 
 def write_requests(cluster: LocalCluster) -> dict[str, float]:
     """Writes to the kinds the git source writes (members and the parent), but any
-    subresource (kube-controller-manager's status updates)."""
+    subresource (kube-controller-manager's status updates), with the verbs the git source
+    uses: kube-controller-manager also creates ConfigMaps (kube-root-ca.crt in new
+    namespaces) and updates PVCs (the volume binder)."""
     return syncproc.api_requests(
         cluster, {"statefulsets", "services", "configmaps", "persistentvolumeclaims"},
-        lambda _r, s: bool(s))
+        lambda _r, s: bool(s), verbs=("APPLY", "PATCH"))
 
 
 def our_events(kube: Kube, ns: str) -> list[dict[str, Any]]:
