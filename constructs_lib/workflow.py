@@ -65,6 +65,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from constructs_lib.model import OrasCache
+from constructs_lib.schema import OBJECT_NAME_PATTERN
 
 DEFAULT_ORAS_IMAGE = "ghcr.io/oras-project/oras:v1.3.6"
 """The oras release the integration tests run (the CLI built from the Go proxy)."""
@@ -83,7 +84,9 @@ RUN_TIME_HINT = "a relative one is resolved in the image's WORKDIR when the Pod 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 _EXPANDED = re.compile(r"\$[($]")  # Kubernetes' $(VAR) expansion and $$ escape
-_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._/-]+)?$")
+# A leading '-' would read as an option wherever the value reaches a command line.
+_REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?(/[A-Za-z0-9._/-]+)?$")
+_SECRET_NAME = re.compile(OBJECT_NAME_PATTERN)
 
 
 def valid_reference(uri: str) -> bool:
@@ -220,11 +223,34 @@ class WorkflowParams:
                     f"{name} {value!r} contains $( or $$, which Kubernetes would expand in "
                     "the wired commands: rename it"
                 )
+        errors += _path_errors(self)
         if self.entrypoint is not None and not self.entrypoint:
             errors.append("entrypoint is empty")
-        if not self.oras_image:
-            errors.append("oras image is empty")
+        if not _REFERENCE.fullmatch(self.oras_image) or len(self.oras_image) > 512:
+            errors.append(f"oras image {self.oras_image!r} is not an image reference")
+        if self.oras_env is not None and (
+                not _SECRET_NAME.fullmatch(self.oras_env) or len(self.oras_env) > 253):
+            errors.append(f"oras-env {self.oras_env!r} is not a Secret name")
         return errors
+
+
+def _path_errors(params: WorkflowParams) -> list[str]:
+    """Paths that a command would read as an option, or that the wrapper writes to and
+    that climb out of the working directory (possibly into the reserved ORAS_ROOT)."""
+    errors = []
+    for name, value in (("input-path", params.input_path), ("output-pipe", params.output_pipe),
+                        *(("output-path", o.path) for o in params.outputs)):
+        if not value:
+            continue
+        if any(part.startswith("-") for part in value.split("/")):
+            errors.append(f"{name} {value!r}: a name starting with '-' would read as an "
+                          "option in the wired commands: rename it")
+        elif (name != "output-path" and not value.startswith("/")
+              and posixpath.normpath(value).split("/")[0] == ".."):
+            # Written to at run time, wherever the image's WORKDIR is.
+            errors.append(f"{name} {value!r} climbs out of the working directory: give an "
+                          "absolute path")
+    return errors
 
 
 def _require_registry(cache: OrasCache, registry: str | None) -> None:
@@ -237,8 +263,11 @@ def _require_registry(cache: OrasCache, registry: str | None) -> None:
 
 
 def is_wired(spec: Mapping[str, Any]) -> bool:
-    """True when `spec` carries this module's wiring (the ``oras-workflow`` volume)."""
-    return any(v.get("name") == VOLUME for v in spec.get("volumes") or [])
+    """True when `spec` carries this module's wiring: the ``oras-workflow`` volume and the
+    oras container(s) it adds (a volume of that name alone is the user's: a conflict)."""
+    ours = {c.get("name") for c in spec.get("initContainers") or []} & {PULL_CONTAINER} | {
+        c.get("name") for c in spec.get("containers") or []} & {PUSH_CONTAINER}
+    return bool(ours) and any(v.get("name") == VOLUME for v in spec.get("volumes") or [])
 
 
 @dataclass
@@ -272,7 +301,11 @@ class _Plan:
                     "visible when wiring)"
                 )
             path = posixpath.join(self.working_dir, path or ".")
-        return posixpath.normpath(path)
+        resolved = posixpath.normpath(path)
+        if resolved == ORAS_ROOT or resolved.startswith(ORAS_ROOT + "/"):
+            raise WiringError(f"{what} {path!r} is {resolved}, inside {ORAS_ROOT}, which is "
+                              "reserved for the wiring: choose another path")
+        return resolved
 
     def source(self, path: str) -> _Source | None:
         """The volume holding `path` in the app container (longest mount path wins)."""
@@ -339,6 +372,13 @@ def wire_pod_spec(
         return out
     containers: list[dict[str, Any]] = out.get("containers") or []
     init: list[dict[str, Any]] = out.get("initContainers") or []
+    for field_name, listed in (("containers", containers), ("initContainers", init)):
+        for index, container in enumerate(listed):
+            if not isinstance(container.get("name"), str) or not container["name"]:
+                raise WiringError(f"{field_name}[{index}] has no name")
+    if any(v.get("name") == VOLUME for v in out.get("volumes") or []):
+        raise WiringError(f"the spec already has a volume named {VOLUME!r}: rename it (the "
+                          "name is reserved for the wiring)")
     taken = {c.get("name") for c in [*containers, *init]}
     for name in (PULL_CONTAINER, PUSH_CONTAINER):
         if name in taken:

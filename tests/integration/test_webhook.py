@@ -98,6 +98,36 @@ def test_bad_requests_are_denied_with_a_clear_message(
     assert fragment in denied.value.body
 
 
+@pytest.mark.parametrize(("change", "fragment"), [
+    (lambda b: b["spec"]["containers"][0].pop("name"), "containers[0] has no name"),
+    (lambda b: b["spec"].update(volumes=[{"name": "oras-workflow", "emptyDir": {}}]),
+     "already has a volume named 'oras-workflow'"),
+    (lambda b: b["metadata"]["annotations"].update({f"{PREFIX}registry": "--help"}),
+     "registry '--help' is not host"),
+    (lambda b: b["metadata"]["annotations"].update({f"{PREFIX}output-path": "-rf"}),
+     "a name starting with '-'"),
+    (lambda b: b["metadata"]["annotations"].update(
+        {f"{PREFIX}input-path": "/data/../mnt/oras/state"}), "inside /mnt/oras"),
+    (lambda b: b["metadata"]["annotations"].update({f"{PREFIX}oras-env": "Bad_Name"}),
+     "is not a Secret name"),
+    (lambda b: b["metadata"]["annotations"].update({f"{PREFIX}oras-container": "-x y"}),
+     "is not an image reference"),
+])
+def test_hostile_pods_are_denied_with_the_reason_never_a_500_or_unwired(
+    webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str,
+    change: Callable[[dict[str, Any]], object], fragment: str,
+) -> None:
+    proc = webhook()
+    make_cache(api_client, namespace)
+    body = pod("hostile", dict(ANNOTATED))
+    change(body)
+    with pytest.raises(ApiException) as denied:
+        client.CoreV1Api(api_client).create_namespaced_pod(namespace, body)
+    assert denied.value.status == 400, denied.value.body
+    assert fragment in denied.value.body, denied.value.body
+    assert proc.metric('orascache_admissions_total{result="error"}') == 0
+
+
 def test_webhook_down_follows_failure_policy_fail(
     webhook: Callable[..., SyncProcess], api_client: ApiClient, namespace: str
 ) -> None:

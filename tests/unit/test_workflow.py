@@ -468,3 +468,50 @@ def test_a_final_newline_is_not_a_valid_name_reference_or_registry() -> None:
     assert valid_name("cache") and not valid_name("cache\n")
     assert valid_reference("a/b:1") and not valid_reference("a/b:1\n")
     assert valid_registry("r.io:5000") and not valid_registry("r.io:5000\n")
+
+
+@pytest.mark.parametrize(("spec", "params", "message"), [
+    ({"containers": [{"image": "busybox", "command": ["true"]}]},
+     {"inputs": ("a:1",)}, r"containers\[0\] has no name"),
+    ({**app_spec(), "initContainers": [{"image": "busybox"}]},
+     {"inputs": ("a:1",)}, r"initContainers\[0\] has no name"),
+    (app_spec(), {"inputs": ("a:1",), "input_path": "/data/../mnt/oras/state"},
+     "is /mnt/oras/state, inside /mnt/oras, which is reserved"),
+    (app_spec(workingDir="/mnt"), {"outputs": (Output("o:1", "oras/out/x"),)},
+     "is /mnt/oras/out/x, inside /mnt/oras"),
+    ({**app_spec(), "volumes": [{"name": VOLUME, "emptyDir": {}}]},
+     {"inputs": ("a:1",)}, "already has a volume named 'oras-workflow'"),
+])
+def test_hostile_specs_are_refused_with_the_reason(
+    spec: dict[str, Any], params: dict[str, Any], message: str
+) -> None:
+    """Found by probing the webhook: each was a 500, a wiring onto the reserved mount, or a
+    Pod admitted unwired."""
+    with pytest.raises(WiringError, match=message):
+        wire_pod_spec(spec, WorkflowParams(**params))
+
+
+def test_a_users_volume_named_like_the_wiring_is_not_taken_for_the_wiring() -> None:
+    spec = {**app_spec(), "volumes": [{"name": VOLUME, "emptyDir": {}}]}
+    assert not is_wired(spec)
+    assert is_wired(wire_pod_spec(app_spec(), WorkflowParams(inputs=("a:1",))))
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"outputs": (Output("o:1", "-rf"),)}, "output-path '-rf': a name starting with '-'"),
+    ({"outputs": (Output("o:1", "/out/--help"),)}, "a name starting with '-'"),
+    ({"inputs": ("a:1",), "input_path": "-x"}, "input-path '-x'"),
+    ({"outputs": (Output("o:1", "f"),), "output_pipe": "-log"}, "output-pipe '-log'"),
+    ({"inputs": ("a:1",), "input_path": "../../mnt/oras"}, "climbs out of the working"),
+    ({"inputs": ("a:1",), "registry": "--help"}, "registry '--help' is not host"),
+    ({"inputs": ("a:1",), "oras_env": "--password=x"}, "oras-env '--password=x' is not a "
+     "Secret name"),
+    ({"inputs": ("a:1",), "oras_env": "Not_A_Secret"}, "is not a Secret name"),
+    ({"inputs": ("a:1",), "oras_image": "--privileged"}, "oras image '--privileged' is not"),
+    ({"inputs": ("a:1",), "oras_image": "busybox; rm -rf /"}, "is not an image reference"),
+])
+def test_values_that_would_read_as_options_are_refused(
+    params: dict[str, Any], message: str
+) -> None:
+    assert any(message in e for e in WorkflowParams(**params).validate()), (
+        WorkflowParams(**params).validate())
