@@ -86,8 +86,8 @@ def make_mutator(kube: Kube, cached: Lookup | None = None,
             if found is None:
                 raise AdmissionDenied(
                     f"OrasCache {params.cache!r} not found in namespace {cache_ns!r}: create "
-                    "it, name another with oras.converged-computing.github.io/oras-cache, or "
-                    "use a remote one with oras.converged-computing.github.io/registry")
+                    f"it, name another with {PREFIX}oras-cache, or use a remote one with "
+                    f"{PREFIX}registry")
             cache = parse_oras_cache(found, f"{cache_ns}/{params.cache}")
             if isinstance(cache, list):
                 raise AdmissionDenied(f"OrasCache {params.cache!r} is invalid: "
