@@ -524,6 +524,22 @@ def git_sync_args(
     ]
 
 
+def trigger_token_volume(trigger_secret: str) -> tuple[k8s.Volume, k8s.VolumeMount]:
+    """The `token` key of `trigger_secret`, read-only at `GIT_TRIGGER_MOUNT`, where
+    `--trigger-secret` reads it (POST /trigger of the git and OCI sources)."""
+    volume = k8s.Volume(
+        name="trigger-token",
+        secret=k8s.SecretVolumeSource(
+            secret_name=trigger_secret,
+            default_mode=0o400,
+            optional=False,
+            items=[k8s.KeyToPath(key="token", path="token")],
+        ),
+    )
+    return volume, k8s.VolumeMount(name="trigger-token", mount_path=GIT_TRIGGER_MOUNT,
+                                   read_only=True)
+
+
 class GitSyncService(_ServiceConstruct):
     """The sync service following a git repository (`orascache sync --source git`).
 
@@ -612,20 +628,9 @@ class GitSyncService(_ServiceConstruct):
                 )
             )
         if trigger_secret is not None:
-            volumes.append(
-                k8s.Volume(
-                    name="trigger-token",
-                    secret=k8s.SecretVolumeSource(
-                        secret_name=trigger_secret,
-                        default_mode=0o400,
-                        optional=False,
-                        items=[k8s.KeyToPath(key="token", path="token")],
-                    ),
-                )
-            )
-            mounts.append(
-                k8s.VolumeMount(name="trigger-token", mount_path=GIT_TRIGGER_MOUNT, read_only=True)
-            )
+            volume, mount = trigger_token_volume(trigger_secret)
+            volumes.append(volume)
+            mounts.append(mount)
         env = [
             k8s.EnvVar(name=GIT_ENV["repo"], value=repo),
             k8s.EnvVar(name=GIT_ENV["ref"], value=ref),

@@ -31,6 +31,7 @@ from constructs_lib.install import (
     git_applyset_rules,
     pod_spec,
     sync_labels,
+    trigger_token_volume,
 )
 
 OCI_NAME = "oras-cache-oci-sync"
@@ -55,7 +56,7 @@ def oci_selector_labels() -> dict[str, str]:
 
 def oci_sync_args(target_namespace: str, applyset_name: str, *, interval: str,
                   metrics_port: int, credentials: bool, drift_correction: bool,
-                  ) -> list[str]:
+                  trigger_secret: str | None = None) -> list[str]:
     """Container args of the OCI source; the artifact and path come from the environment."""
     return [
         "sync", "--source", "oci",
@@ -69,6 +70,7 @@ def oci_sync_args(target_namespace: str, applyset_name: str, *, interval: str,
         "--render-workers", "1",
         *(["--registry-credentials-file", REGISTRY_CREDENTIALS_MOUNT] if credentials else []),
         *([] if drift_correction else ["--no-drift-correction"]),
+        *(["--trigger-secret", trigger_secret] if trigger_secret else []),
     ]
 
 
@@ -81,7 +83,8 @@ class OciSyncService(_ServiceConstruct):
     RBAC as `GitSyncService`'s. The Secret `registry_credentials_secret` (keys `username`
     + `password`, or `token`) is mounted read-only with mode 0400 (`fsGroup` lets the
     non-root user read it); `None`: anonymous pulls (a public artifact). The image must
-    hold the oras CLI (sync/Dockerfile copies it).
+    hold the oras CLI (sync/Dockerfile copies it). `trigger_secret`: as `GitSyncService`'s,
+    POST /trigger for callers that show its `token`; `None` (the default): polling only.
     """
 
     account = OCI_NAME
@@ -105,6 +108,7 @@ class OciSyncService(_ServiceConstruct):
         namespace: str = DEFAULT_NAMESPACE,
         image: str = DEFAULT_IMAGE,
         metrics_port: int = DEFAULT_METRICS_PORT,
+        trigger_secret: str | None = None,
     ) -> None:
         super().__init__(scope, id)
         if "@" in artifact.split("/", 1)[0] or "://" in artifact.removeprefix("oci://"):
@@ -129,11 +133,15 @@ class OciSyncService(_ServiceConstruct):
         mounts = [k8s.VolumeMount(name="registry-credentials",
                                   mount_path=REGISTRY_CREDENTIALS_MOUNT, read_only=True)
                   ] if credentials else []
+        if trigger_secret is not None:
+            volume, mount = trigger_token_volume(trigger_secret)
+            volumes.append(volume)
+            mounts.append(mount)
         env = [k8s.EnvVar(name=OCI_ENV["artifact"], value=artifact),
                k8s.EnvVar(name=OCI_ENV["path"], value=path)]
         args = oci_sync_args(target_namespace, applyset_name, interval=interval,
                              metrics_port=metrics_port, credentials=credentials,
-                             drift_correction=drift_correction)
+                             drift_correction=drift_correction, trigger_secret=trigger_secret)
         self.deployment = k8s.KubeDeployment(
             self,
             "Deployment",
@@ -149,7 +157,8 @@ class OciSyncService(_ServiceConstruct):
                         [k8s.ContainerPort(name=PORT_NAME, container_port=metrics_port,
                                            protocol="TCP")],
                         env=env, volumes=volumes, mounts=mounts,
-                        fs_group=RUN_AS_USER if credentials else None,
+                        fs_group=RUN_AS_USER
+                        if credentials or trigger_secret is not None else None,
                     ),
                 ),
             ),

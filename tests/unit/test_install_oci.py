@@ -77,6 +77,32 @@ def test_deployment_args_env_and_credentials(default: list[Obj]) -> None:
     assert "securityContext" not in pod
 
 
+def test_trigger_is_off_by_default_and_its_token_comes_from_a_mounted_secret(
+    default: list[Obj],
+) -> None:
+    from sync.cli import build_parser  # noqa: PLC0415
+    from sync.trigger import TRIGGER_MOUNT, token_path  # noqa: PLC0415
+
+    (deployment,) = [m for m in default if m["kind"] == "Deployment"]
+    assert not any("trigger" in a for a in deployment["spec"]["template"]["spec"][
+        "containers"][0]["args"])
+    public = render_oci_install(registry_credentials_secret=None, trigger_secret="hook-token")
+    (deployment,) = [m for m in public if m["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    parsed = build_parser().parse_args(
+        [env.get(a[2:-1], a) if a.startswith("$(") else a for a in container["args"]])
+    assert parsed.source == "oci" and parsed.trigger_secret == "hook-token"
+    assert str(token_path(None, parsed.trigger_secret)) == f"{TRIGGER_MOUNT}/token"
+    assert {"name": "trigger-token", "mountPath": TRIGGER_MOUNT, "readOnly": True} in (
+        container["volumeMounts"])
+    assert pod["volumes"][-1] == {"name": "trigger-token", "secret": {
+        "secretName": "hook-token", "defaultMode": 0o400, "optional": False,
+        "items": [{"key": "token", "path": "token"}]}}
+    assert pod["securityContext"] == {"fsGroup": 65532}
+
+
 def test_artifact_with_credentials_is_refused() -> None:
     for bad in ("user:pw@ghcr.io/o/c:v1", "oci://https://ghcr.io/o/c:v1"):
         with pytest.raises(ValueError, match="without credentials"):
