@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sync.kube import Kube
 from tests.harness import LocalCluster, ensure_binaries
+from tests.harness.oras_tools import LocalRegistry, OrasTools, ensure_oras_tools
 from tests.harness.ports import free_ports
 from tests.integration.syncproc import SyncProcess, wait_for
 from tests.integration.webhookproc import WebhookConfig, bundle, local_webhook_config
@@ -155,3 +156,16 @@ def webhook(cluster: LocalCluster, api_client: ApiClient, namespace: str, tmp_pa
         if not proc.exited():
             proc.stop()
     admission.delete_mutating_webhook_configuration(name)
+
+
+@pytest.fixture(scope="module")
+def tools() -> OrasTools:
+    """The registry (distribution) and the oras CLI, built from the Go proxy (cached)."""
+    return ensure_oras_tools()
+
+
+@pytest.fixture
+def registry(tools: OrasTools) -> Iterator[LocalRegistry]:
+    """A fresh local registry on 127.0.0.1 for one test."""
+    with LocalRegistry(tools.registry) as reg:
+        yield reg

@@ -28,6 +28,7 @@ from sync.synth import ARGOCD_HEALTH_KEY, REPO_ROOT, argocd_health_lua
 from tests.harness import LocalCluster
 from tests.harness.gitops_checks import GitopsChecks, argocd_health, kstatus
 from tests.integration.syncproc import SyncProcess, wait_for
+from tests.integration.test_sync_cluster import condition
 
 ARGOCD_CM = REPO_ROOT / "dist" / "argocd" / "argocd-cm.yaml"
 ARGOCD_NS = "argocd"
@@ -40,13 +41,6 @@ def live(cluster: LocalCluster, ns: str, name: str) -> dict[str, Any]:
     assert code == 200, text
     obj: dict[str, Any] = json.loads(text)
     return obj
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    for cond in obj.get("status", {}).get("conditions", []):
-        if cond["type"] == type_:
-            return dict(cond)
-    return {}
 
 
 def observed(cluster: LocalCluster, ns: str, name: str,

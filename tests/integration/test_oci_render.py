@@ -12,37 +12,20 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from tests.harness.oras_tools import LocalRegistry, OrasTools, ensure_oras_tools
+from tests.harness.oras_tools import LocalRegistry, OrasTools
 from tests.integration.gitserver import WorkRepo
 from tests.integration.syncproc import REPO
+from tests.integration.test_sync_git import cache_yaml
 
 pytestmark = pytest.mark.timeout(900)
 FLUX_CONFIG = "application/vnd.cncf.flux.config.v1+json"
 FLUX_CONTENT = "application/vnd.cncf.flux.content.v1.tar+gzip"
-
-
-def cache_yaml(name: str, **spec: Any) -> str:
-    return yaml.safe_dump({"apiVersion": "cache.converged-computing.github.io/v1alpha1",
-                           "kind": "OrasCache", "metadata": {"name": name}, "spec": spec})
-
-
-@pytest.fixture(scope="module")
-def tools() -> OrasTools:
-    return ensure_oras_tools()
-
-
-@pytest.fixture
-def registry(tools: OrasTools) -> Iterator[LocalRegistry]:
-    with LocalRegistry(tools.registry) as reg:
-        yield reg
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from sync.kube import Kube
 from sync.oci_render import CONTENT_MEDIA_TYPE, push_artifact
 from sync.oras_cli import Oras, Reference
 from tests.harness import LocalCluster
-from tests.harness.oras_tools import LocalRegistry, OrasTools, ensure_oras_tools
+from tests.harness.oras_tools import LocalRegistry, OrasTools
 from tests.integration import syncproc
 from tests.integration.syncproc import SyncProcess, sts, svc, wait_for
 from tests.integration.test_oci_render import Watcher
@@ -44,17 +44,6 @@ from tests.integration.test_sync_git import (
 
 pytestmark = pytest.mark.timeout(900)
 Start = Callable[..., SyncProcess]
-
-
-@pytest.fixture(scope="module")
-def tools() -> OrasTools:
-    return ensure_oras_tools()
-
-
-@pytest.fixture
-def registry(tools: OrasTools) -> Iterator[LocalRegistry]:
-    with LocalRegistry(tools.registry) as reg:
-        yield reg
 
 
 @pytest.fixture
