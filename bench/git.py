@@ -4,7 +4,7 @@
    (`render_paths` + `with_hash`), applied by a raw server-side-apply loop (`Kube.apply`
    on a pool of 8 threads, the applier's concurrency) into namespace A: the time to beat.
 2. git: a repository with N cache files (namespace-less, so they land in namespace B);
-   the time of one `GitSync.sync_once()` from fetch of the new commit to every object
+   the time of one `RevisionSync.sync_once()` from fetch of the new commit to every object
    applied (fetch + checkout + parse + render + parent + apply), in this process.
 3. no new commit: `sync_once()` again, i.e. a drift pass (the applied commit's objects,
    kept in memory, compared with the listed ApplySet members; no render); the writes to the
@@ -39,16 +39,21 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("JSII_NODE", str(REPO / ".tools" / "node_modules" / ".bin" / "node"))
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
+from sync.render import node_runtime  # noqa: E402
+
+node_runtime.prepare()  # before anything imports cdk8s
+
 import git  # noqa: E402
 import yaml  # noqa: E402
 
 from bench.sync import QUIET_LIMIT, QUIET_TIMEOUT, wait_quiet  # noqa: E402
-from sync.applier import FIELD_MANAGER, with_hash  # noqa: E402
-from sync.applyset import ApplySet  # noqa: E402
-from sync.git_render import push_branch, render_commit  # noqa: E402
-from sync.git_source import GitSource  # noqa: E402
-from sync.git_sync import GitOptions, GitSync, render_paths  # noqa: E402
-from sync.kube import RESOURCES, Kube, Obj  # noqa: E402
+from sync.apply.applier import FIELD_MANAGER, with_hash  # noqa: E402
+from sync.apply.applyset import ApplySet  # noqa: E402
+from sync.apply.kube import RESOURCES, Kube, Obj  # noqa: E402
+from sync.options import RevisionOptions  # noqa: E402
+from sync.publish.git import push_branch, render_commit  # noqa: E402
+from sync.revision_sync import RevisionSync, render_paths  # noqa: E402
+from sync.sources.git import GitSource  # noqa: E402
 from tests.harness import LocalCluster, ensure_binaries  # noqa: E402
 
 NS_BASE, NS_GIT, NS_BASE2 = "bench-git-baseline", "bench-git", "bench-git-baseline-2"
@@ -157,7 +162,7 @@ def our_events(kube: Kube, namespace: str) -> int:
     return sum(1 for e in events.get("items", []) if e.get("reportingComponent") == "orascache")
 
 
-def drift_phases(cluster: LocalCluster, kube: Kube, sync: GitSync,
+def drift_phases(cluster: LocalCluster, kube: Kube, sync: RevisionSync,
                  ) -> tuple[int, float, float, int]:
     """(writes, seconds) of a drift pass with no drift, then (seconds, writes) of one
     with a deleted Service and a scaled StatefulSet."""
@@ -223,9 +228,9 @@ def main() -> int:
         baseline, pods = raw_loop(kube, Path(tmp), NS_BASE)
 
         # 2. git: commit -> applied.
-        options = GitOptions(path="caches", namespace=NS_GIT, http_addr=None)
+        options = RevisionOptions(path="caches", namespace=NS_GIT, http_addr=None)
         source = GitSource(f"file://{tmp}/src", "main", Path(tmp) / "clone")
-        sync = GitSync(kube, source, options)
+        sync = RevisionSync(kube, source, options)
         wait_quiet(QUIET_LIMIT, QUIET_TIMEOUT)
         start = time.monotonic()
         result = sync.sync_once()

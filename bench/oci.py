@@ -11,8 +11,8 @@ import statistics
 import sys
 import time
 
-from sync.oci_render import push_artifact
-from sync.oras_cli import Oras, Reference
+from sync.publish.oci import push_artifact
+from sync.sources.oras import Oras, Reference
 from tests.harness.oras_tools import LocalRegistry, ensure_oras_tools
 
 

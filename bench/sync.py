@@ -14,7 +14,7 @@ One run on one fresh LocalCluster (etcd + kube-apiserver + kube-controller-manag
 3. latency at idle: caches created one at a time; creation response -> StatefulSet
    watch event, and -> status written.
 4. RSS of the service: Python plus jsii's Node process (the kernel, started directly by
-   sync/jsii_kernel.py; with JSII_RUNTIME set, jsii's relay and the kernel under it), at
+   sync/render/jsii_kernel.py; with JSII_RUNTIME set, jsii's relay and the kernel under it), at
    N caches (/proc VmRSS, peak VmHWM).
 4b. with --before REV: restarts on the converged caches, the service of git revision REV
    (from `git archive`) and of this tree alternately, two rounds: start -> first pass
@@ -69,13 +69,17 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("JSII_NODE", str(REPO / ".tools" / "node_modules" / ".bin" / "node"))
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
+from sync.render import node_runtime  # noqa: E402
+
+node_runtime.prepare()  # before anything imports cdk8s
+
 from constructs_lib import parse_oras_cache, render, schema  # noqa: E402
-from sync.applier import FIELD_MANAGER, ObjectRef, with_hash  # noqa: E402
-from sync.events import EventRecorder  # noqa: E402
-from sync.informer import Informer  # noqa: E402
-from sync.kube import RESOURCES, Kube, Obj  # noqa: E402
-from sync.reconciler import CACHES, OWNER_LABEL, decorate  # noqa: E402
-from sync.status import Outcome, desired_status  # noqa: E402
+from sync.apply.applier import FIELD_MANAGER, ObjectRef, with_hash  # noqa: E402
+from sync.apply.kube import RESOURCES, Kube, Obj  # noqa: E402
+from sync.cluster_reconcile import CACHES, OWNER_LABEL, decorate  # noqa: E402
+from sync.report.events import EventRecorder  # noqa: E402
+from sync.report.status import Outcome, desired_status  # noqa: E402
+from sync.sources.informer import Informer  # noqa: E402
 from tests.harness import LocalCluster  # noqa: E402
 from tests.harness.ports import free_ports  # noqa: E402
 from tests.harness.procs import log_tail  # noqa: E402
@@ -650,7 +654,8 @@ class Bench:
         self.tracker.inventory.update({k: len(v) for k, v in self.expected.items()})
         informers = start_informers(self.kube, self.tracker, NS_SYNC)
         def stop_informers() -> None:
-            logging.getLogger("sync.informer").setLevel(logging.ERROR)  # the cluster goes next
+            # the cluster goes next
+            logging.getLogger("sync.sources.informer").setLevel(logging.ERROR)
             for informer in informers:
                 informer.stop()
 

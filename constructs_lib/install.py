@@ -1,6 +1,6 @@
 """`SyncService`: the construct that renders the sync service's own install manifests.
 
-`dist/install/` is rendered from it (see `sync.synth.install_files`): the CRD, a
+`dist/install/` is rendered from it (see `sync.render.synth.install_files`): the CRD, a
 Namespace, a ServiceAccount, least-privilege RBAC, the Deployment and a metrics Service.
 Like `OrasCacheRegistry` it uses the typed low-level API (`cdk8s_plus_34.k8s`), so every
 field below is deliberate and visible in the rendered YAML.
@@ -26,7 +26,7 @@ Watching all namespaces grants the namespaced rules through a ClusterRole bound 
 ClusterRoleBinding; a list of namespaces gets one Role + RoleBinding per namespace.
 
 `GitSyncService` (below) is the git source's variant, rendered to `dist/install-git/`
-(`sync.synth.install_git_files`): no CRD, no webhook, one replica, the credentials Secret
+(`sync.render.synth.install_git_files`): no CRD, no webhook, one replica, the credentials Secret
 mounted by name, and RBAC for the ApplySet it applies (see its docstring).
 """
 
@@ -442,11 +442,11 @@ GIT_NAME = "oras-cache-git-sync"
 GIT_COMPONENT = "git-sync"
 GIT_METRICS_SERVICE = f"{GIT_NAME}-metrics"
 GIT_APPLYSET_ROLE = f"{GIT_NAME}-applyset"
-GIT_CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"  # = sync.git_source.CREDENTIALS_MOUNT
+GIT_CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"  # = sync.sources.git.CREDENTIALS_MOUNT
 GIT_CLONE_DIR = "/var/lib/orascache/git"
 DEFAULT_GIT_REPO = "https://git.example.com/your-org/your-caches.git"  # a placeholder
 DEFAULT_GIT_CREDENTIALS_SECRET = "oras-cache-git-credentials"
-GIT_TRIGGER_MOUNT = "/etc/orascache/trigger"  # = sync.trigger.TRIGGER_MOUNT
+GIT_TRIGGER_MOUNT = "/etc/orascache/trigger"  # = sync.serve.trigger.TRIGGER_MOUNT
 DEFAULT_APPLYSET_NAME = "orascache-git"
 # The environment variables the container args refer to as $(NAME): a kustomize patch of
 # the container's `env` (merged by name) points an install at another repo, ref or path.

@@ -1,5 +1,5 @@
 """`OciSyncService`: the sync service following an OCI artifact (`orascache sync --source
-oci`), rendered to `dist/install-oci/` (`sync.synth.install_oci_files`).
+oci`), rendered to `dist/install-oci/` (`sync.render.synth.install_oci_files`).
 
 The git install's sibling (`constructs_lib.install.GitSyncService`) with the same shape and
 the same least-privilege RBAC (`GIT_MEMBER_RULES` where the caches live, the ApplySet
@@ -38,7 +38,7 @@ OCI_NAME = "oras-cache-oci-sync"
 OCI_COMPONENT = "oci-sync"
 OCI_METRICS_SERVICE = f"{OCI_NAME}-metrics"
 OCI_APPLYSET_ROLE = f"{OCI_NAME}-applyset"
-# = sync.oras_cli.REGISTRY_CREDENTIALS_MOUNT (constructs_lib never imports sync)
+# = sync.sources.oras.REGISTRY_CREDENTIALS_MOUNT (constructs_lib never imports sync)
 REGISTRY_CREDENTIALS_MOUNT = "/etc/orascache/registry-credentials"
 DEFAULT_ARTIFACT = "registry.example.com/your-org/your-caches:main"  # a placeholder
 DEFAULT_REGISTRY_CREDENTIALS_SECRET = "oras-cache-registry-credentials"

@@ -1,7 +1,7 @@
 -- Argo CD health check for OrasCache (cache.converged-computing.github.io).
 --
 -- OrasCache status follows kstatus: the sync service writes status.observedGeneration and
--- the conditions Ready, Reconciling and Stalled in one write (sync/status.py), so this
+-- the conditions Ready, Reconciling and Stalled in one write (sync/report/status.py), so this
 -- check reads them the way kstatus does:
 --   no conditions yet, or status written for an older spec  -> Progressing
 --   Stalled=True  (InvalidSpec, Conflict: retrying cannot help)  -> Degraded

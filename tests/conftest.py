@@ -18,6 +18,11 @@ _NODE = REPO / ".tools" / "node_modules" / ".bin" / "node"
 if "JSII_NODE" not in os.environ and _NODE.exists():
     os.environ["JSII_NODE"] = str(_NODE)
 
+from sync.render import node_runtime  # noqa: E402
+
+# As the CLI does: before any test module imports cdk8s (through constructs_lib).
+node_runtime.prepare()
+
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build Argo CD's health check runner and kstatus (tests/harness/gitops_checks.py) before

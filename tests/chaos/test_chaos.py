@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from constructs_lib import schema
-from sync.kube import RESOURCES, Kube
-from sync.reconciler import CACHES, OWNER_LABEL
+from sync.apply.kube import RESOURCES, Kube
+from sync.cluster_reconcile import CACHES, OWNER_LABEL
 from tests.chaos.conftest import Record
 from tests.harness import LocalCluster
 from tests.integration import syncproc

@@ -64,7 +64,7 @@ DEBIAN_MIRRORS = (
 DEBIAN_PACKAGES = ("ca-certificates", "git", "libstdc++6", "openssh-client", "python3")
 NODE_VERSION = "24.21.0"  # = Makefile NODE_VERSION
 NODE_PATH = "/usr/local/bin/node"
-# The oras CLI: the OCI source and `render --push-oci` run it (sync/oras_cli.py).
+# The oras CLI: the OCI source and `render --push-oci` run it (sync/sources/oras.py).
 ORAS_VERSION = ORAS_TOOLS_VERSION.removeprefix("v")
 ORAS_PATH = "/usr/local/bin/oras"
 VENV = "/opt/orascache"
@@ -260,7 +260,7 @@ def binary_layer(name: str, binary: Path, path: str) -> Path:
 
 
 # ----- layer 3: the venv -------------------------------------------------------------------
-_PACKAGE_DATA = ("py.typed", "jsii_kernel.js")  # = pyproject's package-data
+_PACKAGE_DATA = ("py.typed", "node_runtime.js", "argocd_health.lua")  # = pyproject's package-data
 
 
 def _project_files() -> list[Path]:

@@ -19,7 +19,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from sync.kube import Kube
+from sync.apply.kube import Kube
 from tests.harness import LocalCluster, ensure_binaries
 from tests.harness.oras_tools import LocalRegistry, OrasTools, ensure_oras_tools
 from tests.harness.ports import free_ports

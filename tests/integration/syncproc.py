@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
-from sync.kube import Kube
+from sync.apply.kube import Kube
 from tests.harness import LocalCluster
 from tests.harness.ports import free_ports
 

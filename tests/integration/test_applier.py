@@ -9,8 +9,9 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from sync.applier import Applier, DriftMode
-from sync.kube import Kube, Obj
+from sync.apply.applier import Applier
+from sync.apply.kube import Kube, Obj
+from sync.options import DriftMode
 from tests.harness import LocalCluster
 
 OWNER = {"test.example.com/owner": "me"}

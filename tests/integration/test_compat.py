@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 
 from constructs_lib import schema
-from sync.synth import REPO_ROOT
+from sync.render.synth import REPO_ROOT
 from tests.harness import LocalCluster
 from tests.integration.syncproc import SyncProcess, wait_for
 from tests.integration.webhookproc import WebhookConfig

@@ -16,7 +16,7 @@ from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import OrasCache, parse_oras_cache, schema
 from constructs_lib.validation import validate_spec
-from sync.synth import REPO_ROOT
+from sync.render.synth import REPO_ROOT
 from tests.harness import LocalCluster
 from tests.unit.strategies import BREAKERS, document, valid_specs
 from tests.unit.test_validation import JUNK

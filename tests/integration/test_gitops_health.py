@@ -24,7 +24,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema
-from sync.synth import ARGOCD_HEALTH_KEY, REPO_ROOT, argocd_health_lua
+from sync.render.synth import ARGOCD_HEALTH_KEY, REPO_ROOT, argocd_health_lua
 from tests.harness import LocalCluster
 from tests.harness.gitops_checks import GitopsChecks, argocd_health, kstatus
 from tests.integration.syncproc import SyncProcess, wait_for

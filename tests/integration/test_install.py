@@ -23,9 +23,9 @@ from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema, to_yaml
 from constructs_lib.install import GIT_NAME, render_git_install, render_install
-from sync.applyset import LAST_COMMIT, LAST_RESULT
-from sync.kube import Kube
-from sync.synth import REPO_ROOT
+from sync.apply.applyset import LAST_COMMIT, LAST_RESULT
+from sync.apply.kube import Kube
+from sync.render.synth import REPO_ROOT
 from tests.harness import LocalCluster
 from tests.integration.gitserver import WorkRepo
 from tests.integration.syncproc import (

@@ -15,12 +15,12 @@ from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema, to_yaml
 from constructs_lib.install_oci import OCI_NAME, render_oci_install
-from sync.applyset import LAST_COMMIT, LAST_RESULT
-from sync.git_source import Credentials
-from sync.kube import Kube
-from sync.oci_render import push_artifact
-from sync.oras_cli import Oras, Reference
-from sync.synth import REPO_ROOT
+from sync.apply.applyset import LAST_COMMIT, LAST_RESULT
+from sync.apply.kube import Kube
+from sync.publish.oci import push_artifact
+from sync.render.synth import REPO_ROOT
+from sync.sources.git import Credentials
+from sync.sources.oras import Oras, Reference
 from tests.harness import LocalCluster
 from tests.harness.oras_tools import LocalRegistry, ensure_oras_tools
 from tests.integration import syncproc

@@ -17,8 +17,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import OrasCache, parse_oras_cache, render
-from sync.applier import FIELD_MANAGER
-from sync.kube import Kube, api_error_message
+from sync.apply.applier import FIELD_MANAGER
+from sync.apply.kube import Kube, api_error_message
 from tests.integration.test_crd import python_verdict, server_verdict
 from tests.unit.strategies import document, valid_specs
 

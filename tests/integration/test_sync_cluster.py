@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema
 from constructs_lib.install import LEADER_ELECTION_RULES, WATCH_RULES
-from sync.kube import Kube
+from sync.apply.kube import Kube
 from tests.harness import LocalCluster
 from tests.integration import syncproc
 from tests.integration.syncproc import SyncProcess, sts, svc, wait_for

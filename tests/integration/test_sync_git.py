@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from sync.applyset import (
+from sync.apply.applyset import (
     LAST_ATTEMPT,
     LAST_COMMIT,
     LAST_MESSAGE,
@@ -26,7 +26,7 @@ from sync.applyset import (
     PART_OF_LABEL,
     applyset_id,
 )
-from sync.kube import Kube
+from sync.apply.kube import Kube
 from tests.harness import LocalCluster
 from tests.integration import syncproc
 from tests.integration.gitserver import GitHttpServer, WorkRepo

@@ -12,8 +12,8 @@ from urllib.parse import quote
 import pytest
 import yaml
 
-from sync.applyset import LAST_COMMIT, LAST_MESSAGE, LAST_RESULT
-from sync.kube import Kube
+from sync.apply.applyset import LAST_COMMIT, LAST_MESSAGE, LAST_RESULT
+from sync.apply.kube import Kube
 from tests.harness import LocalCluster
 from tests.integration.gitserver import WorkRepo
 from tests.integration.sshgitserver import GitSshServer, SshKey

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sync.applyset import (
+from sync.apply.applyset import (
     LAST_ATTEMPT,
     LAST_COMMIT,
     LAST_MESSAGE,
@@ -23,10 +23,10 @@ from sync.applyset import (
     PART_OF_LABEL,
     applyset_id,
 )
-from sync.git_source import Credentials
-from sync.kube import Kube
-from sync.oci_render import CONTENT_MEDIA_TYPE, push_artifact
-from sync.oras_cli import Oras, Reference
+from sync.apply.kube import Kube
+from sync.publish.oci import CONTENT_MEDIA_TYPE, push_artifact
+from sync.sources.git import Credentials
+from sync.sources.oras import Oras, Reference
 from tests.harness import LocalCluster
 from tests.harness.oras_tools import LocalRegistry, OrasTools
 from tests.integration import syncproc

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema
 from constructs_lib.annotations import PREFIX
-from sync.kube import Kube
+from sync.apply.kube import Kube
 from tests.certdir import TestCA, kubelet_write, secret_files
 from tests.integration.syncproc import SyncProcess, wait_for
 from tests.integration.webhookproc import bundle

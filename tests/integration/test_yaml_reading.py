@@ -1,4 +1,5 @@
-"""Our YAML reading (sync/kubeyaml.py, sync/load.py) against the real kubectl and API server.
+"""Our YAML reading (sync/sources/kubeyaml.py, sync/sources/files.py) against the real
+kubectl and API server.
 
 kubectl reads each document with sigs.k8s.io/yaml (go-yaml v2) and sends JSON; a client
 dry-run with validation off prints exactly what it read.
@@ -13,9 +14,9 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from sync import kubeyaml
-from sync.kube import Kube
-from sync.load import load
+from sync.apply.kube import Kube
+from sync.sources import kubeyaml
+from sync.sources.files import load
 from tests.harness import LocalCluster
 
 VALUES = ["1:23:20", "190:20:30.15", "2001-12-14", "2001-13-45", "y", "N", "on", "Off", "yes",

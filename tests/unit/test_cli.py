@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sync import cli
-from sync.cli import main
+from sync.cli import files, main
 
 CACHE = """\
 apiVersion: cache.converged-computing.github.io/v1alpha1
@@ -108,7 +107,7 @@ def test_an_unexpected_exception_is_one_line_with_the_commands_code(
     def boom(*_: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "cache_files", boom)
+    monkeypatch.setattr(files, "cache_files", boom)
     code, err = run(["synth", str(cache_file)], capsys)
     assert code == 1
     assert err.startswith("error: unexpected RuntimeError: boom")
@@ -119,6 +118,31 @@ def test_exit_codes_are_documented_in_help(capsys: pytest.CaptureFixture[str]) -
         main(["--help"])
     out = capsys.readouterr().out
     assert "exit status:" in out and "diff: any error" in out
+    assert out.count("\n") > 10 and "the sync service" in out  # what the tool does
+
+
+def test_sync_options_are_grouped_by_source(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["sync", "--help"])
+    out = capsys.readouterr().out
+    groups = [line for line in out.splitlines() if line and not line.startswith(" ")]
+    for title in ("cluster source", "leader election", "admission webhook", "git source",
+                  "OCI source", "revision sources", "OCI registry"):
+        assert any(g.startswith(title) for g in groups), (title, groups)
+    git = out[out.index("git source"):out.index("OCI source")]
+    assert "--repo" in git and "--workers" not in git
+
+
+def test_importing_the_cli_does_no_work() -> None:
+    """No jsii runtime choice, no cdk8s, no kubernetes client at import: `main` does that."""
+    probe = ("import os, sys, sync, sync.cli, sync.cli.parser\n"
+             "print('JSII_RUNTIME' in os.environ, 'NODE_OPTIONS' in os.environ,\n"
+             "      'kubernetes' in sys.modules, 'git' in sys.modules)\n")
+    env = {k: v for k, v in os.environ.items() if k not in (
+        "JSII_RUNTIME", "NODE_OPTIONS", "ORASCACHE_JSII_KERNEL_PID")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120, check=True, env=env).stdout
+    assert out.split() == ["False", "False", "False", "False"]
 
 
 def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:

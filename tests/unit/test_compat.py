@@ -18,7 +18,7 @@ from constructs_lib.workflow import (
     restart_warning,
     wire_pod_spec,
 )
-from sync.webhook import Mutation, WebhookMetrics, review
+from sync.webhook.server import Mutation, WebhookMetrics, review
 from tests.original_examples import (
     BREAKFAST_JOB,
     CONSUMER_POD,

@@ -6,8 +6,8 @@ import base64
 import hashlib
 from typing import Any
 
-from sync.applier import ObjectRef
-from sync.applyset import (
+from sync.apply.applier import ObjectRef
+from sync.apply.applyset import (
     GROUP_KINDS_ANNOTATION,
     ID_LABEL,
     NAMESPACES_ANNOTATION,
@@ -21,7 +21,7 @@ from sync.applyset import (
     split,
     stale,
 )
-from sync.diff import exit_code, strip, unified
+from sync.apply.diff import exit_code, strip, unified
 
 
 def test_id_is_the_kep_3659_formula() -> None:
@@ -99,7 +99,7 @@ def test_diff_strips_server_noise() -> None:
 
 def test_render_memo_renders_only_changed_caches(monkeypatch: Any) -> None:
     from constructs_lib import parse_oras_cache  # noqa: PLC0415
-    from sync import git_sync  # noqa: PLC0415
+    from sync import revision_sync as git_sync  # noqa: PLC0415
 
     rendered: list[str] = []
     real = git_sync.render_parallel

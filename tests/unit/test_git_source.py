@@ -11,8 +11,8 @@ from pathlib import Path
 import git
 import pytest
 
-from sync.cli import duration
-from sync.git_source import (
+from sync.cli.parser import duration
+from sync.sources.git import (
     CREDENTIALS_MOUNT,
     Credentials,
     GitSource,
@@ -177,13 +177,13 @@ def test_ssh_key_and_known_hosts_by_path(tmp_path: Path) -> None:
 
 
 def test_drift_correction_is_on_by_default_and_can_be_turned_off() -> None:
-    from sync.cli import build_parser  # noqa: PLC0415
-    from sync.git_sync import GitOptions  # noqa: PLC0415
+    from sync.cli.parser import build_parser  # noqa: PLC0415
+    from sync.options import RevisionOptions  # noqa: PLC0415
 
     base = ["sync", "--source", "git", "--repo", "file:///r"]
     assert build_parser().parse_args(base).drift_correction is True
     assert build_parser().parse_args([*base, "--no-drift-correction"]).drift_correction is False
-    assert GitOptions().drift_correction is True
+    assert RevisionOptions().drift_correction is True
 
 
 # ----- links out of the repository ---------------------------------------------------------
@@ -238,8 +238,8 @@ def test_links_out_of_the_repository_refuse_the_revision(tmp_path: Path) -> None
 
 def test_a_caches_link_to_root_is_refused_at_once(tmp_path: Path) -> None:
     """`caches -> /` made the source walk the host's whole filesystem."""
-    from sync.applyset import ApplySet  # noqa: PLC0415
-    from sync.git_sync import render_tree  # noqa: PLC0415
+    from sync.apply.applyset import ApplySet  # noqa: PLC0415
+    from sync.revision_sync import render_tree  # noqa: PLC0415
 
     url = origin_with(tmp_path, {"README.md": "x"}, {"caches": "/"})
     source = GitSource(url, "main", tmp_path / "clone")

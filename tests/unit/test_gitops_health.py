@@ -1,5 +1,5 @@
 """dist/argocd's health check (run by gopher-lua as Argo CD runs it) and kstatus (cli-utils),
-on OrasCache objects carrying each status the sync service writes (sync/status.py).
+on OrasCache objects carrying each status the sync service writes (sync/report/status.py).
 
 No cluster here: tests/integration/test_gitops_health.py feeds both the live objects of a
 real API server. These cover every reason the reconciler can write, including those hard
@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from constructs_lib import schema
-from sync.applier import ObjectRef
-from sync.status import Outcome, desired_status
-from sync.synth import ARGOCD_HEALTH_KEY, REPO_ROOT, argocd_health_lua
+from sync.apply.applier import ObjectRef
+from sync.render.synth import ARGOCD_HEALTH_KEY, REPO_ROOT, argocd_health_lua
+from sync.report.status import Outcome, desired_status
 from tests.harness.gitops_checks import GitopsChecks, argocd_health, kstatus
 
 ARGOCD_CM = REPO_ROOT / "dist" / "argocd" / "argocd-cm.yaml"

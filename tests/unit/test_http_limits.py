@@ -20,16 +20,16 @@ from typing import Any, cast
 import pytest
 from prometheus_client import CollectorRegistry
 
-from sync.admission import NamespaceScope, make_mutator
-from sync.cli import build_parser
-from sync.git_sync import GitOptions
-from sync.health import HealthServer
-from sync.httpserve import Limits
-from sync.kube import Kube, Obj
-from sync.metrics import Metrics
-from sync.service import Options
-from sync.trigger import RateLimit, Trigger, TriggerAuth, TriggerConfigError
-from sync.webhook import (
+from sync.apply.kube import Kube, Obj
+from sync.cli.parser import build_parser
+from sync.options import Options, RevisionOptions
+from sync.report.metrics import Metrics
+from sync.serve.bounded import Limits
+from sync.serve.health import HealthServer
+from sync.serve.trigger import RateLimit, Trigger, TriggerAuth, TriggerConfigError
+from sync.webhook.admission import NamespaceScope, make_mutator
+from sync.webhook.certs import CertRotator
+from sync.webhook.server import (
     MAX_REVIEW_BYTES,
     Mutate,
     Mutation,
@@ -37,7 +37,6 @@ from sync.webhook import (
     WebhookServer,
     review,
 )
-from sync.webhook_certs import CertRotator
 
 TOKEN = b"0123456789abcdef-trigger"
 REVIEW = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -400,5 +399,5 @@ def test_trigger_flags_are_refused_where_there_is_no_trigger(
 
 def test_servers_listen_on_loopback_unless_told_otherwise() -> None:
     assert build_parser().parse_args(["sync"]).http_addr == "127.0.0.1:8080"
-    assert Options().http_addr == GitOptions().http_addr == "127.0.0.1:8080"
+    assert Options().http_addr == RevisionOptions().http_addr == "127.0.0.1:8080"
     assert build_parser().parse_args(["sync"]).webhook_addr is None

@@ -10,7 +10,7 @@ import yaml
 
 from constructs_lib import schema
 from constructs_lib.install import render_git_install, render_install
-from sync.synth import HEADER, REPO_ROOT, install_files, install_git_files
+from sync.render.synth import HEADER, REPO_ROOT, install_files, install_git_files
 
 Obj = dict[str, Any]
 NS = "oras-cache-system"
@@ -355,7 +355,8 @@ def test_webhook_configuration(default: list[Obj], scoped: list[Obj]) -> None:
 GIT_SA = {"kind": "ServiceAccount", "name": "oras-cache-git-sync", "namespace": NS}
 GIT_LABELS = {**LABELS, "app.kubernetes.io/component": "git-sync"}
 GIT_MEMBER_VERBS = ["get", "list", "create", "patch", "delete"]
-# Written out by hand: what sync/git_sync.py, sync/applyset.py and sync/applier.py call.
+# Written out by hand: what sync/revision_sync.py, sync/apply/applyset.py and
+# sync/apply/applier.py call.
 GIT_MEMBER_RULES = [
     {"apiGroups": [""], "resources": ["persistentvolumeclaims", "services"],
      "verbs": GIT_MEMBER_VERBS},
@@ -419,7 +420,7 @@ def test_git_deployment(git_default: list[Obj]) -> None:
         "--git-dir", "/var/lib/orascache/git", "--render-workers", "1",
         "--credentials-file", "/etc/orascache/git-credentials",
     ]  # fmt: skip
-    from sync.cli import build_parser  # noqa: PLC0415 - the CLI takes exactly these
+    from sync.cli.parser import build_parser  # noqa: PLC0415 - the CLI takes exactly these
 
     args = build_parser().parse_args(c["args"])
     assert (args.source, args.render_workers, args.git_dir) == ("git", 1, "/var/lib/orascache/git")
@@ -445,8 +446,8 @@ def test_git_deployment(git_default: list[Obj]) -> None:
 
 
 def test_git_args_are_what_the_cli_and_the_source_expect(git_default: list[Obj]) -> None:
-    from sync.cli import build_parser  # noqa: PLC0415
-    from sync.git_source import CREDENTIALS_MOUNT  # noqa: PLC0415
+    from sync.cli.parser import build_parser  # noqa: PLC0415
+    from sync.sources.git import CREDENTIALS_MOUNT  # noqa: PLC0415
 
     c = container(git_default)
     env = {e["name"]: e.get("value", "") for e in c["env"]}
@@ -496,8 +497,8 @@ def test_git_options() -> None:
 def test_git_trigger_is_off_by_default_and_its_token_comes_from_a_mounted_secret(
     git_default: list[Obj],
 ) -> None:
-    from sync.cli import build_parser  # noqa: PLC0415
-    from sync.trigger import TRIGGER_MOUNT, token_path  # noqa: PLC0415
+    from sync.cli.parser import build_parser  # noqa: PLC0415
+    from sync.serve.trigger import TRIGGER_MOUNT, token_path  # noqa: PLC0415
 
     assert not any("trigger" in a for a in container(git_default)["args"])
     manifests = render_git_install(credentials_secret=None, trigger_secret="hook-token")

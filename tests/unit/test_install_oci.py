@@ -10,8 +10,8 @@ import yaml
 
 from constructs_lib.install import render_git_install
 from constructs_lib.install_oci import REGISTRY_CREDENTIALS_MOUNT, render_oci_install
-from sync.oras_cli import REGISTRY_CREDENTIALS_MOUNT as CLI_MOUNT
-from sync.synth import REPO_ROOT, install_oci_files
+from sync.render.synth import REPO_ROOT, install_oci_files
+from sync.sources.oras import REGISTRY_CREDENTIALS_MOUNT as CLI_MOUNT
 
 Obj = dict[str, Any]
 NS = "oras-cache-system"
@@ -80,8 +80,8 @@ def test_deployment_args_env_and_credentials(default: list[Obj]) -> None:
 def test_trigger_is_off_by_default_and_its_token_comes_from_a_mounted_secret(
     default: list[Obj],
 ) -> None:
-    from sync.cli import build_parser  # noqa: PLC0415
-    from sync.trigger import TRIGGER_MOUNT, token_path  # noqa: PLC0415
+    from sync.cli.parser import build_parser  # noqa: PLC0415
+    from sync.serve.trigger import TRIGGER_MOUNT, token_path  # noqa: PLC0415
 
     (deployment,) = [m for m in default if m["kind"] == "Deployment"]
     assert not any("trigger" in a for a in deployment["spec"]["template"]["spec"][

@@ -1,4 +1,4 @@
-"""YAML read as kubectl reads it (sync/kubeyaml.py) and the file loader built on it."""
+"""YAML read as kubectl reads it (sync/sources/kubeyaml.py) and the file loader built on it."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync import kubeyaml
-from sync.applyset import ApplySet
+from sync.apply.applyset import ApplySet
 from sync.cli import main
-from sync.git_sync import render_paths
-from sync.load import load
+from sync.revision_sync import render_paths
+from sync.sources import kubeyaml
+from sync.sources.files import load
 
 API = "cache.converged-computing.github.io/v1alpha1"
 HEAD = """\

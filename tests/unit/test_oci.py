@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from sync.git_source import Credentials
-from sync.oci_render import CONTENT_MEDIA_TYPE, CREATED, build_layer, config_blob
-from sync.oci_source import OciSourceError, content_layer, unpack
-from sync.oras_cli import OciError, Oras, Reference
+from sync.publish.oci import CONTENT_MEDIA_TYPE, CREATED, build_layer, config_blob
+from sync.sources.git import Credentials
+from sync.sources.oci import OciSourceError, content_layer, unpack
+from sync.sources.oras import OciError, Oras, Reference
 
 FILES = {"kustomization.yaml": "resources: []\n", "ns/a.yaml": "kind: A\n",
          "ns/b.yaml": "kind: B\n", "_unnamespaced/c.yaml": "kind: C\n"}
@@ -120,7 +120,7 @@ def test_missing_oras_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_layer_digest_is_stable_across_processes() -> None:
     """Separate processes give byte-identical archives (the no-new-artifact rule compares
     digests made by different `orascache render` runs)."""
-    code = ("from sync.oci_render import build_layer; import sys; "
+    code = ("from sync.publish.oci import build_layer; import sys; "
             "sys.stdout.write(build_layer({'b/x.yaml': 'x', 'a.yaml': 'a'}).digest)")
     root = Path(__file__).resolve().parents[2]
     digests = {subprocess.run([sys.executable, "-c", code], cwd=root, text=True,

@@ -14,7 +14,7 @@ import git
 import pytest
 
 from sync.cli import main
-from sync.synth import HEADER, REPO_ROOT
+from sync.render.synth import HEADER, REPO_ROOT
 
 CACHE = """\
 apiVersion: cache.converged-computing.github.io/v1alpha1

@@ -1,4 +1,4 @@
-"""sync.parallel_render: helper processes render exactly what this process would."""
+"""sync.render.parallel: helper processes render exactly what this process would."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from constructs_lib import OrasCache, OrasCacheSpec, render
 from constructs_lib.render import CACHES_PER_CHART, batches
-from sync import parallel_render
-from sync.parallel_render import _Chunks, render_parallel
+from sync.render import parallel as parallel_render
+from sync.render.parallel import _Chunks, render_parallel
 
 # Helpers start from 16 chunks (800 caches); 4 here keeps the tests fast.
 MIN_CHUNKS = 4

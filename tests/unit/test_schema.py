@@ -12,7 +12,7 @@ import yaml
 
 from constructs_lib import OrasCacheSpec, Secrets, Storage, Toleration, schema
 from constructs_lib.validation import CEL_TWINS
-from sync.synth import crd_yaml
+from sync.render.synth import crd_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 

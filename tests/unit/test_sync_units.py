@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from sync.applier import (
+from sync.apply.applier import (
     HASH_ANNOTATION,
     Applier,
     Change,
@@ -22,10 +22,10 @@ from sync.applier import (
     project,
     with_hash,
 )
-from sync.informer import Informer
-from sync.kube import RESOURCES, Kube
-from sync.status import Outcome, desired_status, needs_write
-from sync.workqueue import WorkQueue
+from sync.apply.kube import RESOURCES, Kube
+from sync.report.status import Outcome, desired_status, needs_write
+from sync.sources.informer import Informer
+from sync.sources.workqueue import WorkQueue
 
 REF = ObjectRef("apps/v1", "StatefulSet", "ns", "c")
 
@@ -290,16 +290,15 @@ def test_differing_paths() -> None:
 
 
 def test_drift_mode_option_for_both_sources() -> None:
-    from sync.cli import build_parser  # noqa: PLC0415
-    from sync.git_sync import GitOptions  # noqa: PLC0415
-    from sync.service import Options  # noqa: PLC0415
+    from sync.cli.parser import build_parser  # noqa: PLC0415
+    from sync.options import Options, RevisionOptions  # noqa: PLC0415
 
     parser = build_parser()
     assert parser.parse_args(["sync"]).drift == "correct"
     assert parser.parse_args(["sync", "--drift", "report"]).drift == "report"
     assert parser.parse_args(["sync", "--source", "git", "--repo", "file:///r", "--drift",
                               "report"]).drift == "report"
-    assert Options().drift == "correct" and GitOptions().drift == "correct"
+    assert Options().drift == "correct" and RevisionOptions().drift == "correct"
     with pytest.raises(SystemExit):
         parser.parse_args(["sync", "--drift", "ignore"])
 

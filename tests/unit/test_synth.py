@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sync.cli import main
-from sync.synth import REPO_ROOT, dist_files
+from sync.render.synth import REPO_ROOT, dist_files
 
 GOLDEN = Path(__file__).parent / "golden"
 CDK8S = REPO_ROOT / ".tools/node_modules/.bin/cdk8s"

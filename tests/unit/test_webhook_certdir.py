@@ -20,11 +20,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry
 
+from sync.apply.kube import Kube
 from sync.cli import main
-from sync.kube import Kube
-from sync.service import Options, StartupError, SyncService
-from sync.webhook import CaBundleKeeper, Mutation, WebhookMetrics, WebhookServer
-from sync.webhook_certs import CertDir, CertDirError, CertRotator, CertSource
+from sync.cluster_service import StartupError, SyncService
+from sync.options import Options
+from sync.webhook.certs import CertDir, CertDirError, CertRotator, CertSource
+from sync.webhook.server import CaBundleKeeper, Mutation, WebhookMetrics, WebhookServer
 from tests.certdir import TestCA, kubelet_write, secret_files
 
 REVIEW = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",

@@ -1,0 +1,7 @@
+"""`python -m sync.cli`."""
+
+import sys
+
+from sync.cli import main
+
+sys.exit(main())

@@ -1,0 +1,544 @@
+"""The sync service, git source: fetch -> parse all -> render all -> apply all -> prune.
+
+One revision at a time, all or nothing before any write: if any file fails to parse or
+render, nothing is applied and nothing is pruned, the last good revision stays, and the
+error (file, document and field path) is reported in the log, as an Event on the ApplySet
+parent, in its annotations and in metrics. Pruning removes the members of the previous
+inventory (the ApplySet, found by label) that the new render no longer has, and only
+after every apply succeeded. A revision with no caches prunes nothing unless
+`allow_empty`. The rendered children are applied directly: no OrasCache CRD is needed.
+
+Drift correction: at every interval whose fetch finds the commit already applied, the
+objects rendered for it (kept in memory, never rendered again) are applied again through
+the applier, which skips every object whose hash annotation and set fields still hold: a
+pass with no drift makes zero write requests, while a hand-deleted or hand-edited member
+is restored (as Flux's kustomize-controller re-applies at every interval). After a
+restart the applier checks each member once by a dry-run apply (an edit made while the
+service was down is found too). With `drift="report"` drifted members are left as they are
+and named, with their field paths, in a Warning Event on the parent. A drift pass never
+prunes and never rewrites the ApplySet parent unless the parent itself is gone.
+
+Threads: the main thread fetches, parses and renders (jsii is not thread-safe); the
+applier's pool talks to the API server; the HTTP thread only sets the trigger event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import Counter, Gauge
+from urllib3.exceptions import HTTPError
+
+from constructs_lib import Manifest, OrasCache
+from sync.apply.applier import AbsentCheck, Applier, ChangeSet, ObjectRef
+from sync.apply.applyset import GROUP_KINDS_ANNOTATION as GKS
+from sync.apply.applyset import (
+    LAST_ATTEMPT,
+    LAST_COMMIT,
+    LAST_MESSAGE,
+    LAST_RESULT,
+    LAST_TIME,
+    SOURCE,
+    ApplySet,
+    ApplySetError,
+    group_kinds,
+    namespaces_of,
+    split,
+    stale,
+)
+from sync.apply.applyset import NAMESPACES_ANNOTATION as NSS
+from sync.apply.kube import RESOURCES, Kube, Obj, api_error_message, resource_for
+from sync.options import RevisionOptions
+from sync.render.parallel import render_parallel
+from sync.report.events import EventRecorder
+from sync.report.metrics import Metrics
+from sync.sources.files import load
+from sync.sources.git import GitSourceError, UnsafeRevision, redact
+from sync.sources.revision import RevisionSource
+
+log = logging.getLogger(__name__)
+
+APPLIED, INVALID, EMPTY, FAILED, FETCH_FAILED, UP_TO_DATE = (
+    "Applied", "Invalid", "EmptyRefused", "Failed", "FetchFailed", "UpToDate")
+# Outcomes of a drift pass (the parent keeps recording the revision's own result).
+DRIFT_CORRECTED, DRIFT_FAILED = "DriftCorrected", "DriftCorrectionFailed"
+DRIFTED = "Drifted"  # --drift=report: members left as found, reported
+
+
+@dataclass
+class Desired:
+    objects: list[Obj] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    caches: int = 0
+
+
+@dataclass
+class Result:
+    outcome: str
+    commit: str | None = None
+    message: str = ""
+    changes: ChangeSet = field(default_factory=ChangeSet)
+    pruned: ChangeSet = field(default_factory=ChangeSet)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+    @property
+    def writes(self) -> int:
+        return self.changes.writes + self.pruned.writes
+
+
+class GitMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        r = metrics.registry
+        self.revisions = Counter("orascache_git_revisions", "Revisions processed by result "
+                                 "(Applied, Invalid, EmptyRefused, Failed).", ["result"],
+                                 registry=r)
+        self.fetches = Counter("orascache_git_fetches", "Fetches by result (ok, failed).",
+                               ["result"], registry=r)
+        self.last_applied = Gauge("orascache_git_last_applied_timestamp_seconds",
+                                  "When the last good revision was applied.", registry=r)
+        self.healthy = Gauge("orascache_git_last_sync_ok",
+                             "1 when the last fetch and revision succeeded.", registry=r)
+        self.commit = Gauge("orascache_git_last_applied_commit_info",
+                            "1, labelled with the commit last applied.", ["commit"], registry=r)
+        self.duration = Gauge("orascache_git_last_sync_duration_seconds",
+                              "Fetch to applied time of the last new revision.", registry=r)
+        self.drift_checks = Counter("orascache_git_drift_checks", "Drift passes over the "
+                                    "applied commit by result (clean, corrected, drifted, "
+                                    "failed).",
+                                    ["result"], registry=r)
+        self.drift_corrected = Counter("orascache_git_drift_corrected_objects",
+                                       "Members re-created or re-applied by drift passes.",
+                                       registry=r)
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def render_tree(root: Path, path: str, applyset: ApplySet, default_namespace: str,
+                memo: RenderMemo | None = None) -> Desired:
+    """Parse every OrasCache under root/path and render them all (this thread only)."""
+    rel = path.strip("/")
+    target = root / rel if rel not in ("", ".") else root
+    if not Path(os.path.realpath(target)).is_relative_to(os.path.realpath(root)):
+        return Desired(errors=[f"path {path!r} is outside the repository"])
+    return render_paths([target], applyset, default_namespace, root=root, memo=memo)
+
+
+class RenderMemo:
+    """Manifests of the caches rendered for the previous revision, keyed by the whole
+    parsed cache: a commit that changes one file of 1000 renders one cache, not 1000
+    (jsii, ~1 ms each). Holds only the last revision's caches, as compact JSON."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self._rendered: dict[str, bytes] = {}
+        self._workers = workers
+
+    def render(self, caches: Sequence[OrasCache]) -> list[list[Manifest]]:
+        keys = [repr(c) for c in caches]
+        missing = {k: c for k, c in zip(keys, caches, strict=True) if k not in self._rendered}
+        fresh = dict(zip(missing, render_parallel(missing.values(), self._workers),
+                         strict=True))
+        kept = {k: self._rendered.get(k) or json.dumps(fresh[k].manifests).encode()
+                for k in keys}
+        self._rendered = kept
+        # Fresh renders are new dictionaries already; kept ones are copied by the parse.
+        return [fresh[k].manifests if k in fresh else json.loads(kept[k]) for k in keys]
+
+
+def render_paths(paths: Sequence[Path], applyset: ApplySet, default_namespace: str,
+                 root: Path | None = None, memo: RenderMemo | None = None) -> Desired:
+    """Render the caches under `paths` to labelled objects, or every error (file, document
+    and field path; relative to `root` when given)."""
+    loaded = load(paths)
+    prefix = f"{root}/" if root is not None else "\0"
+    if loaded.errors:
+        return Desired(errors=[str(e).replace(prefix, "") for e in loaded.errors])
+    caches = [replace(c, namespace=c.namespace or default_namespace) for _, c in loaded.caches]
+    desired = Desired(caches=len(caches))
+    try:
+        rendered = (memo or RenderMemo()).render(caches)
+    except Exception as exc:  # a construct error must not stop the service
+        return Desired(errors=[f"render failed: {exc}"])
+    seen: dict[ObjectRef, str] = {}
+    for (where, _), manifests in zip(loaded.caches, rendered, strict=True):
+        source = where.replace(prefix, "")
+        for manifest in manifests:
+            obj = applyset.label(manifest)
+            ref = ObjectRef.of(obj)
+            try:
+                resource_for(obj)
+            except KeyError as exc:
+                desired.errors.append(f"{source}: {exc.args[0]}")
+                continue
+            if ref in seen:
+                desired.errors.append(f"{source}: renders {ref}, already rendered by "
+                                      f"{seen[ref]}")
+            seen[ref] = source
+            desired.objects.append(obj)
+    if desired.errors:
+        desired.objects = []
+    return desired
+
+
+class Stopwatch:
+    """Seconds per stage of a revision (logged, and read by the benchmark)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._clock = time.monotonic()
+
+    def lap(self, stage: str) -> None:
+        now = time.monotonic()
+        self.laps[stage] = now - self._clock
+        self._clock = now
+
+
+class RevisionSync:
+    """One ApplySet kept equal to the rendered caches of one git ref and path."""
+
+    def __init__(self, kube: Kube, source: RevisionSource, options: RevisionOptions, *,
+                 applier: Applier | None = None, metrics: Metrics | None = None) -> None:
+        self.kube = kube
+        self.source = source
+        self.options = options
+        self.applyset = ApplySet(options.applyset_name, options.namespace)
+        self.applier = applier or Applier(kube, drift=options.drift)
+        self.metrics = metrics or Metrics()
+        self.metrics.drifted.set_function(self.applier.drifted_count)
+        self.git_metrics = GitMetrics(self.metrics)
+        self.events = EventRecorder(kube)
+        self.source_id = f"{source.display_url}#{source.ref}:{options.path}"
+        self.last: Result | None = None
+        self.last_good: str | None = None
+        self.fetch_error: Result | None = None
+        self._recorded: tuple[str | None, str, str] | None = None
+        # The rendered objects of the last applied commit, reused by drift passes.
+        self._rendered: tuple[str, Desired] | None = None
+        self._memo = RenderMemo(options.render_workers)
+        self._drift_reported: str | None = None  # one Warning per distinct failure
+        self._drift_seen = ""  # report mode: one Warning per distinct set of drifted paths
+
+    # ----- state kept on the parent ----------------------------------------------------
+    def restore(self) -> None:
+        """Resume from the parent's record: the same commit is not applied again."""
+        try:
+            parent = self.applyset.read_parent(self.kube)
+        except (ApiException, HTTPError, ApplySetError) as exc:
+            log.warning("cannot read the ApplySet parent: %s", exc)
+            return
+        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+        if ann.get(SOURCE) == self.source_id and ann.get(LAST_COMMIT):
+            self.last_good = ann[LAST_COMMIT]
+            if ann.get(LAST_RESULT) == APPLIED and ann.get(LAST_ATTEMPT) == self.last_good:
+                self.last = Result(APPLIED, self.last_good, "restored from the parent")
+
+    def _record(self, result: Result, parent: Obj | None, gks: set[str],
+                namespaces: set[str]) -> None:
+        """Write the result on the parent (only when it changed) and emit an Event."""
+        key = (result.commit, result.outcome, result.message)
+        if self._recorded == key:
+            return
+        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+        status = {SOURCE: self.source_id, LAST_RESULT: result.outcome,
+                  LAST_MESSAGE: result.message[:2000]}
+        if result.commit:
+            status[LAST_ATTEMPT] = result.commit
+        if result.outcome == APPLIED and result.commit:
+            status[LAST_COMMIT] = result.commit
+            status[LAST_TIME] = stamp()
+        else:
+            for key_ in (LAST_COMMIT, LAST_TIME, LAST_ATTEMPT):
+                if key_ in status:
+                    continue
+                if ann.get(key_):
+                    status[key_] = ann[key_]
+        try:
+            written = self.applyset.write_parent(self.kube, gks, namespaces, status)
+        except ApiException as err:
+            log.warning("cannot record the result on the ApplySet parent: %s",
+                        api_error_message(err))
+            return
+        self._recorded = key
+        type_ = "Normal" if result.outcome == APPLIED else "Warning"
+        short = (result.commit or "")[:12]
+        self.events.emit(written, type_, result.outcome,
+                         f"{short} {result.message}".strip())
+
+    # ----- one pass ----------------------------------------------------------------------
+    def sync_once(self, *, force: bool = False) -> Result:
+        started = time.monotonic()
+        try:
+            commit = self.source.fetch()
+            fetched = time.monotonic() - started
+        except Exception as exc:  # any failure to fetch is reported, as a revision's is
+            self.git_metrics.fetches.labels(result="failed").inc()
+            self.git_metrics.healthy.set(0)
+            result = Result(FETCH_FAILED, None, f"{self._failure(exc)}; keeping "
+                            f"{self._keeping()}")
+            log.error("fetch failed: %s", result.message)
+            if self.fetch_error is None:  # reported on the parent once per outage
+                self._record_safely(result)
+            self.fetch_error = result
+            return result
+        self.git_metrics.fetches.labels(result="ok").inc()
+        if self.fetch_error is not None:
+            log.info("fetch of %s works again", self.source.display_url)
+            self.fetch_error = None
+            if self.last is not None:
+                self._record_safely(self.last)
+        last = self.last
+        if (not force and last is not None and last.commit == commit
+                and last.outcome in (APPLIED, INVALID, EMPTY)):
+            if last.outcome == APPLIED and self.options.drift_correction:
+                return self._drift_safely(commit, started)
+            self.git_metrics.healthy.set(1 if last.outcome == APPLIED else 0)
+            return Result(UP_TO_DATE, commit, f"{commit[:12]} already {last.outcome}")
+        try:
+            result = self._revision(commit)
+        except Exception as exc:  # every failure of a revision is reported
+            result = Result(FAILED, commit, f"{self._failure(exc)}; nothing pruned, "
+                            f"keeping {self._keeping()}")
+            self._record_safely(result)
+        result.timings = {"fetch": fetched, **result.timings}
+        self.last = result
+        self.git_metrics.revisions.labels(result=result.outcome).inc()
+        self.git_metrics.healthy.set(1 if result.outcome == APPLIED else 0)
+        if result.outcome == APPLIED:
+            self.last_good = commit
+            self.git_metrics.last_applied.set(time.time())
+            self.git_metrics.commit.clear()
+            self.git_metrics.commit.labels(commit=commit).set(1)
+            self.git_metrics.duration.set(time.monotonic() - started)
+            stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
+            log.info("applied %s (%s): %s", commit[:12], stages, result.message)
+        else:
+            log.error("revision %s %s: %s", commit[:12], result.outcome, result.message)
+        return result
+
+    def _failure(self, exc: Exception) -> str:
+        """The message of any exception out of a revision's processing (a bug or input
+        the parser did not expect included), redacted; a traceback for the unexpected."""
+        if isinstance(exc, ApiException):
+            message = api_error_message(exc)
+        elif isinstance(exc, (HTTPError, OSError, ApplySetError, GitSourceError)):
+            message = str(exc)
+        else:
+            log.error("unexpected error in a revision", exc_info=exc)
+            message = f"unexpected {type(exc).__name__}: {exc}"
+        return redact(message, self.source.secrets())
+
+    def _keeping(self) -> str:
+        return f"last good revision {self.last_good[:12]}" if self.last_good else (
+            "the cluster as it is (no good revision yet)")
+
+    def _record_safely(self, result: Result) -> None:
+        try:
+            parent = self.applyset.read_parent(self.kube)
+            ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+            self._record(result, parent, split(ann.get(GKS)), split(ann.get(NSS)))
+        except (ApiException, HTTPError, ApplySetError) as exc:
+            log.warning("cannot record the result: %s", exc)
+
+    def _read_revision(self, commit: str, lap: Callable[[str], None],
+                       ) -> Desired | tuple[str, str]:
+        """Check out, parse and render `commit`: its objects, or why none may be applied
+        (outcome, message). Nothing is written before this returns."""
+        opts = self.options
+        keeping = f"nothing applied or pruned, keeping {self._keeping()}"
+        try:
+            revision = self.source.checkout(commit)
+        except UnsafeRevision as exc:  # reported as a parse error is: nothing was read
+            return INVALID, f"{exc}; {keeping}"
+        if not self.source.path_exists(commit, opts.path):
+            return INVALID, f"path {opts.path!r} does not exist in {commit[:12]}: {keeping}"
+        lap("checkout")
+        desired = render_tree(revision.worktree, opts.path, self.applyset, opts.namespace,
+                              self._memo)
+        lap("render")
+        if desired.errors:
+            return INVALID, (f"{len(desired.errors)} error(s), {keeping}: "
+                             + "; ".join(desired.errors))
+        if not desired.objects and not opts.allow_empty:
+            return EMPTY, (f"no OrasCache under {opts.path!r}: refusing to prune everything "
+                           f"(use --allow-empty); keeping {self._keeping()}")
+        return desired
+
+    def _revision(self, commit: str) -> Result:
+        watch = Stopwatch()
+        lap = watch.lap
+        opts = self.options
+        parent = self.applyset.read_parent(self.kube)
+        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+        old_gks, old_ns = split(ann.get(GKS)), split(ann.get(NSS))
+        desired = self._read_revision(commit, lap)
+        if not isinstance(desired, Desired):
+            result = Result(desired[0], commit, desired[1])
+            self._record(result, parent, old_gks, old_ns)
+            return result
+        refs = [ObjectRef.of(o) for o in desired.objects]
+        new_gks, new_ns = group_kinds(refs), namespaces_of(refs)
+        members = self.applyset.members(self.kube, parent, new_gks, new_ns)
+        live = {ObjectRef.of(m): m for m in members}
+        if not (new_gks <= old_gks and new_ns - {opts.namespace} <= old_ns) or parent is None:
+            # KEP-3659: the parent lists a superset of the kinds before members are applied.
+            status = {k: v for k, v in ann.items() if k.startswith("orascache.")}
+            parent = self.applyset.write_parent(self.kube, old_gks | new_gks,
+                                                old_ns | new_ns, status)
+        lap("inventory")
+        changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
+                                     live=live.get, absent=absence_check(self.kube, refs))
+        lap("apply")
+        self.metrics.record(changes)
+        if not changes.ok:
+            failures = [c.message for c in changes.of("conflict", "failed")]
+            result = Result(FAILED, commit, f"{len(failures)} object(s) not applied, nothing "
+                            f"pruned: " + "; ".join(failures), changes)
+            self._record(result, parent, old_gks | new_gks, old_ns | new_ns)
+            return result
+        doomed = set(stale(live, refs))
+        pruned = self.applier.prune([m for ref, m in live.items() if ref in doomed])
+        lap("prune")
+        self.metrics.record(pruned)
+        if not pruned.ok:
+            failures = [c.message for c in pruned.of("failed")]
+            result = Result(FAILED, commit, "prune failed: " + "; ".join(failures), changes,
+                            pruned)
+            self._record(result, parent, old_gks | new_gks, old_ns | new_ns)
+            return result
+        self._report_drift(parent, commit, changes)
+        summary = (f"{desired.caches} cache(s), {len(refs)} object(s): "
+                   f"{changes.summary()}; pruned: {pruned.summary()}")
+        result = Result(APPLIED, commit, summary, changes, pruned, watch.laps)
+        self._rendered = (commit, desired)
+        self._record(result, parent, new_gks, new_ns)
+        lap("record")
+        return result
+
+    # ----- drift correction ----------------------------------------------------------------
+    def _drift_safely(self, commit: str, started: float) -> Result:
+        try:
+            result = self._drift(commit)
+        except Exception as exc:  # reported as a failed drift pass
+            result = Result(DRIFT_FAILED, commit,
+                            f"drift check of {commit[:12]}: {self._failure(exc)}")
+        result.timings["drift"] = time.monotonic() - started
+        if result.outcome == DRIFT_FAILED:
+            self.git_metrics.drift_checks.labels(result="failed").inc()
+            self.git_metrics.healthy.set(0)
+            log.error("%s", result.message)
+        else:
+            self.git_metrics.healthy.set(1)
+            label = {DRIFT_CORRECTED: "corrected", DRIFTED: "drifted"}.get(result.outcome,
+                                                                             "clean")
+            self.git_metrics.drift_checks.labels(result=label).inc()
+        return result
+
+    def _desired_of(self, commit: str) -> Desired:
+        """The objects rendered for the applied `commit`: kept from its revision, or
+        rendered once after a restart (the parent said it was applied)."""
+        if self._rendered is None or self._rendered[0] != commit:
+            revision = self.source.checkout(commit)
+            self._rendered = (commit, render_tree(revision.worktree, self.options.path,
+                                                  self.applyset, self.options.namespace,
+                                                  self._memo))
+        desired = self._rendered[1]
+        if desired.errors:  # e.g. a newer orascache rejects what an older one applied
+            raise GitSourceError(f"{commit[:12]} no longer renders: "
+                                 + "; ".join(desired.errors))
+        return desired
+
+    def _drift(self, commit: str) -> Result:
+        """Apply the applied commit's objects again: no write unless a member drifted;
+        no prune; the parent is only written when it is gone or misses a kind."""
+        desired = self._desired_of(commit)
+        parent = self.applyset.read_parent(self.kube)
+        ann = (parent or {}).get("metadata", {}).get("annotations") or {}
+        old_gks, old_ns = split(ann.get(GKS)), split(ann.get(NSS))
+        refs = [ObjectRef.of(o) for o in desired.objects]
+        gks, namespaces = group_kinds(refs), namespaces_of(refs)
+        repaired: list[str] = []
+        if parent is None or not (gks <= old_gks
+                                  and namespaces - {self.options.namespace} <= old_ns):
+            # The parent was deleted or edited: it must list the kinds before members are
+            # applied (KEP-3659); a new one records the applied commit again.
+            if parent is None:
+                self._recorded = None
+                self._record(self.last or Result(APPLIED, commit, "drift correction"),
+                             None, gks, namespaces)
+                parent = self.applyset.read_parent(self.kube)
+            else:
+                status = {k: v for k, v in ann.items() if k.startswith("orascache.")}
+                parent = self.applyset.write_parent(self.kube, old_gks | gks,
+                                                    old_ns | namespaces, status)
+            if parent is not None:
+                repaired.append(f"restored the ApplySet parent {self.applyset.namespace}/"
+                                f"{self.applyset.name}")
+        members = self.applyset.members(self.kube, parent, gks, namespaces)
+        live = {ObjectRef.of(m): m for m in members}
+        # No absence_check: drifted members are few, a GET each is cheaper than LISTs of
+        # every object at every interval.
+        changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
+                                     live=live.get)
+        self.metrics.record(changes)
+        corrected = changes.of("created", "configured")
+        self.git_metrics.drift_corrected.inc(len(corrected))
+        if not changes.ok:
+            failures = [c.message for c in changes.of("conflict", "failed")]
+            message = (f"drift check of {commit[:12]}: {len(failures)} object(s) not "
+                       "restored: " + "; ".join(failures))
+            if parent is not None and self._drift_reported != message:
+                self.events.emit(parent, "Warning", DRIFT_FAILED, message)
+                self._drift_reported = message
+            return Result(DRIFT_FAILED, commit, message, changes)
+        self._drift_reported = None
+        drifted = self._report_drift(parent, commit, changes)
+        if not corrected and not repaired:
+            if drifted:
+                return Result(DRIFTED, commit, f"{commit[:12]} drifted, left as found: "
+                              f"{drifted}", changes)
+            return Result(UP_TO_DATE, commit, f"{commit[:12]} already {APPLIED}, no drift",
+                          changes)
+        message = (f"{commit[:12]} drift corrected: "
+                   + "; ".join([*repaired, changes.summary()] if corrected else repaired))
+        log.warning("%s", message)
+        if parent is not None:
+            self.events.emit(parent, "Normal", DRIFT_CORRECTED, message)
+        return Result(DRIFT_CORRECTED, commit, message, changes)
+
+    def _report_drift(self, parent: Obj | None, commit: str, changes: ChangeSet) -> str:
+        """--drift=report: a Warning Event on the parent naming the drifted members and
+        field paths, once per distinct drift; the drift text ("" when none)."""
+        drifted = changes.drift()
+        if drifted and drifted != self._drift_seen:
+            log.warning("%s drifted, left as found: %s", commit[:12], drifted)
+            if parent is not None:
+                self.events.emit(parent, "Warning", DRIFTED,
+                                 f"{commit[:12]} left as found (--drift=report): {drifted}")
+        self._drift_seen = drifted
+        return drifted
+
+
+def absence_check(kube: Kube, refs: Sequence[ObjectRef]) -> AbsentCheck | None:
+    """Which of `refs` do not exist at all, from one metadata-only LIST per kind and
+    namespace (labelled or not: the member list alone cannot tell a missing object from
+    someone else's), so the applier creates those without a GET each. None (GET each)
+    when the objects are spread so thin that the LISTs would outnumber the GETs."""
+    scopes = sorted({(r.api_version, r.kind, r.namespace) for r in refs})
+    if not refs or len(scopes) * 4 > len(refs):
+        return None
+    existing: set[ObjectRef] = set()
+    for api_version, kind, namespace in scopes:
+        res = RESOURCES[(api_version, kind)]
+        listing = kube.list_function(res, namespace or None, metadata_only=True)()
+        existing.update(ObjectRef(api_version, kind, namespace, item["metadata"]["name"])
+                        for item in listing.get("items") or [])
+    return lambda ref: ref not in existing

@@ -1,0 +1,218 @@
+"""List + watch into an in-memory store, with the kubernetes client's Watch.
+
+Resumes from the last resourceVersion (bookmarks keep it fresh), relists on 410 Gone,
+and backs off on other errors (e.g. an API server restart) without losing events: every
+relist replaces the store and re-announces every key, so nothing is missed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from sync.apply.kube import Kube, Obj, Resource
+
+log = logging.getLogger(__name__)
+
+OnEvent = Callable[[str, Obj], None]  # (event type, object)
+
+
+def key_of(obj: Obj) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '')}/{meta['name']}"
+
+
+class Informer:
+    def __init__(
+        self,
+        kube: Kube,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        index_label: str | None = None,
+        on_event: OnEvent | None = None,
+        watch_timeout: int = 300,
+    ) -> None:
+        self.kube = kube
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.on_event = on_event or (lambda _type, _obj: None)
+        self._list_fn = kube.list_function(resource, namespace)
+        self.watch_timeout = watch_timeout
+        self.synced = threading.Event()
+        self.relists = 0
+        self._store: dict[str, Obj] = {}
+        # (namespace, value of `index_label`) -> keys: a cache's children without a scan
+        self.index_label = index_label
+        self._index: dict[tuple[str, str], set[str]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watch: watch.Watch | None = None
+        self._thread: threading.Thread | None = None
+
+    # ----- store -------------------------------------------------------------------------
+    def get(self, key: str) -> Obj | None:
+        with self._lock:
+            return self._store.get(key)
+
+    def items(self) -> list[Obj]:
+        with self._lock:
+            return list(self._store.values())
+
+    def by_index(self, namespace: str, value: str) -> list[Obj]:
+        with self._lock:
+            keys = self._index.get((namespace, value), set())
+            return [self._store[k] for k in sorted(keys)]
+
+    def _index_key(self, obj: Obj) -> tuple[str, str] | None:
+        value = (obj["metadata"].get("labels") or {}).get(self.index_label or "")
+        return None if value is None else (obj["metadata"].get("namespace", ""), value)
+
+    def _put(self, key: str, obj: Obj | None) -> None:
+        """Replace (or, with None, remove) one stored object and its index entry."""
+        old = self._store.pop(key, None)
+        old_index = self._index_key(old) if old is not None else None
+        if old_index is not None:
+            self._index.get(old_index, set()).discard(key)
+        if obj is not None:
+            self._store[key] = obj
+            new_index = self._index_key(obj)
+            if new_index is not None:
+                self._index.setdefault(new_index, set()).add(key)
+
+    # ----- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        name = f"informer-{self.resource.plural}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watch is not None:
+            self._watch.stop()  # type: ignore[no-untyped-call]
+
+    def list_now(self) -> str:
+        """List, replace the store, announce every object; returns the resourceVersion."""
+        listing = self._list_fn(label_selector=self.label_selector)
+        fresh = {key_of(o): _with_kind(o, self.resource) for o in listing.get("items") or []}
+        with self._lock:
+            gone = [o for k, o in self._store.items() if k not in fresh]
+            self._store, self._index = {}, {}
+            for key, obj in fresh.items():
+                self._put(key, obj)
+        for obj in gone:
+            self.on_event("DELETED", obj)
+        for obj in fresh.values():
+            self.on_event("ADDED", obj)
+        self.relists += 1
+        self.synced.set()
+        rv: str = listing["metadata"]["resourceVersion"]
+        return rv
+
+    def _run(self) -> None:
+        delay = 0.2
+        rv: str | None = None
+        while not self._stop.is_set():
+            try:
+                if rv is None:
+                    rv = self.list_now()
+                rv = self._watch_from(rv)
+                delay = 0.2
+            except ApiException as err:
+                if err.status == 410:
+                    log.info("watch expired, relisting", extra={"kind": self.resource.kind})
+                    rv = None
+                    continue
+                log.warning("watch failed: %s %s; retrying in %.1fs", err.status, err.reason,
+                            delay, extra={"kind": self.resource.kind})
+            except (HTTPError, OSError) as err:
+                log.warning("watch connection failed: %s; retrying in %.1fs", err, delay,
+                            extra={"kind": self.resource.kind})
+            except Exception:  # never let the informer thread die: relist from scratch
+                log.exception("watch crashed; relisting in %.1fs", delay,
+                              extra={"kind": self.resource.kind})
+                rv = None
+            self._stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _watch_from(self, rv: str) -> str | None:
+        """Stream events until the server ends the watch; returns where to resume."""
+        # return_type "object": raw dicts, as for custom objects (deserialize=False breaks
+        # the client's handling of ERROR events).
+        self._watch = watch.Watch(return_type="object")  # type: ignore[no-untyped-call]
+        stream = self._watch.stream(  # type: ignore[no-untyped-call]
+            self._list_fn,
+            resource_version=rv,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self.watch_timeout,
+            label_selector=self.label_selector,
+        )
+        for event in stream:
+            if self._stop.is_set():
+                break
+            kind, obj = event["type"], event["object"]
+            rv = obj.get("metadata", {}).get("resourceVersion") or rv
+            if kind == "BOOKMARK":
+                continue
+            obj = _with_kind(obj, self.resource)
+            key = key_of(obj)
+            with self._lock:
+                self._put(key, None if kind == "DELETED" else obj)
+            self.on_event(kind, obj)
+        # Watch.stream retries a 410 once by itself and then ends with resource_version
+        # reset; resume from what it saw last.
+        seen: str | None = self._watch.resource_version
+        return seen or rv
+
+
+def _with_kind(obj: Obj, resource: Resource) -> Obj:
+    """List items carry no apiVersion/kind; the applier and prune need them.
+
+    managedFields are dropped from the store: about half of each object's memory, and
+    nothing reads them from the watch cache (conflicts are reported from a fresh GET).
+    """
+    if "kind" not in obj:
+        obj = {"apiVersion": resource.api_version, "kind": resource.kind, **obj}
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
+
+
+class InformerSet:
+    """Informers of one kind across several namespaces, read as one store."""
+
+    def __init__(self, informers: list[Informer]) -> None:
+        self.informers = informers
+
+    def get(self, key: str) -> Obj | None:
+        namespace = key.split("/", 1)[0]
+        for informer in self.informers:
+            if informer.namespace in (None, namespace):
+                found = informer.get(key)
+                if found is not None:
+                    return found
+        return None
+
+    def items(self) -> list[Obj]:
+        return [o for i in self.informers for o in i.items()]
+
+    def by_index(self, namespace: str, value: str) -> list[Obj]:
+        return [o for i in self.informers for o in i.by_index(namespace, value)]
+
+    def synced(self) -> bool:
+        return all(i.synced.is_set() for i in self.informers)
+
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
