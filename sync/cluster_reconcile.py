@@ -14,12 +14,10 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from constructs_lib import OrasCache, SpecError, parse_oras_cache, render, schema
 from constructs_lib.annotations import PREFIX
 from sync.apply.applier import Applier, ChangeSet, ObjectRef
-from sync.apply.kube import RESOURCES, Kube, Obj, api_error_message
+from sync.apply.kube import RESOURCES, ApiError, Kube, Obj
 from sync.report.events import EventRecorder
 from sync.report.metrics import Metrics
 from sync.report.status import Outcome, desired_status, needs_write
@@ -154,8 +152,8 @@ class Reconciler:
         started = time.monotonic()
         try:
             ok = self._finish(work)
-        except ApiException as err:
-            log.warning("reconcile %s failed: %s", work.key, api_error_message(err))
+        except ApiError as err:
+            log.warning("reconcile %s failed: %s", work.key, err.message)
             ok = False
         self.metrics.reconciles.labels(result="ok" if ok else "error").inc()
         self.metrics.duration.observe(time.monotonic() - started)

@@ -18,12 +18,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
-
 from constructs_lib import schema
 from sync.apply.applier import Applier
-from sync.apply.kube import RESOURCES, Kube, Obj, api_error_message
+from sync.apply.kube import RESOURCES, ApiError, Kube, Obj, Unreachable
 from sync.apply.leader import LeaderElector
 from sync.cluster_reconcile import CACHES, CHILD_KINDS, OWNER_LABEL, Reconciler, Work
 from sync.options import Options
@@ -48,26 +45,26 @@ def preflight(kube: Kube, namespaces: Sequence[str] | None) -> None:
     server = kube.api.configuration.host
     try:
         kube.request("GET", f"/apis/{schema.API_VERSION}")
-    except ApiException as err:
+    except ApiError as err:
         if err.status == 404:
             raise StartupError(
                 f"the OrasCache CRD is not installed on {server}: "
                 "kubectl apply -f dist/install/crd.yaml") from err
         if err.status not in (401, 403):
-            raise StartupError(f"{server}: {api_error_message(err)}") from err
-    except (HTTPError, OSError) as err:
+            raise StartupError(f"{server}: {err.message}") from err
+    except (Unreachable, OSError) as err:
         raise StartupError(f"cannot reach the API server at {server}: {err}") from err
     scopes: list[str | None] = list(namespaces) if namespaces else [None]
     for namespace in scopes:
         try:
             kube.list(CACHES, namespace, limit=1)
-        except ApiException as err:
+        except ApiError as err:
             where = f"in namespace {namespace}" if namespace else "in all namespaces"
             if err.status in (401, 403):
                 raise StartupError(
-                    f"not allowed to list orascaches {where}: {api_error_message(err)} "
+                    f"not allowed to list orascaches {where}: {err.message} "
                     "(check the ServiceAccount's RBAC in dist/install/)") from err
-            raise StartupError(f"listing orascaches {where}: {api_error_message(err)}") from err
+            raise StartupError(f"listing orascaches {where}: {err.message}") from err
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:

@@ -33,9 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter, Gauge
-from urllib3.exceptions import HTTPError
 
 from constructs_lib import Manifest, OrasCache
 from sync.apply.applier import AbsentCheck, Applier, ChangeSet, ObjectRef
@@ -55,7 +53,7 @@ from sync.apply.applyset import (
     stale,
 )
 from sync.apply.applyset import NAMESPACES_ANNOTATION as NSS
-from sync.apply.kube import RESOURCES, Kube, Obj, api_error_message, resource_for
+from sync.apply.kube import RESOURCES, ApiError, Kube, KubeError, Obj, Unreachable, resource_for
 from sync.options import RevisionOptions
 from sync.render.parallel import render_parallel
 from sync.report.events import EventRecorder
@@ -232,7 +230,7 @@ class RevisionSync:
         """Resume from the parent's record: the same commit is not applied again."""
         try:
             parent = self.applyset.read_parent(self.kube)
-        except (ApiException, HTTPError, ApplySetError) as exc:
+        except (KubeError, ApplySetError) as exc:
             log.warning("cannot read the ApplySet parent: %s", exc)
             return
         ann = (parent or {}).get("metadata", {}).get("annotations") or {}
@@ -263,9 +261,9 @@ class RevisionSync:
                     status[key_] = ann[key_]
         try:
             written = self.applyset.write_parent(self.kube, gks, namespaces, status)
-        except ApiException as err:
+        except ApiError as err:
             log.warning("cannot record the result on the ApplySet parent: %s",
-                        api_error_message(err))
+                        err.message)
             return
         self._recorded = key
         type_ = "Normal" if result.outcome == APPLIED else "Warning"
@@ -327,9 +325,9 @@ class RevisionSync:
     def _failure(self, exc: Exception) -> str:
         """The message of any exception out of a revision's processing (a bug or input
         the parser did not expect included), redacted; a traceback for the unexpected."""
-        if isinstance(exc, ApiException):
-            message = api_error_message(exc)
-        elif isinstance(exc, (HTTPError, OSError, ApplySetError, GitSourceError)):
+        if isinstance(exc, ApiError):
+            message = exc.message
+        elif isinstance(exc, (Unreachable, OSError, ApplySetError, GitSourceError)):
             message = str(exc)
         else:
             log.error("unexpected error in a revision", exc_info=exc)
@@ -345,7 +343,7 @@ class RevisionSync:
             parent = self.applyset.read_parent(self.kube)
             ann = (parent or {}).get("metadata", {}).get("annotations") or {}
             self._record(result, parent, split(ann.get(GKS)), split(ann.get(NSS)))
-        except (ApiException, HTTPError, ApplySetError) as exc:
+        except (KubeError, ApplySetError) as exc:
             log.warning("cannot record the result: %s", exc)
 
     def _read_revision(self, commit: str, lap: Callable[[str], None],

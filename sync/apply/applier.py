@@ -26,9 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kubernetes.client.exceptions import ApiException
-
-from sync.apply.kube import Kube, Obj, api_error_message, resource_for
+from sync.apply.kube import ApiError, Kube, Obj, resource_for
 from sync.options import DriftMode
 
 HASH_ANNOTATION = "cache.converged-computing.github.io/rendered-hash"
@@ -317,8 +315,8 @@ class Applier:
                 if isinstance(verdict, Change):
                     return verdict
             result = self.kube.apply(obj, field_manager=FIELD_MANAGER, force=True)
-        except ApiException as err:
-            message = api_error_message(err)
+        except ApiError as err:
+            message = err.message
             if live is not None and err.status == 422 and _immutable(message):
                 return self._recreate(ref, live, message)
             return Change(ref, "failed", f"{ref}: {message}")
@@ -337,7 +335,7 @@ class Applier:
         body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": "1"}}
         try:
             result = self.kube.apply(body, field_manager=FIELD_MANAGER, force=False)
-        except ApiException as err:
+        except ApiError as err:
             if err.status == 409:
                 return None
             raise
@@ -364,8 +362,8 @@ class Applier:
         try:
             self.kube.delete(res, ref.namespace or None, ref.name, live["metadata"].get("uid"),
                              propagation="Orphan")
-        except ApiException as err:
-            return Change(ref, "failed", f"recreate {ref}: {api_error_message(err)}")
+        except ApiError as err:
+            return Change(ref, "failed", f"recreate {ref}: {err.message}")
         self.forget([ref])
         return Change(ref, "failed", f"{ref}: recreating, an immutable field changed ({message})")
 
@@ -374,7 +372,7 @@ class Applier:
         res = resource_for(live)
         try:
             self.kube.delete(res, ref.namespace or None, ref.name, live["metadata"].get("uid"))
-        except ApiException as err:
-            return Change(ref, "failed", f"delete {ref}: {api_error_message(err)}")
+        except ApiError as err:
+            return Change(ref, "failed", f"delete {ref}: {err.message}")
         self.forget([ref])
         return Change(ref, "deleted")

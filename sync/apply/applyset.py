@@ -17,10 +17,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from kubernetes.client.exceptions import ApiException
-
 from sync.apply.applier import FIELD_MANAGER, ObjectRef
-from sync.apply.kube import RESOURCES, Kube, Obj, resource_for
+from sync.apply.kube import RESOURCES, ApiError, Kube, Obj, resource_for
 
 ID_LABEL = "applyset.kubernetes.io/id"
 PART_OF_LABEL = "applyset.kubernetes.io/part-of"
@@ -160,7 +158,7 @@ class ApplySet:
             for ns in scopes:
                 try:
                     listed = kube.list(res, ns, label_selector=f"{PART_OF_LABEL}={self.id}")
-                except ApiException as err:
+                except ApiError as err:
                     if err.status == 404:  # namespace or kind gone
                         continue
                     raise

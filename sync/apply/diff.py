@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from kubernetes.client.exceptions import ApiException
 
 from sync.apply.applier import FIELD_MANAGER, HASH_ANNOTATION, ObjectRef, with_hash
 from sync.apply.applyset import ApplySet, ApplySetError, stale
-from sync.apply.kube import Kube, Obj, api_error_message, resource_for
+from sync.apply.kube import ApiError, Kube, Obj, resource_for
 
 NOISE = ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp")
 
@@ -77,8 +76,8 @@ def diff_objects(kube: Kube, objects: Sequence[Obj], applyset: ApplySet | None =
             live = kube.get(res, ref.namespace or None, ref.name)
             merged = kube.apply(with_hash(obj), field_manager=FIELD_MANAGER, force=True,
                                 dry_run=True)
-        except ApiException as err:
-            errors.append(f"{ref}: {api_error_message(err)}")
+        except ApiError as err:
+            errors.append(f"{ref}: {err.message}")
             continue
         text = unified(ref, live, merged)
         if text:
@@ -87,8 +86,8 @@ def diff_objects(kube: Kube, objects: Sequence[Obj], applyset: ApplySet | None =
         try:
             parent = applyset.read_parent(kube)
             members = {ObjectRef.of(m): m for m in applyset.members(kube, parent)}
-        except (ApiException, ApplySetError) as exc:
-            text = api_error_message(exc) if isinstance(exc, ApiException) else str(exc)
+        except (ApiError, ApplySetError) as exc:
+            text = exc.message if isinstance(exc, ApiError) else str(exc)
             errors.append(f"ApplySet {applyset.namespace}/{applyset.name}: {text}")
             members = {}
         for ref in stale(members, (ObjectRef.of(o) for o in objects)):

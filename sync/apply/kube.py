@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client import rest
-from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 Obj = dict[str, Any]
 
@@ -125,10 +125,13 @@ class Kube:
             method, path, query_params=params, header_params=headers, body=body,
             auth_settings=["BearerToken"],
         )
-        resp = self.api.call_api(*request, _request_timeout=timeout)
-        if not 200 <= resp.status <= 299:
-            resp.read()  # type: ignore[no-untyped-call]
-            raise ApiException.from_response(http_resp=resp, body=None, data=None)
+        try:
+            resp = self.api.call_api(*request, _request_timeout=timeout)
+            if not 200 <= resp.status <= 299:
+                resp.read()  # type: ignore[no-untyped-call]
+                raise ApiError(resp.status, resp.reason or "", resp.data)
+        except (HTTPError, OSError) as err:
+            raise Unreachable(f"{self.api.configuration.host}: {err}") from err
         if stream:
             return resp.response
         resp.read()  # type: ignore[no-untyped-call]
@@ -151,7 +154,7 @@ class Kube:
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
         try:
             return self.request("GET", res.path(namespace, name))
-        except ApiException as err:
+        except ApiError as err:
             if err.status == 404:
                 return None
             raise
@@ -185,7 +188,7 @@ class Kube:
             body["preconditions"] = {"uid": uid}
         try:
             self.request("DELETE", res.path(namespace, name), body=body)
-        except ApiException as err:
+        except ApiError as err:
             if err.status in (404, 409):  # gone, or replaced by a new object of that name
                 return False
             raise
@@ -223,9 +226,28 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-def api_error_message(err: ApiException) -> str:
-    """The API server's own message, e.g. a validation error with its field path."""
-    try:
-        return str(json.loads(err.body or "{}").get("message") or err.reason)
-    except ValueError:
-        return f"{err.status} {err.reason}"
+class KubeError(Exception):
+    """A request the API server did not fulfil: the only errors `Kube` raises, so that no
+    other layer needs the client's or urllib3's exception types."""
+
+
+class ApiError(KubeError):
+    """The API server answered with an error status."""
+
+    def __init__(self, status: int, reason: str, body: bytes | str | None) -> None:
+        self.status = status
+        self.reason = reason
+        self.body = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        super().__init__(f"{status} {reason}: {self.message}")
+
+    @property
+    def message(self) -> str:
+        """The API server's own message, e.g. a validation error with its field path."""
+        try:
+            return str(json.loads(self.body or "{}").get("message") or self.reason)
+        except ValueError:
+            return f"{self.status} {self.reason}"
+
+
+class Unreachable(KubeError):
+    """No answer: connection refused or reset, a timeout, a TLS failure."""

@@ -31,9 +31,11 @@ def describe(exc: BaseException) -> str:
     kubernetes = sys.modules.get("kubernetes.config.config_exception")
     if kubernetes is not None and isinstance(exc, kubernetes.ConfigException):
         return f"kubeconfig: {exc}"
-    urllib3 = sys.modules.get("urllib3.exceptions")
-    if urllib3 is not None and isinstance(exc, urllib3.HTTPError):
-        return f"cannot reach the API server: {getattr(exc, 'reason', None) or exc}"
+    kube = sys.modules.get("sync.apply.kube")  # loaded by the commands that talk to a cluster
+    if kube is not None and isinstance(exc, kube.Unreachable):
+        return f"cannot reach the API server: {exc}"
+    if kube is not None and isinstance(exc, kube.ApiError):
+        return f"the API server refused: {exc}"
     return f"unexpected {type(exc).__name__}: {exc} (a bug: please report it, with the " \
         "traceback ORASCACHE_TRACEBACK=1 prints)"
 

@@ -7,9 +7,7 @@ import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from kubernetes.client.exceptions import ApiException
-
-from sync.apply.kube import RESOURCES, Kube, Obj, api_error_message
+from sync.apply.kube import RESOURCES, ApiError, Kube, Obj
 from sync.report.status import now
 
 log = logging.getLogger(__name__)
@@ -38,8 +36,8 @@ class EventRecorder:
         try:
             self.kube.create(EVENTS, obj["metadata"]["namespace"],
                              self.build(obj, type_, reason, message))
-        except ApiException as err:
-            log.warning("could not record event: %s", api_error_message(err))
+        except ApiError as err:
+            log.warning("could not record event: %s", err.message)
 
     def build(self, obj: Obj, type_: str, reason: str, message: str) -> Obj:
         meta = obj["metadata"]

@@ -41,6 +41,10 @@ from sync.sources import kubeyaml
 
 log = logging.getLogger(__name__)
 
+COMMIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "orascache", "GIT_AUTHOR_EMAIL": "orascache@localhost",
+    "GIT_COMMITTER_NAME": "orascache", "GIT_COMMITTER_EMAIL": "orascache@localhost"}
+
 CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"
 KEYS = ("username", "password", "token", "ssh-privatekey", "known_hosts")
 HEX = re.compile(r"^[0-9a-f]{7,40}$")
@@ -399,6 +403,46 @@ class GitSource:
         except git.GitCommandError:
             return False
         return True
+
+    def push_tree(self, files: Mapping[str, str], branch: str, message: str) -> str | None:
+        """Commit `files` as the whole tree of `branch` on top of its tip and push it; the
+        new commit, or None when the branch already holds exactly that tree. Plumbing with
+        a private index, so the clone's work tree is never touched."""
+        repo = self.repo()
+        tracking = f"refs/remotes/origin/{branch}"
+        try:
+            parent: str | None = repo.git.rev_parse("--verify", "--quiet",
+                                                    f"{tracking}^{{commit}}")
+        except git.GitCommandError:
+            parent = None
+        with tempfile.TemporaryDirectory(prefix="orascache-render-") as tmp:
+            work = Path(tmp) / "tree"
+            for rel, text in files.items():
+                target = work / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+            work.mkdir(exist_ok=True)
+            env = {**COMMIT_IDENTITY, "GIT_INDEX_FILE": str(Path(tmp) / "index"),
+                   "GIT_DIR": str(repo.git_dir), "GIT_WORK_TREE": str(work)}
+            plumbing = git.Git(str(work))
+            try:
+                plumbing.execute(["git", "add", "-A", "."], env=env)
+                tree = str(plumbing.execute(["git", "write-tree"], env=env))
+                if parent is not None and repo.git.rev_parse(f"{parent}^{{tree}}") == tree:
+                    return None
+                argv = ["git", "commit-tree", str(tree), "-m", message]
+                if parent is not None:
+                    argv += ["-p", parent]
+                new = str(plumbing.execute(argv, env=env))
+            except git.GitCommandError as exc:
+                raise self.error("commit", exc) from None
+        try:
+            repo.git.push("origin", f"{new}:refs/heads/{branch}", env=self.env(),
+                          kill_after_timeout=self.timeout)
+        except git.GitCommandError as exc:
+            raise self.error("push", exc) from None
+        repo.git.update_ref(tracking, new)
+        return new
 
 
 def escaping_links(root: Path, links: list[str]) -> list[str]:

@@ -15,7 +15,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from sync.apply.kube import Kube, Obj, Resource
+from sync.apply.kube import ApiError, Kube, Obj, Resource, Unreachable
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +125,16 @@ class Informer:
                     rv = self.list_now()
                 rv = self._watch_from(rv)
                 delay = 0.2
-            except ApiException as err:
+            # ApiError from the list or the watch request; ApiException from an ERROR
+            # event inside the stream (the client's watch raises it, e.g. 410 Gone).
+            except (ApiError, ApiException) as err:
                 if err.status == 410:
                     log.info("watch expired, relisting", extra={"kind": self.resource.kind})
                     rv = None
                     continue
                 log.warning("watch failed: %s %s; retrying in %.1fs", err.status, err.reason,
                             delay, extra={"kind": self.resource.kind})
-            except (HTTPError, OSError) as err:
+            except (Unreachable, HTTPError, OSError) as err:
                 log.warning("watch connection failed: %s; retrying in %.1fs", err, delay,
                             extra={"kind": self.resource.kind})
             except Exception:  # never let the informer thread die: relist from scratch

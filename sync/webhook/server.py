@@ -25,10 +25,9 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from sync.apply.kube import Kube, Obj, api_error_message
+from sync.apply.kube import ApiError, Kube, Obj
 from sync.serve.bounded import BoundedHandler, BoundedHTTPServer, Limits
 from sync.serve.health import parse_addr
 from sync.webhook.certs import CertSource
@@ -248,7 +247,7 @@ def publish_ca_bundle(kube: Kube, config_name: str, ours: bytes) -> None:
         try:
             kube.request("PUT", f"{MWC_PATH}/{config_name}", body=mwc)
             return
-        except ApiException as err:
+        except ApiError as err:
             if err.status != 409:
                 raise
     raise RuntimeError(f"could not update the caBundle of {config_name}: conflicts")
@@ -271,9 +270,9 @@ class CaBundleKeeper:
         if self.config_name and bundle:
             try:
                 publish_ca_bundle(self.kube, self.config_name, bundle)
-            except ApiException as err:
+            except ApiError as err:
                 log.warning("could not publish the webhook caBundle: %s",
-                            api_error_message(err))
+                            err.message)
 
     def refresh(self) -> None:
         """A new CA is trusted first and the API server given time to see it, then the

@@ -13,9 +13,7 @@ from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubernetes.client.exceptions import ApiException
-
-from sync.apply.kube import Kube
+from sync.apply.kube import ApiError, Kube
 from tests.harness import LocalCluster
 from tests.harness.ports import free_ports
 
@@ -137,7 +135,7 @@ def get(kube: Kube, path: str) -> dict[str, Any] | None:
     """GET a path as JSON; None when it is not there."""
     try:
         return kube.request("GET", path)
-    except ApiException as err:
+    except ApiError as err:
         if err.status == 404:
             return None
         raise

@@ -14,11 +14,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import OrasCache, parse_oras_cache, render
 from sync.apply.applier import FIELD_MANAGER
-from sync.apply.kube import Kube, api_error_message
+from sync.apply.kube import ApiError, Kube
 from tests.integration.test_crd import python_verdict, server_verdict
 from tests.unit.strategies import document, valid_specs
 
@@ -70,9 +69,9 @@ def rejected_children(kube: Kube, cache: OrasCache) -> list[str]:
         for manifest in rendered.manifests:
             try:
                 kube.apply(manifest, field_manager=FIELD_MANAGER, force=True, dry_run=True)
-            except ApiException as err:
+            except ApiError as err:
                 kind = manifest["kind"]
-                refusals.append(f"{kind}: {api_error_message(err)}")
+                refusals.append(f"{kind}: {err.message}")
     return refusals
 
 

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema
 from constructs_lib.annotations import PREFIX
-from sync.apply.kube import Kube
+from sync.apply.kube import ApiError, Kube
 from tests.certdir import TestCA, kubelet_write, secret_files
 from tests.integration.syncproc import SyncProcess, wait_for
 from tests.integration.webhookproc import bundle
@@ -123,7 +123,7 @@ def test_hostile_pods_are_denied_with_the_reason_never_a_500_or_unwired(
     body = pod("hostile", dict(ANNOTATED))
     change(body)
     # The raw client: the typed one refuses to send a container without a name.
-    with pytest.raises(ApiException) as denied:
+    with pytest.raises(ApiError) as denied:
         kube.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body)
     assert denied.value.status == 400, denied.value.body
     assert fragment in str(denied.value.body), denied.value.body

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
-from sync.apply.kube import Kube
+from sync.apply.kube import ApiError, Kube
 from sync.sources import kubeyaml
 from sync.sources.files import load
 from tests.harness import LocalCluster
@@ -109,7 +108,7 @@ def test_api_server_refuses_duplicate_keys_in_a_yaml_body(kube: Kube, namespace:
     """kubectl alone keeps the last value (its YAML to JSON step is not strict); the API
     server's strict field validation, reading YAML itself, refuses duplicates, as load does."""
     body = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: '1', a: '2'}\n"
-    with pytest.raises(ApiException) as err:
+    with pytest.raises(ApiError) as err:
         kube.request("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/c",
                      query={"field_manager": "t", "field_validation": "Strict", "dry_run": "All"},
                      body=body, content_type="application/apply-patch+yaml")

@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from sync.apply.applier import (
     HASH_ANNOTATION,
@@ -22,7 +21,7 @@ from sync.apply.applier import (
     project,
     with_hash,
 )
-from sync.apply.kube import RESOURCES, Kube
+from sync.apply.kube import RESOURCES, ApiError, Kube
 from sync.report.status import Outcome, desired_status, needs_write
 from sync.sources.informer import Informer
 from sync.sources.workqueue import WorkQueue
@@ -166,7 +165,7 @@ class _RecordingKube:
         self.calls.append(("apply", force))
         self.preconditions.append(obj["metadata"].get("resourceVersion"))
         if self.conflict and not force:
-            raise ApiException(status=409, reason="Conflict")
+            raise ApiError(409, "Conflict", None)
         return obj
 
     def get(self, _res: object, _ns: object, _name: str) -> object:
