@@ -22,6 +22,7 @@ from sync.report.events import EventRecorder
 from sync.report.metrics import Metrics
 from sync.report.status import Outcome, desired_status, needs_write
 from sync.sources.informer import InformerSet, key_of
+from sync.steps import InvalidSpec, StepFailed, apply_all, prune_all
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ def decorate(manifest: Obj, cache_obj: Obj) -> Obj:
         "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
     }]
     return {**manifest, "metadata": child_meta}
+
+
+def failure_outcome(generation: int, failed: StepFailed) -> Outcome:
+    """A step's failure as the cluster source reports it: Ready=False with the step's name
+    as reason, and Stalled when no retry can help."""
+    return Outcome(generation, False, failed.reason, failed.message, stalled=not failed.retry)
 
 
 class Reconciler:
@@ -161,44 +168,32 @@ class Reconciler:
 
     def _finish(self, work: Work) -> bool:
         generation = int(work.obj["metadata"].get("generation", 0))
-        if work.errors is not None:
-            message = "; ".join(str(e.error) for e in work.errors)
-            self._report(work, Outcome(generation, False, "InvalidSpec", message, stalled=True),
-                         event=("Warning", "InvalidSpec", message))
-            return True  # retrying cannot help; a new generation will come as an event
-        assert work.cache is not None and work.manifests is not None
-        owner = {OWNER_LABEL: work.cache.name}
-        changes = self.applier.apply(work.manifests, owner_labels=owner, live=self._live,
-                                     absent=self._absent)
-        self.metrics.record(changes)
-        conflicts = changes.of("conflict")
-        if conflicts:
-            message = "; ".join(c.message for c in conflicts)
-            self._report(work, Outcome(generation, False, "Conflict", message, stalled=True),
-                         event=("Warning", "Conflict", message))
-            return True
-        failures = changes.of("failed")
-        if failures:
-            message = "; ".join(c.message for c in failures)
-            self._report(work, Outcome(generation, False, "ApplyFailed", message),
-                         event=("Warning", "ApplyFailed", message))
-            return False
-        rendered = {ObjectRef.of(m) for m in work.manifests}
-        pruned = self.applier.prune(
-            o for o in self._children_of(work.cache) if ObjectRef.of(o) not in rendered
-        )
-        self.metrics.record(pruned)
-        if not pruned.ok:
-            message = "; ".join(c.message for c in pruned.of("failed"))
-            self._report(work, Outcome(generation, False, "PruneFailed", message),
-                         event=("Warning", "PruneFailed", message))
-            return False
+        try:
+            if work.errors is not None:
+                raise InvalidSpec([str(e.error) for e in work.errors])
+            assert work.cache is not None and work.manifests is not None
+            changes = apply_all(self.applier, self.metrics, work.manifests,
+                                owner_labels={OWNER_LABEL: work.cache.name}, live=self._live,
+                                absent=self._absent)
+            rendered = {ObjectRef.of(m) for m in work.manifests}
+            pruned = prune_all(self.applier, self.metrics, (
+                o for o in self._children_of(work.cache) if ObjectRef.of(o) not in rendered),
+                changes)
+        except StepFailed as failed:
+            return self.failed(work, generation, failed)
         outcome = replace(self._health(work.cache, generation, sorted(rendered)),
                           drift=changes.drift())
         summary = ChangeSet(changes.changes + pruned.changes)
         event = ("Normal", "Applied", summary.summary()) if summary.writes else None
         self._report(work, outcome, event=event)
         return True
+
+    def failed(self, work: Work, generation: int, failed: StepFailed) -> bool:
+        """Report a step's failure on the cache; False: retry with backoff (retrying
+        cannot help a stalled cache: a new generation will come as an event)."""
+        self._report(work, failure_outcome(generation, failed),
+                     event=("Warning", failed.reason, failed.message))
+        return not failed.retry
 
     # ----- helpers -------------------------------------------------------------------------
     def _live(self, ref: ObjectRef) -> Obj | None:

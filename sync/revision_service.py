@@ -38,7 +38,7 @@ class RevisionService:
     def ready(self) -> tuple[bool, str]:
         if not self._first_done.is_set():
             return False, "first fetch not done yet"
-        last = self.sync.fetch_error or self.sync.last
+        last = self.sync.state.fetch_error or self.sync.state.last
         return True, f"last: {last.outcome} {last.commit or ''}".strip() if last else "ok"
 
     def trigger(self) -> None:

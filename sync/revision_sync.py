@@ -61,6 +61,15 @@ from sync.report.metrics import Metrics
 from sync.sources.files import load
 from sync.sources.git import GitSourceError, UnsafeRevision, redact
 from sync.sources.revision import RevisionSource
+from sync.steps import (
+    EmptyRefused,
+    FetchFailed,
+    InvalidSpec,
+    PruneFailed,
+    StepFailed,
+    apply_all,
+    prune_all,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +196,22 @@ def render_paths(paths: Sequence[Path], applyset: ApplySet, default_namespace: s
     return desired
 
 
+def failure_result(commit: str, failed: StepFailed, keeping: str) -> Result:
+    """A step's failure as the revision sources report it: the outcome on the ApplySet
+    parent, in the Event reason and in the metrics' result label."""
+    if isinstance(failed, InvalidSpec):
+        return Result(INVALID, commit, f"{len(failed.failures)} error(s), nothing applied or "
+                      f"pruned, {keeping}: {failed.message}")
+    if isinstance(failed, EmptyRefused):
+        return Result(EMPTY, commit, f"{failed.message}; {keeping}")
+    if isinstance(failed, PruneFailed):
+        return Result(FAILED, commit, f"prune failed: {failed.message}", failed.changes,
+                      failed.pruned)
+    failures = failed.changes.of("conflict", "failed")  # Conflict, ApplyFailed
+    return Result(FAILED, commit, f"{len(failures)} object(s) not applied, nothing pruned: "
+                  + "; ".join(c.message for c in failures), failed.changes)
+
+
 class Stopwatch:
     """Seconds per stage of a revision (logged, and read by the benchmark)."""
 
@@ -198,6 +223,19 @@ class Stopwatch:
         now = time.monotonic()
         self.laps[stage] = now - self._clock
         self._clock = now
+
+
+@dataclass
+class RevisionState:
+    """What the pipeline remembers between passes."""
+
+    last: Result | None = None  # the last revision's result
+    last_good: str | None = None  # the last revision applied
+    fetch_error: Result | None = None  # while fetches fail: reported once per outage
+    recorded: tuple[str | None, str, str] | None = None  # last result written on the parent
+    rendered: tuple[str, Desired] | None = None  # the applied revision's objects, for drift
+    drift_reported: str | None = None  # one Warning per distinct drift-pass failure
+    drift_seen: str = ""  # report mode: one Warning per distinct set of drifted paths
 
 
 class RevisionSync:
@@ -215,15 +253,8 @@ class RevisionSync:
         self.git_metrics = GitMetrics(self.metrics)
         self.events = EventRecorder(kube)
         self.source_id = f"{source.display_url}#{source.ref}:{options.path}"
-        self.last: Result | None = None
-        self.last_good: str | None = None
-        self.fetch_error: Result | None = None
-        self._recorded: tuple[str | None, str, str] | None = None
-        # The rendered objects of the last applied commit, reused by drift passes.
-        self._rendered: tuple[str, Desired] | None = None
+        self.state = RevisionState()
         self._memo = RenderMemo(options.render_workers)
-        self._drift_reported: str | None = None  # one Warning per distinct failure
-        self._drift_seen = ""  # report mode: one Warning per distinct set of drifted paths
 
     # ----- state kept on the parent ----------------------------------------------------
     def restore(self) -> None:
@@ -235,15 +266,15 @@ class RevisionSync:
             return
         ann = (parent or {}).get("metadata", {}).get("annotations") or {}
         if ann.get(SOURCE) == self.source_id and ann.get(LAST_COMMIT):
-            self.last_good = ann[LAST_COMMIT]
-            if ann.get(LAST_RESULT) == APPLIED and ann.get(LAST_ATTEMPT) == self.last_good:
-                self.last = Result(APPLIED, self.last_good, "restored from the parent")
+            self.state.last_good = ann[LAST_COMMIT]
+            if ann.get(LAST_RESULT) == APPLIED and ann.get(LAST_ATTEMPT) == self.state.last_good:
+                self.state.last = Result(APPLIED, self.state.last_good, "restored from the parent")
 
     def _record(self, result: Result, parent: Obj | None, gks: set[str],
                 namespaces: set[str]) -> None:
         """Write the result on the parent (only when it changed) and emit an Event."""
         key = (result.commit, result.outcome, result.message)
-        if self._recorded == key:
+        if self.state.recorded == key:
             return
         ann = (parent or {}).get("metadata", {}).get("annotations") or {}
         status = {SOURCE: self.source_id, LAST_RESULT: result.outcome,
@@ -265,37 +296,24 @@ class RevisionSync:
             log.warning("cannot record the result on the ApplySet parent: %s",
                         err.message)
             return
-        self._recorded = key
+        self.state.recorded = key
         type_ = "Normal" if result.outcome == APPLIED else "Warning"
         short = (result.commit or "")[:12]
         self.events.emit(written, type_, result.outcome,
                          f"{short} {result.message}".strip())
 
     # ----- one pass ----------------------------------------------------------------------
-    def sync_once(self, *, force: bool = False) -> Result:
+    def sync_once(self) -> Result:
         started = time.monotonic()
         try:
-            commit = self.source.fetch()
-            fetched = time.monotonic() - started
-        except Exception as exc:  # any failure to fetch is reported, as a revision's is
-            self.git_metrics.fetches.labels(result="failed").inc()
-            self.git_metrics.healthy.set(0)
-            result = Result(FETCH_FAILED, None, f"{self._failure(exc)}; keeping "
-                            f"{self._keeping()}")
-            log.error("fetch failed: %s", result.message)
-            if self.fetch_error is None:  # reported on the parent once per outage
-                self._record_safely(result)
-            self.fetch_error = result
-            return result
-        self.git_metrics.fetches.labels(result="ok").inc()
-        if self.fetch_error is not None:
-            log.info("fetch of %s works again", self.source.display_url)
-            self.fetch_error = None
-            if self.last is not None:
-                self._record_safely(self.last)
-        last = self.last
-        if (not force and last is not None and last.commit == commit
-                and last.outcome in (APPLIED, INVALID, EMPTY)):
+            commit = self._fetch()
+        except FetchFailed:
+            assert self.state.fetch_error is not None
+            return self.state.fetch_error
+        fetched = time.monotonic() - started
+        last = self.state.last
+        if last is not None and last.commit == commit and last.outcome in (
+                APPLIED, INVALID, EMPTY):
             if last.outcome == APPLIED and self.options.drift_correction:
                 return self._drift_safely(commit, started)
             self.git_metrics.healthy.set(1 if last.outcome == APPLIED else 0)
@@ -307,11 +325,11 @@ class RevisionSync:
                             f"keeping {self._keeping()}")
             self._record_safely(result)
         result.timings = {"fetch": fetched, **result.timings}
-        self.last = result
+        self.state.last = result
         self.git_metrics.revisions.labels(result=result.outcome).inc()
         self.git_metrics.healthy.set(1 if result.outcome == APPLIED else 0)
         if result.outcome == APPLIED:
-            self.last_good = commit
+            self.state.last_good = commit
             self.git_metrics.last_applied.set(time.time())
             self.git_metrics.commit.clear()
             self.git_metrics.commit.labels(commit=commit).set(1)
@@ -321,6 +339,29 @@ class RevisionSync:
         else:
             log.error("revision %s %s: %s", commit[:12], result.outcome, result.message)
         return result
+
+    def _fetch(self) -> str:
+        """The source's current revision; a failure is reported once per outage, kept as
+        state.fetch_error and raised as FetchFailed."""
+        try:
+            commit = self.source.fetch()
+        except Exception as exc:  # any failure to fetch is reported, as a revision's is
+            self.git_metrics.fetches.labels(result="failed").inc()
+            self.git_metrics.healthy.set(0)
+            result = Result(FETCH_FAILED, None, f"{self._failure(exc)}; keeping "
+                            f"{self._keeping()}")
+            log.error("fetch failed: %s", result.message)
+            if self.state.fetch_error is None:
+                self._record_safely(result)
+            self.state.fetch_error = result
+            raise FetchFailed([result.message]) from exc
+        self.git_metrics.fetches.labels(result="ok").inc()
+        if self.state.fetch_error is not None:
+            log.info("fetch of %s works again", self.source.display_url)
+            self.state.fetch_error = None
+            if self.state.last is not None:
+                self._record_safely(self.state.last)
+        return commit
 
     def _failure(self, exc: Exception) -> str:
         """The message of any exception out of a revision's processing (a bug or input
@@ -335,7 +376,8 @@ class RevisionSync:
         return redact(message, self.source.secrets())
 
     def _keeping(self) -> str:
-        return f"last good revision {self.last_good[:12]}" if self.last_good else (
+        last_good = self.state.last_good
+        return f"last good revision {last_good[:12]}" if last_good else (
             "the cluster as it is (no good revision yet)")
 
     def _record_safely(self, result: Result) -> None:
@@ -346,79 +388,67 @@ class RevisionSync:
         except (KubeError, ApplySetError) as exc:
             log.warning("cannot record the result: %s", exc)
 
-    def _read_revision(self, commit: str, lap: Callable[[str], None],
-                       ) -> Desired | tuple[str, str]:
-        """Check out, parse and render `commit`: its objects, or why none may be applied
-        (outcome, message). Nothing is written before this returns."""
+    def _read_revision(self, commit: str, lap: Callable[[str], None]) -> Desired:
+        """Check out, parse and render `commit`; raises InvalidSpec or EmptyRefused.
+        Nothing is written before this returns."""
         opts = self.options
-        keeping = f"nothing applied or pruned, keeping {self._keeping()}"
         try:
             revision = self.source.checkout(commit)
         except UnsafeRevision as exc:  # reported as a parse error is: nothing was read
-            return INVALID, f"{exc}; {keeping}"
+            raise InvalidSpec([str(exc)]) from None
         if not self.source.path_exists(commit, opts.path):
-            return INVALID, f"path {opts.path!r} does not exist in {commit[:12]}: {keeping}"
+            raise InvalidSpec([f"path {opts.path!r} does not exist in {commit[:12]}"])
         lap("checkout")
         desired = render_tree(revision.worktree, opts.path, self.applyset, opts.namespace,
                               self._memo)
         lap("render")
         if desired.errors:
-            return INVALID, (f"{len(desired.errors)} error(s), {keeping}: "
-                             + "; ".join(desired.errors))
+            raise InvalidSpec(desired.errors)
         if not desired.objects and not opts.allow_empty:
-            return EMPTY, (f"no OrasCache under {opts.path!r}: refusing to prune everything "
-                           f"(use --allow-empty); keeping {self._keeping()}")
+            raise EmptyRefused([f"no OrasCache under {opts.path!r}: refusing to prune "
+                                "everything (use --allow-empty)"])
         return desired
 
     def _revision(self, commit: str) -> Result:
         watch = Stopwatch()
-        lap = watch.lap
         opts = self.options
         parent = self.applyset.read_parent(self.kube)
         ann = (parent or {}).get("metadata", {}).get("annotations") or {}
-        old_gks, old_ns = split(ann.get(GKS)), split(ann.get(NSS))
-        desired = self._read_revision(commit, lap)
-        if not isinstance(desired, Desired):
-            result = Result(desired[0], commit, desired[1])
-            self._record(result, parent, old_gks, old_ns)
-            return result
-        refs = [ObjectRef.of(o) for o in desired.objects]
-        new_gks, new_ns = group_kinds(refs), namespaces_of(refs)
-        members = self.applyset.members(self.kube, parent, new_gks, new_ns)
-        live = {ObjectRef.of(m): m for m in members}
-        if not (new_gks <= old_gks and new_ns - {opts.namespace} <= old_ns) or parent is None:
-            # KEP-3659: the parent lists a superset of the kinds before members are applied.
-            status = {k: v for k, v in ann.items() if k.startswith("orascache.")}
-            parent = self.applyset.write_parent(self.kube, old_gks | new_gks,
-                                                old_ns | new_ns, status)
-        lap("inventory")
-        changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
-                                     live=live.get, absent=absence_check(self.kube, refs))
-        lap("apply")
-        self.metrics.record(changes)
-        if not changes.ok:
-            failures = [c.message for c in changes.of("conflict", "failed")]
-            result = Result(FAILED, commit, f"{len(failures)} object(s) not applied, nothing "
-                            f"pruned: " + "; ".join(failures), changes)
-            self._record(result, parent, old_gks | new_gks, old_ns | new_ns)
-            return result
-        doomed = set(stale(live, refs))
-        pruned = self.applier.prune([m for ref, m in live.items() if ref in doomed])
-        lap("prune")
-        self.metrics.record(pruned)
-        if not pruned.ok:
-            failures = [c.message for c in pruned.of("failed")]
-            result = Result(FAILED, commit, "prune failed: " + "; ".join(failures), changes,
-                            pruned)
-            self._record(result, parent, old_gks | new_gks, old_ns | new_ns)
+        gks, namespaces = split(ann.get(GKS)), split(ann.get(NSS))
+        try:
+            desired = self._read_revision(commit, watch.lap)
+            refs = [ObjectRef.of(o) for o in desired.objects]
+            new_gks, new_ns = group_kinds(refs), namespaces_of(refs)
+            members = self.applyset.members(self.kube, parent, new_gks, new_ns)
+            live = {ObjectRef.of(m): m for m in members}
+            if not (new_gks <= gks and new_ns - {opts.namespace} <= namespaces) or (
+                    parent is None):
+                # KEP-3659: the parent lists a superset of the kinds before members are
+                # applied.
+                status = {k: v for k, v in ann.items() if k.startswith("orascache.")}
+                parent = self.applyset.write_parent(self.kube, gks | new_gks,
+                                                    namespaces | new_ns, status)
+            gks, namespaces = gks | new_gks, namespaces | new_ns
+            watch.lap("inventory")
+            changes = apply_all(self.applier, self.metrics, desired.objects,
+                                owner_labels=self.applyset.member_labels, live=live.get,
+                                absent=absence_check(self.kube, refs))
+            watch.lap("apply")
+            doomed = set(stale(live, refs))
+            pruned = prune_all(self.applier, self.metrics,
+                               [m for ref, m in live.items() if ref in doomed], changes)
+            watch.lap("prune")
+        except StepFailed as failed:
+            result = failure_result(commit, failed, f"keeping {self._keeping()}")
+            self._record(result, parent, gks, namespaces)
             return result
         self._report_drift(parent, commit, changes)
         summary = (f"{desired.caches} cache(s), {len(refs)} object(s): "
                    f"{changes.summary()}; pruned: {pruned.summary()}")
         result = Result(APPLIED, commit, summary, changes, pruned, watch.laps)
-        self._rendered = (commit, desired)
+        self.state.rendered = (commit, desired)
         self._record(result, parent, new_gks, new_ns)
-        lap("record")
+        watch.lap("record")
         return result
 
     # ----- drift correction ----------------------------------------------------------------
@@ -443,12 +473,12 @@ class RevisionSync:
     def _desired_of(self, commit: str) -> Desired:
         """The objects rendered for the applied `commit`: kept from its revision, or
         rendered once after a restart (the parent said it was applied)."""
-        if self._rendered is None or self._rendered[0] != commit:
+        if self.state.rendered is None or self.state.rendered[0] != commit:
             revision = self.source.checkout(commit)
-            self._rendered = (commit, render_tree(revision.worktree, self.options.path,
+            self.state.rendered = (commit, render_tree(revision.worktree, self.options.path,
                                                   self.applyset, self.options.namespace,
                                                   self._memo))
-        desired = self._rendered[1]
+        desired = self.state.rendered[1]
         if desired.errors:  # e.g. a newer orascache rejects what an older one applied
             raise GitSourceError(f"{commit[:12]} no longer renders: "
                                  + "; ".join(desired.errors))
@@ -469,8 +499,8 @@ class RevisionSync:
             # The parent was deleted or edited: it must list the kinds before members are
             # applied (KEP-3659); a new one records the applied commit again.
             if parent is None:
-                self._recorded = None
-                self._record(self.last or Result(APPLIED, commit, "drift correction"),
+                self.state.recorded = None
+                self._record(self.state.last or Result(APPLIED, commit, "drift correction"),
                              None, gks, namespaces)
                 parent = self.applyset.read_parent(self.kube)
             else:
@@ -493,11 +523,11 @@ class RevisionSync:
             failures = [c.message for c in changes.of("conflict", "failed")]
             message = (f"drift check of {commit[:12]}: {len(failures)} object(s) not "
                        "restored: " + "; ".join(failures))
-            if parent is not None and self._drift_reported != message:
+            if parent is not None and self.state.drift_reported != message:
                 self.events.emit(parent, "Warning", DRIFT_FAILED, message)
-                self._drift_reported = message
+                self.state.drift_reported = message
             return Result(DRIFT_FAILED, commit, message, changes)
-        self._drift_reported = None
+        self.state.drift_reported = None
         drifted = self._report_drift(parent, commit, changes)
         if not corrected and not repaired:
             if drifted:
@@ -516,12 +546,12 @@ class RevisionSync:
         """--drift=report: a Warning Event on the parent naming the drifted members and
         field paths, once per distinct drift; the drift text ("" when none)."""
         drifted = changes.drift()
-        if drifted and drifted != self._drift_seen:
+        if drifted and drifted != self.state.drift_seen:
             log.warning("%s drifted, left as found: %s", commit[:12], drifted)
             if parent is not None:
                 self.events.emit(parent, "Warning", DRIFTED,
                                  f"{commit[:12]} left as found (--drift=report): {drifted}")
-        self._drift_seen = drifted
+        self.state.drift_seen = drifted
         return drifted
 
 

@@ -165,3 +165,45 @@ def test_crd_output_never_replaces_a_device_or_fifo(tmp_path: Path,
     code, err = run(["crd", "-o", str(fifo)], capsys)
     assert (code, err) == (1, f"error: {fifo}: not a regular file\n")
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--source", "git"], "--source git needs --repo URL"),
+    (["--source", "oci"], "--source oci needs --artifact REF"),
+    (["--source", "git", "--repo", "file:///r", "-n", "a", "-n", "b"],
+     "--source git takes one --namespace"),
+    (["--trigger-secret", "t"], "POST /trigger is served by --source git and oci only"),
+    (["--webhook-cert-dir", "/d"], "--webhook-cert-dir needs --webhook-addr"),
+])
+def test_sync_option_combinations_are_usage_errors_before_any_connection(
+        args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run(["sync", "--log-format", "text", "--kubeconfig", "/nonexistent/k",
+                     *args], capsys)
+    assert code == 2, err
+    assert err.startswith(f"error: {message}")
+
+
+def test_a_trigger_token_needs_the_http_address(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    token = tmp_path / "token"
+    token.write_text("s" * 32)
+    base = ["sync", "--log-format", "text", "--source", "git", "--repo", "file:///r",
+            "--kubeconfig", "/nonexistent/k"]
+    code, err = run([*base, "--trigger-token-file", str(token), "--http-addr", ""], capsys)
+    assert (code, err) == (2, "error: POST /trigger needs --http-addr\n")
+    code, err = run([*base, "--trigger-token-file", str(tmp_path / "missing")], capsys)
+    assert code == 1 and err.startswith("error: ") and "missing" in err
+
+
+def test_drift_mode_option_for_both_sources() -> None:
+    from sync.cli.parser import build_parser  # noqa: PLC0415
+    from sync.options import Options, RevisionOptions  # noqa: PLC0415
+
+    parser = build_parser()
+    assert parser.parse_args(["sync"]).drift == "correct"
+    assert parser.parse_args(["sync", "--drift", "report"]).drift == "report"
+    assert parser.parse_args(["sync", "--source", "git", "--repo", "file:///r", "--drift",
+                              "report"]).drift == "report"
+    assert Options().drift == "correct" and RevisionOptions().drift == "correct"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["sync", "--drift", "ignore"])

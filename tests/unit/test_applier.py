@@ -1,9 +1,12 @@
-"""Pure parts of the sync service: work queue, status, apply bookkeeping."""
+"""The applier's decisions: projection, hashes, ownership, and its request plan.
+
+`_RecordingKube` answers in memory and records each request: these tests check the plan
+(which requests, in which order, forced or not), which a real API server does not show:
+its request counters are shared by every client of the test cluster. The outcomes of the
+same cases against a real server are in tests/integration/test_applier.py."""
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 import pytest
@@ -13,7 +16,6 @@ from sync.apply.applier import (
     Applier,
     Change,
     ChangeSet,
-    DriftMode,
     ObjectRef,
     content_hash,
     differing_paths,
@@ -21,59 +23,10 @@ from sync.apply.applier import (
     project,
     with_hash,
 )
-from sync.apply.kube import RESOURCES, ApiError, Kube
-from sync.report.status import Outcome, desired_status, needs_write
-from sync.sources.informer import Informer
-from sync.sources.workqueue import WorkQueue
+from sync.apply.kube import ApiError
+from sync.options import DriftMode
 
 REF = ObjectRef("apps/v1", "StatefulSet", "ns", "c")
-
-
-def test_queue_coalesces_duplicates() -> None:
-    q = WorkQueue()
-    for _ in range(5):
-        q.add("ns/a")
-    q.add("ns/b")
-    assert q.get_batch(10, timeout=0.1) == ["ns/a", "ns/b"]
-    assert q.get_batch(10, timeout=0.05) == []
-
-
-def test_key_in_flight_runs_again_after_done_not_concurrently() -> None:
-    q = WorkQueue()
-    q.add("k")
-    assert q.get_batch(1, 0.1) == ["k"]
-    q.add("k")  # event while processing
-    assert q.get_batch(1, 0.05) == [], "never handed out twice at once"
-    q.done("k")
-    assert q.get_batch(1, 0.1) == ["k"]
-
-
-def test_backoff_grows_per_key_and_resets_on_success() -> None:
-    q = WorkQueue(base_delay=0.01)
-    delays = [q.retry("bad") for _ in range(4)]
-    assert delays == [0.01, 0.02, 0.04, 0.08]
-    q.add("good")
-    assert q.get_batch(10, 0.1)[0] == "good", "a failing key does not delay others"
-    q.forget("bad")
-    assert q.retry("bad") == 0.01
-
-
-def test_delayed_key_arrives_after_its_delay() -> None:
-    q = WorkQueue()
-    q.add_after("later", 0.1)
-    started = time.monotonic()
-    assert q.get_batch(1, timeout=2) == ["later"]
-    assert time.monotonic() - started >= 0.09
-
-
-def test_shutdown_wakes_waiters() -> None:
-    q = WorkQueue()
-    got: list[list[str]] = []
-    t = threading.Thread(target=lambda: got.append(q.get_batch(1, timeout=10)))
-    t.start()
-    q.shutdown()
-    t.join(2)
-    assert got == [[]]
 
 
 def test_projection_follows_rendered_paths_only() -> None:
@@ -103,49 +56,6 @@ def test_changeset_summary() -> None:
     assert changes.writes == 1 and changes.ok
     assert changes.summary() == "created StatefulSet/ns/c"
     assert not ChangeSet([Change(REF, "conflict", "x")]).ok
-
-
-def test_status_is_stable_when_nothing_changes() -> None:
-    outcome = Outcome(2, False, "Progressing", "0/1 replicas ready", endpoint="e:5000",
-                      ready_replicas=0, inventory=[REF])
-    first = desired_status(outcome, None)
-    time.sleep(1.1)
-    assert not needs_write(desired_status(outcome, first), first), "no write when unchanged"
-    ready = desired_status(Outcome(2, True, "Available", "1/1", endpoint="e:5000",
-                                   inventory=[REF]), first)
-    by_type = {c["type"]: c for c in ready["conditions"]}
-    old = {c["type"]: c for c in first["conditions"]}
-    assert by_type["Ready"]["status"] == "True"
-    assert by_type["Ready"]["lastTransitionTime"] != old["Ready"]["lastTransitionTime"]
-    assert by_type["Stalled"]["lastTransitionTime"] == old["Stalled"]["lastTransitionTime"]
-    assert ready["inventory"] == [REF.to_dict()]
-
-
-def test_stalled_is_not_reconciling() -> None:
-    status = desired_status(Outcome(1, False, "InvalidSpec", "spec.port: bad", stalled=True),
-                            None)
-    by_type = {c["type"]: c["status"] for c in status["conditions"]}
-    assert by_type == {"Ready": "False", "Reconciling": "False", "Stalled": "True"}
-
-
-def test_informer_index_follows_label_changes_and_deletes() -> None:
-    label = "cache.converged-computing.github.io/cache"
-    informer = Informer(Kube(None), RESOURCES[("v1", "Service")],  # type: ignore[arg-type]
-                        index_label=label, on_event=lambda *_: None)
-
-    def svc(name: str, owner: str | None) -> dict[str, object]:
-        labels = {label: owner} if owner else {}
-        return {"metadata": {"name": name, "namespace": "ns", "labels": labels}}
-
-    informer._put("ns/a", svc("a", "c1"))
-    informer._put("ns/b", svc("b", "c1"))
-    assert [o["metadata"]["name"] for o in informer.by_index("ns", "c1")] == ["a", "b"]
-    informer._put("ns/b", svc("b", "c2"))  # relabelled
-    assert [o["metadata"]["name"] for o in informer.by_index("ns", "c1")] == ["a"]
-    assert [o["metadata"]["name"] for o in informer.by_index("ns", "c2")] == ["b"]
-    informer._put("ns/a", None)  # deleted
-    assert informer.by_index("ns", "c1") == []
-    assert informer.by_index("other", "c2") == []
 
 
 class _RecordingKube:
@@ -286,28 +196,3 @@ def test_differing_paths() -> None:
     assert differing_paths({"x": [1, 2]}, {"x": [1]}) == ["x"]
     assert differing_paths({"x": None}, {"x": {"y": 1}}) == ["x"]
     assert differing_paths({"a": {"b": 1}}, {"a": {"b": 1}}) == []
-
-
-def test_drift_mode_option_for_both_sources() -> None:
-    from sync.cli.parser import build_parser  # noqa: PLC0415
-    from sync.options import Options, RevisionOptions  # noqa: PLC0415
-
-    parser = build_parser()
-    assert parser.parse_args(["sync"]).drift == "correct"
-    assert parser.parse_args(["sync", "--drift", "report"]).drift == "report"
-    assert parser.parse_args(["sync", "--source", "git", "--repo", "file:///r", "--drift",
-                              "report"]).drift == "report"
-    assert Options().drift == "correct" and RevisionOptions().drift == "correct"
-    with pytest.raises(SystemExit):
-        parser.parse_args(["sync", "--drift", "ignore"])
-
-
-def test_drifted_condition_only_while_drifted() -> None:
-    drifted = desired_status(Outcome(3, True, "Available", "1/1", drift="StatefulSet/ns/a: "
-                                     "spec.replicas"), None)
-    cond = [c for c in drifted["conditions"] if c["type"] == "Drifted"]
-    assert [(c["status"], c["reason"], c["message"]) for c in cond] == [
-        ("True", "DriftDetected", "StatefulSet/ns/a: spec.replicas")]
-    clean = desired_status(Outcome(3, True, "Available", "1/1"), drifted)
-    assert "Drifted" not in {c["type"] for c in clean["conditions"]}
-    assert needs_write(clean, drifted)
