@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from constructs_lib.annotations import (
     AnnotationError,
     ParsedAnnotations,
-    has_oras_annotations,
     parse_annotations,
 )
 from constructs_lib.model import (
@@ -67,7 +66,6 @@ __all__ = [
     "Toleration",
     "WiringError",
     "WorkflowParams",
-    "has_oras_annotations",
     "is_oras_cache",
     "is_wired",
     "parse_annotations",

@@ -64,8 +64,6 @@ class ParsedAnnotations:
     ignored: tuple[str, ...] = field(default=())
 
 
-def has_oras_annotations(annotations: Mapping[str, str] | None) -> bool:
-    return any(k.startswith(PREFIX) for k in annotations or {})
 
 
 def _sort_key(suffix: str) -> tuple[int, int, str]:
@@ -115,45 +113,12 @@ def parse_annotations(annotations: Mapping[str, str] | None) -> ParsedAnnotation
         return None
     errors: list[str] = []
     ignored: list[str] = []
-    listed: list[tuple[tuple[int, int, str], str]] = []
-    values: dict[str, str] = {}
-    for key, value in sorted(ours.items()):
-        full = PREFIX + key
-        match = _LISTED.fullmatch(key)
-        if key not in KEYS and not match:
-            errors.append(
-                f"{full}: unknown annotation (valid: {', '.join(KEYS)}, input-uri_<n>)"
-            )
-            continue
-        problem = _check_value("input-uri" if match else key, value.strip())
-        if problem:
-            errors.append(f"{full}: {problem}")
-            continue
-        if match:
-            listed.append((_sort_key(match.group(1)), value.strip()))
-        else:
-            values[key] = value.strip()
-    entrypoint = None
-    if "entrypoint" in values:
-        if _URL.match(values["entrypoint"]):
-            ignored.append(f"{PREFIX}entrypoint is ignored: a script URL (nothing is "
-                           "downloaded; the wiring is built in)")
-        else:
-            entrypoint = _entrypoint(values["entrypoint"], errors, PREFIX + "entrypoint")
-            if entrypoint == ():
-                errors.append(f"{PREFIX}entrypoint: no command in {values['entrypoint']!r}")
+    values, inputs = _read_values(ours, errors)
+    entrypoint = _entrypoint_of(values, errors, ignored)
     if "oras-entrypoint" in values:
         ignored.append(f"{PREFIX}oras-entrypoint is ignored: the oras containers' "
                        "scripts are built in")
-    if "output-path" in values and "output-uri" not in values:
-        errors.append(f"{PREFIX}output-path: set {PREFIX}output-uri too (where to push it)")
-    if "output-pipe" in values and "output-uri" not in values:
-        errors.append(f"{PREFIX}output-pipe: set {PREFIX}output-uri too (where to push it)")
-    inputs = ([values["input-uri"]] if "input-uri" in values else []) + [
-        v for _, v in sorted(listed)
-    ]
-    if "input-path" in values and not inputs:
-        errors.append(f"{PREFIX}input-path: set {PREFIX}input-uri too (what to pull)")
+    errors += _pairing_errors(values, inputs)
     outputs = (
         (Output(values["output-uri"], values.get("output-path")),)
         if "output-uri" in values
@@ -179,3 +144,57 @@ def parse_annotations(annotations: Mapping[str, str] | None) -> ParsedAnnotation
     if problems:
         raise AnnotationError(problems)
     return ParsedAnnotations(params, tuple(ignored))
+
+
+def _read_values(ours: Mapping[str, str], errors: list[str]) -> tuple[dict[str, str],
+                                                                       list[str]]:
+    """Each known key's stripped value, and the inputs in order (input-uri first, then
+    input-uri_<n> by n); an unknown key or a bad value is an error."""
+    listed: list[tuple[tuple[int, int, str], str]] = []
+    values: dict[str, str] = {}
+    for key, value in sorted(ours.items()):
+        full = PREFIX + key
+        match = _LISTED.fullmatch(key)
+        if key not in KEYS and not match:
+            errors.append(
+                f"{full}: unknown annotation (valid: {', '.join(KEYS)}, input-uri_<n>)"
+            )
+            continue
+        problem = _check_value("input-uri" if match else key, value.strip())
+        if problem:
+            errors.append(f"{full}: {problem}")
+            continue
+        if match:
+            listed.append((_sort_key(match.group(1)), value.strip()))
+        else:
+            values[key] = value.strip()
+    inputs = ([values["input-uri"]] if "input-uri" in values else []) + [
+        v for _, v in sorted(listed)
+    ]
+    return values, inputs
+
+
+def _entrypoint_of(values: Mapping[str, str], errors: list[str],
+                   ignored: list[str]) -> tuple[str, ...] | None:
+    if "entrypoint" not in values:
+        return None
+    if _URL.match(values["entrypoint"]):
+        ignored.append(f"{PREFIX}entrypoint is ignored: a script URL (nothing is "
+                       "downloaded; the wiring is built in)")
+        return None
+    entrypoint = _entrypoint(values["entrypoint"], errors, PREFIX + "entrypoint")
+    if entrypoint == ():
+        errors.append(f"{PREFIX}entrypoint: no command in {values['entrypoint']!r}")
+    return entrypoint
+
+
+def _pairing_errors(values: Mapping[str, str], inputs: list[str]) -> list[str]:
+    """Annotations that mean nothing without their partner."""
+    errors = []
+    if "output-path" in values and "output-uri" not in values:
+        errors.append(f"{PREFIX}output-path: set {PREFIX}output-uri too (where to push it)")
+    if "output-pipe" in values and "output-uri" not in values:
+        errors.append(f"{PREFIX}output-pipe: set {PREFIX}output-uri too (where to push it)")
+    if "input-path" in values and not inputs:
+        errors.append(f"{PREFIX}input-path: set {PREFIX}input-uri too (what to pull)")
+    return errors

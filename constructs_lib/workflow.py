@@ -190,48 +190,64 @@ class WorkflowParams:
 
     def validate(self) -> list[str]:
         """Every problem with the parameters themselves (not with a spec)."""
-        errors: list[str] = []
-        if not _DNS_LABEL.fullmatch(self.cache):
-            errors.append(f"cache {self.cache!r} is not a valid OrasCache name")
-        if self.namespace is not None and not _DNS_LABEL.fullmatch(self.namespace):
-            errors.append(f"namespace {self.namespace!r} is not a valid namespace name")
-        if not 1 <= self.port <= 65535:
-            errors.append(f"port {self.port} is not in 1..65535")
-        if self.registry is not None and not _REGISTRY.fullmatch(self.registry):
-            errors.append(f"registry {self.registry!r} is not host[:port][/path]")
-        for uri in [*self.inputs, *(o.uri for o in self.outputs)]:
-            if not valid_reference(uri):
-                errors.append(f"artifact {uri!r} is not a repo/name:tag reference")
-        seen: set[str] = set()
-        for uri in self.inputs:
-            if uri in seen:
-                errors.append(f"input {uri!r} is listed twice")
-            seen.add(uri)
-        pushed: set[str] = set()
-        for out in self.outputs:
-            if out.uri in pushed:
-                errors.append(f"two outputs push to {out.uri!r}")
-            pushed.add(out.uri)
-        if self.output_pipe is not None and not self.outputs:
-            errors.append("output-pipe is pushed with an output: set output-uri too")
-        for name, value in (("input-path", self.input_path), ("output-pipe", self.output_pipe),
-                            *(("output-path", o.path) for o in self.outputs)):
-            if value is not None and (not value or "\n" in value or "\0" in value):
-                errors.append(f"{name} {value!r} is not a usable path")
-            elif value is not None and _EXPANDED.search(value):
-                errors.append(
-                    f"{name} {value!r} contains $( or $$, which Kubernetes would expand in "
-                    "the wired commands: rename it"
-                )
-        errors += _path_errors(self)
-        if self.entrypoint is not None and not self.entrypoint:
-            errors.append("entrypoint is empty")
-        if not _REFERENCE.fullmatch(self.oras_image) or len(self.oras_image) > 512:
-            errors.append(f"oras image {self.oras_image!r} is not an image reference")
-        if self.oras_env is not None and (
-                not _SECRET_NAME.fullmatch(self.oras_env) or len(self.oras_env) > 253):
-            errors.append(f"oras-env {self.oras_env!r} is not a Secret name")
-        return errors
+        return [*_name_errors(self), *_artifact_errors(self), *_usable_path_errors(self),
+                *_path_errors(self)]
+
+
+def _name_errors(params: WorkflowParams) -> list[str]:
+    """Names and addresses: cache, namespace, port, registry, oras image and Secret."""
+    errors: list[str] = []
+    if not _DNS_LABEL.fullmatch(params.cache):
+        errors.append(f"cache {params.cache!r} is not a valid OrasCache name")
+    if params.namespace is not None and not _DNS_LABEL.fullmatch(params.namespace):
+        errors.append(f"namespace {params.namespace!r} is not a valid namespace name")
+    if not 1 <= params.port <= 65535:
+        errors.append(f"port {params.port} is not in 1..65535")
+    if params.registry is not None and not _REGISTRY.fullmatch(params.registry):
+        errors.append(f"registry {params.registry!r} is not host[:port][/path]")
+    if params.entrypoint is not None and not params.entrypoint:
+        errors.append("entrypoint is empty")
+    if not _REFERENCE.fullmatch(params.oras_image) or len(params.oras_image) > 512:
+        errors.append(f"oras image {params.oras_image!r} is not an image reference")
+    if params.oras_env is not None and (
+            not _SECRET_NAME.fullmatch(params.oras_env) or len(params.oras_env) > 253):
+        errors.append(f"oras-env {params.oras_env!r} is not a Secret name")
+    return errors
+
+
+def _artifact_errors(params: WorkflowParams) -> list[str]:
+    """Artifact references: valid, no input twice, no two outputs to one reference."""
+    errors = [f"artifact {uri!r} is not a repo/name:tag reference"
+              for uri in [*params.inputs, *(o.uri for o in params.outputs)]
+              if not valid_reference(uri)]
+    seen: set[str] = set()
+    for uri in params.inputs:
+        if uri in seen:
+            errors.append(f"input {uri!r} is listed twice")
+        seen.add(uri)
+    pushed: set[str] = set()
+    for out in params.outputs:
+        if out.uri in pushed:
+            errors.append(f"two outputs push to {out.uri!r}")
+        pushed.add(out.uri)
+    if params.output_pipe is not None and not params.outputs:
+        errors.append("output-pipe is pushed with an output: set output-uri too")
+    return errors
+
+
+def _usable_path_errors(params: WorkflowParams) -> list[str]:
+    """Paths that cannot go into the wired commands as they are."""
+    errors = []
+    for name, value in (("input-path", params.input_path), ("output-pipe", params.output_pipe),
+                        *(("output-path", o.path) for o in params.outputs)):
+        if value is not None and (not value or "\n" in value or "\0" in value):
+            errors.append(f"{name} {value!r} is not a usable path")
+        elif value is not None and _EXPANDED.search(value):
+            errors.append(
+                f"{name} {value!r} contains $( or $$, which Kubernetes would expand in "
+                "the wired commands: rename it"
+            )
+    return errors
 
 
 def _path_errors(params: WorkflowParams) -> list[str]:
@@ -363,6 +379,8 @@ def wire_pod_spec(
 
     `namespace` is the Pod's namespace (used when ``params.namespace`` is None). A spec
     that is already wired is returned unchanged (a copy), as is one with nothing to wire.
+    Mount planning (_Plan, _app_mounts) decides where data lies; the containers and
+    scripts (_pull_container, _wrap_app, _push_container) are generated from that plan.
     """
     errors = params.validate()
     if errors:
@@ -372,6 +390,38 @@ def wire_pod_spec(
         return out
     containers: list[dict[str, Any]] = out.get("containers") or []
     init: list[dict[str, Any]] = out.get("initContainers") or []
+    _check_reserved_names(out, containers, init)
+    if not params.inputs and not params.outputs:
+        return out
+    if not containers:
+        raise WiringError("the Pod spec has no containers")
+    app = _app_container(containers, params.container)
+    _check_app_mounts(app)
+    plan = _Plan(app.get("workingDir"), list(app.get("volumeMounts") or []))
+    registry = params.endpoint(namespace)
+    oras_env = _env_from(params.oras_env)
+    pull, copy_in = _plan_pull(plan, params, app["name"], registry, oras_env)
+    pushes = [
+        _plan_push(plan, params, index, output, registry=registry, app=app["name"])
+        for index, output in enumerate(params.outputs)
+    ]
+    mounts = _app_mounts(app, plan, copy_in, pushes)
+    if pushes or copy_in is not None:
+        _wrap_app(app, params, pushes, copy_in)
+    if mounts:
+        app["volumeMounts"] = mounts
+    out["volumes"] = [*(out.get("volumes") or []), {"name": VOLUME, "emptyDir": {}}]
+    if pull is not None:
+        out["initContainers"] = [pull, *init]
+    if pushes:
+        restart = out.get("restartPolicy") or "Always"
+        containers.append(_push_container(params, pushes, restart, oras_env))
+    return out
+
+
+def _check_reserved_names(out: Mapping[str, Any], containers: list[dict[str, Any]],
+                          init: list[dict[str, Any]]) -> None:
+    """Every container is named, and none of the names the wiring adds is taken."""
     for field_name, listed in (("containers", containers), ("initContainers", init)):
         for index, container in enumerate(listed):
             if not isinstance(container.get("name"), str) or not container["name"]:
@@ -386,12 +436,9 @@ def wire_pod_spec(
                 f"the spec already has a container named {name!r} but no {VOLUME!r} volume: "
                 "rename that container (the name is reserved for the wiring)"
             )
-    if not params.inputs and not params.outputs:
-        return out
-    if not containers:
-        raise WiringError("the Pod spec has no containers")
-    app = _app_container(containers, params.container)
-    restart = out.get("restartPolicy") or "Always"
+
+
+def _check_app_mounts(app: Mapping[str, Any]) -> None:
     for mount in app.get("volumeMounts") or []:
         path = posixpath.normpath(mount.get("mountPath", ""))
         if path == ORAS_ROOT or path.startswith(ORAS_ROOT + "/"):
@@ -399,14 +446,11 @@ def wire_pod_spec(
                 f"container {app['name']!r} mounts {mount.get('name')!r} at {path}, which is "
                 f"reserved for the wiring ({ORAS_ROOT}): move that mount"
             )
-    plan = _Plan(app.get("workingDir"), list(app.get("volumeMounts") or []))
-    registry = params.endpoint(namespace)
-    oras_env = _env_from(params.oras_env)
-    pull, copy_in = _plan_pull(plan, params, app["name"], registry, oras_env)
-    pushes = [
-        _plan_push(plan, params, index, output, registry=registry, app=app["name"])
-        for index, output in enumerate(params.outputs)
-    ]
+
+
+def _app_mounts(app: Mapping[str, Any], plan: _Plan, copy_in: str | None,
+                pushes: Sequence[_Push]) -> list[dict[str, Any]]:
+    """The app's mounts: its own, the volume where the plan put data, and the wrapper's."""
     mounts = list(app.get("volumeMounts") or [])
     for path, sub_path in plan.new_mounts.items():
         mounts.append({"name": VOLUME, "mountPath": path, "subPath": sub_path})
@@ -417,16 +461,7 @@ def wire_pod_spec(
         mounts.append({"name": VOLUME, "mountPath": OUT_DIR, "subPath": "out"})
     if pushes:
         mounts.append({"name": VOLUME, "mountPath": STATE_DIR, "subPath": "state"})
-    if pushes or copy_in is not None:
-        _wrap_app(app, params, pushes, copy_in)
-    if mounts:
-        app["volumeMounts"] = mounts
-    out["volumes"] = [*(out.get("volumes") or []), {"name": VOLUME, "emptyDir": {}}]
-    if pull is not None:
-        out["initContainers"] = [pull, *init]
-    if pushes:
-        containers.append(_push_container(params, pushes, restart, oras_env))
-    return out
+    return mounts
 
 
 def restart_warning(spec: Mapping[str, Any], params: WorkflowParams) -> str | None:
@@ -484,7 +519,7 @@ def _plan_push(
     raw_pipe = params.output_pipe if index == 0 else None
     raw_path = output.path if output.path is not None or raw_pipe is None else raw_pipe
     if plan.at_run_time(raw_path) or (raw_pipe is not None and plan.at_run_time(raw_pipe)):
-        return _plan_copied_push(params, index, output, raw_path, raw_pipe,
+        return _plan_copied_push(index, output, raw_path, raw_pipe,
                                  registry=registry, app=app)
     pipe = plan.resolve(raw_pipe, "output-pipe", app) if raw_pipe else None
     if output.path is None and pipe is not None:
@@ -520,7 +555,7 @@ def _plan_push(
 
 
 def _plan_copied_push(
-    params: WorkflowParams, index: int, output: Output, raw_path: str | None,
+    index: int, output: Output, raw_path: str | None,
     raw_pipe: str | None, *, registry: str, app: str,
 ) -> _Push:
     """An output (and pipe) resolved at run time: the wrapper copies it to the volume."""

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sync.apply.applier import FIELD_MANAGER, ObjectRef
-from sync.apply.kube import RESOURCES, ApiError, Kube, Obj, resource_for
+from sync.apply.kube import RESOURCES, ApiError, Kube, Obj
 
 ID_LABEL = "applyset.kubernetes.io/id"
 PART_OF_LABEL = "applyset.kubernetes.io/part-of"
@@ -102,9 +102,6 @@ class ApplySet:
         meta["labels"] = {**(meta.get("labels") or {}), **self.member_labels}
         return {**obj, "metadata": meta}
 
-    def parent_ref(self) -> ObjectRef:
-        return ObjectRef("v1", "ConfigMap", self.namespace, self.name)
-
     def parent_manifest(self, gks: Iterable[str], namespaces: Iterable[str],
                         extra: Mapping[str, str] | None = None) -> Obj:
         annotations = {
@@ -167,12 +164,3 @@ class ApplySet:
                     item.setdefault("kind", res.kind)
                     found.append(item)
         return found
-
-
-def refs_of(objects: Iterable[Obj]) -> list[ObjectRef]:
-    return [ObjectRef.of(o) for o in objects]
-
-
-def check_supported(objects: Iterable[Obj]) -> None:
-    for obj in objects:
-        resource_for(obj)

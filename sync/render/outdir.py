@@ -76,20 +76,7 @@ def _plan(files: Mapping[str, str], outdir: Path, header: str) -> _Plan:
         raise OutputError(f"{probe}: not a directory")
     plan = _Plan(outdir, missing_root=missing[::-1])
     for rel in sorted(files):
-        parts = PurePosixPath(rel).parts
-        if not parts or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise OutputError(f"{rel!r}: not a relative path inside {outdir}")
-        target = outdir.joinpath(*parts)
-        for depth in range(1, len(parts)):
-            below = outdir.joinpath(*parts[:depth])
-            st = _lstat(below)
-            if st is None:
-                break
-            if stat.S_ISLNK(st.st_mode):
-                raise OutputError(f"{below}: is a symbolic link; links in the output "
-                                  "directory are not followed")
-            if not stat.S_ISDIR(st.st_mode):
-                raise OutputError(f"{below}: is not a directory, but {rel} goes in it")
+        target = _checked_target(outdir, rel)
         st = _lstat(target)
         if st is not None:
             if stat.S_ISLNK(st.st_mode):
@@ -107,6 +94,24 @@ def _plan(files: Mapping[str, str], outdir: Path, header: str) -> _Plan:
     if not missing:
         plan.stale = _stale(files, outdir, header)
     return plan
+
+
+def _checked_target(outdir: Path, rel: str) -> Path:
+    """Where `rel` goes: inside outdir, below existing directories only (no links)."""
+    parts = PurePosixPath(rel).parts
+    if not parts or rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise OutputError(f"{rel!r}: not a relative path inside {outdir}")
+    for depth in range(1, len(parts)):
+        below = outdir.joinpath(*parts[:depth])
+        st = _lstat(below)
+        if st is None:
+            break
+        if stat.S_ISLNK(st.st_mode):
+            raise OutputError(f"{below}: is a symbolic link; links in the output "
+                              "directory are not followed")
+        if not stat.S_ISDIR(st.st_mode):
+            raise OutputError(f"{below}: is not a directory, but {rel} goes in it")
+    return outdir.joinpath(*parts)
 
 
 def _stale(files: Mapping[str, str], outdir: Path, header: str) -> list[Path]:

@@ -219,10 +219,6 @@ class Revision:
     kind: str  # branch | tag | commit
     worktree: Path
 
-    @property
-    def short(self) -> str:
-        return self.commit[:12]
-
 
 @dataclass
 class GitSource:
@@ -462,9 +458,3 @@ def source_from_args(url: str, ref: str, workdir: Path, credentials_file: str | 
                      credentials_secret: str | None) -> GitSource:
     creds = load_credentials(credentials_path(credentials_file, credentials_secret))
     return GitSource(url, ref, workdir, credentials=creds)
-
-
-def describe(env: Mapping[str, str]) -> str:
-    """Which credential mechanisms an environment uses (for logs; never the values)."""
-    used = [k for k in ("GIT_ASKPASS", "GIT_SSH_COMMAND") if k in env]
-    return ",".join(used) or "none"

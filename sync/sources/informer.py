@@ -47,7 +47,6 @@ class Informer:
         self._list_fn = kube.list_function(resource, namespace)
         self.watch_timeout = watch_timeout
         self.synced = threading.Event()
-        self.relists = 0
         self._store: dict[str, Obj] = {}
         # (namespace, value of `index_label`) -> keys: a cache's children without a scan
         self.index_label = index_label
@@ -111,7 +110,6 @@ class Informer:
             self.on_event("DELETED", obj)
         for obj in fresh.values():
             self.on_event("ADDED", obj)
-        self.relists += 1
         self.synced.set()
         rv: str = listing["metadata"]["resourceVersion"]
         return rv

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from constructs_lib import parse_oras_cache, schema
+from constructs_lib import OrasCache, parse_oras_cache, schema
 from constructs_lib.annotations import PREFIX, AnnotationError, parse_annotations
 from constructs_lib.workflow import WiringError, is_wired, restart_warning, wire_pod_spec
 from sync.apply.kube import RESOURCES, Kube, Obj
@@ -49,6 +49,10 @@ class NamespaceScope:
         return self.only is None or namespace in self.only
 
 
+_POD_SPEC_PATH: dict[str, tuple[str, ...]] = {"Pod": ("spec",),
+                                              "Job": ("spec", "template", "spec")}
+
+
 def make_mutator(kube: Kube, cached: Lookup | None = None,
                  scope: NamespaceScope = NamespaceScope()) -> Mutate:
     """`cached` answers from memory; a miss (e.g. a cache created a moment ago) is read
@@ -62,11 +66,8 @@ def make_mutator(kube: Kube, cached: Lookup | None = None,
     def mutate(obj: Obj, kind: str, namespace: str) -> Mutation:
         if not scope.serves(namespace):
             raise NamespaceNotServed(namespace)
-        if kind == "Pod":
-            path: tuple[str, ...] = ("spec",)
-        elif kind == "Job":
-            path = ("spec", "template", "spec")
-        else:
+        path = _POD_SPEC_PATH.get(kind)
+        if path is None:
             return Mutation()
         spec: Obj = obj
         for key in path:
@@ -81,23 +82,8 @@ def make_mutator(kube: Kube, cached: Lookup | None = None,
             return Mutation()
         params = parsed.params
         if not params.registry:
-            cache_ns = params.namespace or namespace
-            found = find(cache_ns, params.cache)
-            if found is None:
-                raise AdmissionDenied(
-                    f"OrasCache {params.cache!r} not found in namespace {cache_ns!r}: create "
-                    f"it, name another with {PREFIX}oras-cache, or use a remote one with "
-                    f"{PREFIX}registry")
-            cache = parse_oras_cache(found, f"{cache_ns}/{params.cache}")
-            if isinstance(cache, list):
-                raise AdmissionDenied(f"OrasCache {params.cache!r} is invalid: "
-                                      + "; ".join(str(e.error) for e in cache))
-            if not cache.spec.deploy and not cache.spec.registry:
-                raise AdmissionDenied(
-                    f"OrasCache {params.cache!r} in namespace {cache_ns!r} runs no registry "
-                    "(deploy: false) and names none (spec.registry): set the remote registry "
-                    f"with the {PREFIX}registry annotation")
-            params = params.with_cache(cache)
+            params = params.with_cache(_cache_for(find, params.cache,
+                                                  params.namespace or namespace))
         try:
             wired = wire_pod_spec(spec, params, namespace=namespace)
         except WiringError as err:
@@ -111,3 +97,23 @@ def make_mutator(kube: Kube, cached: Lookup | None = None,
         return Mutation(out, (*parsed.ignored, *([restart] if restart else [])))
 
     return mutate
+
+
+def _cache_for(find: Callable[[str, str], Obj | None], name: str,
+               namespace: str) -> OrasCache:
+    """The OrasCache a Pod names, usable for wiring; otherwise a denial saying why."""
+    found = find(namespace, name)
+    if found is None:
+        raise AdmissionDenied(
+            f"OrasCache {name!r} not found in namespace {namespace!r}: create it, name "
+            f"another with {PREFIX}oras-cache, or use a remote one with {PREFIX}registry")
+    cache = parse_oras_cache(found, f"{namespace}/{name}")
+    if isinstance(cache, list):
+        raise AdmissionDenied(f"OrasCache {name!r} is invalid: "
+                              + "; ".join(str(e.error) for e in cache))
+    if not cache.spec.deploy and not cache.spec.registry:
+        raise AdmissionDenied(
+            f"OrasCache {name!r} in namespace {namespace!r} runs no registry (deploy: false) "
+            f"and names none (spec.registry): set the remote registry with the "
+            f"{PREFIX}registry annotation")
+    return cache

@@ -257,12 +257,10 @@ class CaBundleKeeper:
     """Publishes the CA at start and keeps the serving certificate fresh: rotated before
     expiry, or reloaded from the cert dir (`CertSource.refresh`)."""
 
-    def __init__(self, kube: Kube, certs: CertSource, config_name: str | None,
-                 check_every: float | None = None) -> None:
+    def __init__(self, kube: Kube, certs: CertSource, config_name: str | None) -> None:
         self.kube = kube
         self.certs = certs
         self.config_name = config_name
-        self.check_every = certs.check_every if check_every is None else check_every
         self._stop = threading.Event()
 
     def publish(self) -> None:
@@ -289,7 +287,7 @@ class CaBundleKeeper:
         self.publish()
 
         def loop() -> None:
-            while not self._stop.wait(self.check_every):
+            while not self._stop.wait(self.certs.check_every):
                 self.refresh()
 
         threading.Thread(target=loop, name="webhook-certs", daemon=True).start()
