@@ -41,6 +41,9 @@ import constructs
 from cdk8s_plus_34 import k8s
 
 from constructs_lib import schema
+from constructs_lib.annotations import PREFIX as ANNOTATION_PREFIX
+from constructs_lib.mounts import GIT_CREDENTIALS_MOUNT
+from constructs_lib.mounts import TRIGGER_MOUNT as GIT_TRIGGER_MOUNT
 
 NAME = "oras-cache-sync"
 LEASE_NAME = NAME
@@ -57,7 +60,6 @@ RBAC_GROUP = "rbac.authorization.k8s.io"
 WEBHOOK_NAME = f"{NAME}-webhook"
 WEBHOOK_PORT = 8443
 WEBHOOK_PORT_NAME = "webhook"
-ANNOTATION_PREFIX = "oras.converged-computing.github.io/"
 # Only annotated objects ever reach the webhook (matchConditions, GA in Kubernetes 1.30):
 # an outage of the service cannot block unannotated Pods anywhere in the cluster.
 MATCH_ANNOTATED = (
@@ -205,6 +207,9 @@ class _ServiceConstruct(constructs.Construct):
     def _labels(self) -> dict[str, str]:
         raise NotImplementedError
 
+    def _selector_labels(self) -> dict[str, str]:
+        raise NotImplementedError
+
     def _identity(self, namespace: str) -> None:
         self.namespace = namespace
         self.namespace_object = k8s.KubeNamespace(
@@ -296,6 +301,23 @@ class _ServiceConstruct(constructs.Construct):
         )
 
 
+def _checked_options(watch_namespaces: Sequence[str] | None, replicas: int,
+                     metrics_port: int) -> list[str] | None:
+    """The options as a list of distinct namespaces (None: all), or ValueError/TypeError
+    naming the bad one."""
+    if replicas < 1:
+        raise ValueError("replicas must be >= 1")
+    if not 1 <= metrics_port <= 65535:
+        raise ValueError("metrics_port must be a TCP port")
+    if watch_namespaces is None:
+        return None
+    if isinstance(watch_namespaces, str):
+        raise TypeError("watch_namespaces must be a sequence of names, not a string")
+    if not watch_namespaces:
+        raise ValueError("watch_namespaces=[] watches nothing; use None for all")
+    return list(dict.fromkeys(watch_namespaces))
+
+
 class SyncService(_ServiceConstruct):
     """Everything `kubectl apply -f dist/install/` installs, in apply order.
 
@@ -312,6 +334,9 @@ class SyncService(_ServiceConstruct):
     def _labels(self) -> dict[str, str]:
         return sync_labels()
 
+    def _selector_labels(self) -> dict[str, str]:
+        return sync_selector_labels()
+
     def __init__(
         self,
         scope: constructs.Construct,
@@ -325,21 +350,22 @@ class SyncService(_ServiceConstruct):
         include_crd: bool = True,
     ) -> None:
         super().__init__(scope, id)
-        if watch_namespaces is not None:
-            if isinstance(watch_namespaces, str):
-                raise TypeError("watch_namespaces must be a sequence of names, not a string")
-            watch_namespaces = list(dict.fromkeys(watch_namespaces))
-            if not watch_namespaces:
-                raise ValueError("watch_namespaces=[] watches nothing; use None for all")
-        if replicas < 1:
-            raise ValueError("replicas must be >= 1")
-        if not 1 <= metrics_port <= 65535:
-            raise ValueError("metrics_port must be a TCP port")
+        watch_namespaces = _checked_options(watch_namespaces, replicas, metrics_port)
         self.watch_namespaces = watch_namespaces
         self.crd: cdk8s.ApiObject | None = self._crd() if include_crd else None
         self._identity(namespace)
         self._access(WATCH_RULES, watch_namespaces, "Watch")
         self._role("LeaderElection", LEADER_ELECTION_ROLE, namespace, LEADER_ELECTION_RULES)
+        self._webhook(namespace, watch_namespaces)
+        self.metrics_service = self._metrics_service(METRICS_SERVICE, sync_selector_labels(),
+                                                     metrics_port)
+        self.deployment = self._deployment(namespace, image, watch_namespaces, replicas,
+                                           metrics_port)
+
+    def _webhook(self, namespace: str, watch_namespaces: Sequence[str] | None) -> None:
+        """What the admission webhook needs: its RBAC, the Service in front of every
+        replica, and the MutatingWebhookConfiguration (never the service's own namespace
+        or kube-system)."""
         self.webhook_role = k8s.KubeClusterRole(
             self,
             "WebhookClusterRole",
@@ -392,9 +418,10 @@ class SyncService(_ServiceConstruct):
         self.webhook_configuration.add_json_patch(
             cdk8s.JsonPatch.add("/webhooks", config["webhooks"])
         )
-        self.metrics_service = self._metrics_service(METRICS_SERVICE, sync_selector_labels(),
-                                                     metrics_port)
-        self.deployment = k8s.KubeDeployment(
+
+    def _deployment(self, namespace: str, image: str, watch_namespaces: Sequence[str] | None,
+                    replicas: int, metrics_port: int) -> k8s.KubeDeployment:
+        return k8s.KubeDeployment(
             self,
             "Deployment",
             metadata=self._metadata(NAME),
@@ -442,11 +469,9 @@ GIT_NAME = "oras-cache-git-sync"
 GIT_COMPONENT = "git-sync"
 GIT_METRICS_SERVICE = f"{GIT_NAME}-metrics"
 GIT_APPLYSET_ROLE = f"{GIT_NAME}-applyset"
-GIT_CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"  # = sync.sources.git.CREDENTIALS_MOUNT
 GIT_CLONE_DIR = "/var/lib/orascache/git"
 DEFAULT_GIT_REPO = "https://git.example.com/your-org/your-caches.git"  # a placeholder
 DEFAULT_GIT_CREDENTIALS_SECRET = "oras-cache-git-credentials"
-GIT_TRIGGER_MOUNT = "/etc/orascache/trigger"  # = sync.serve.trigger.TRIGGER_MOUNT
 DEFAULT_APPLYSET_NAME = "orascache-git"
 # The environment variables the container args refer to as $(NAME): a kustomize patch of
 # the container's `env` (merged by name) points an install at another repo, ref or path.
@@ -540,7 +565,61 @@ def trigger_token_volume(trigger_secret: str) -> tuple[k8s.Volume, k8s.VolumeMou
                                    read_only=True)
 
 
-class GitSyncService(_ServiceConstruct):
+def secret_volume(name: str, secret: str, mount_path: str) -> tuple[k8s.Volume,
+                                                                  k8s.VolumeMount]:
+    """A Secret mounted read-only, mode 0400 (the pod's fsGroup makes it readable)."""
+    volume = k8s.Volume(name=name, secret=k8s.SecretVolumeSource(
+        secret_name=secret, default_mode=0o400, optional=False))
+    return volume, k8s.VolumeMount(name=name, mount_path=mount_path, read_only=True)
+
+
+class _RevisionServiceConstruct(_ServiceConstruct):
+    """What the git and OCI installs share: RBAC for the ApplySet's members and parent, a
+    metrics Service, and one replica replaced with `Recreate` (no leader election: two
+    instances must not apply and prune the same ApplySet)."""
+
+    def _revision_access(self, *, namespace: str, target_namespace: str,
+                         target_namespaces: Sequence[str] | None, applyset_role: str,
+                         applyset_name: str, metrics_service: str, metrics_port: int) -> None:
+        if target_namespaces is not None:
+            if isinstance(target_namespaces, str):
+                raise TypeError("target_namespaces must be a sequence of names, not a string")
+            target_namespaces = list(dict.fromkeys([target_namespace, *target_namespaces]))
+        if not 1 <= metrics_port <= 65535:
+            raise ValueError("metrics_port must be a TCP port")
+        self._identity(namespace)
+        self._access(GIT_MEMBER_RULES, target_namespaces, "Members")
+        self._role("ApplySet", applyset_role, target_namespace,
+                   git_applyset_rules(applyset_name))
+        self.metrics_service = self._metrics_service(
+            metrics_service, self._selector_labels(), metrics_port)
+
+    def _single_deployment(self, *, image: str, args: list[str], metrics_port: int,
+                           env: list[k8s.EnvVar], volumes: list[k8s.Volume],
+                           mounts: list[k8s.VolumeMount], secrets: bool) -> None:
+        self.deployment = k8s.KubeDeployment(
+            self,
+            "Deployment",
+            metadata=self._metadata(self.account),
+            spec=k8s.DeploymentSpec(
+                replicas=1,
+                strategy=k8s.DeploymentStrategy(type="Recreate"),
+                selector=k8s.LabelSelector(match_labels=self._selector_labels()),
+                template=k8s.PodTemplateSpec(
+                    metadata=k8s.ObjectMeta(labels=self._labels()),
+                    spec=pod_spec(
+                        self.account, image, args,
+                        [k8s.ContainerPort(name=PORT_NAME, container_port=metrics_port,
+                                           protocol="TCP")],
+                        env=env, volumes=volumes, mounts=mounts,
+                        fs_group=RUN_AS_USER if secrets else None,
+                    ),
+                ),
+            ),
+        )
+
+
+class GitSyncService(_RevisionServiceConstruct):
     """The sync service following a git repository (`orascache sync --source git`).
 
     It applies the rendered children of the OrasCache files found at `path` of `ref` as a
@@ -571,6 +650,9 @@ class GitSyncService(_ServiceConstruct):
     def _labels(self) -> dict[str, str]:
         return git_labels()
 
+    def _selector_labels(self) -> dict[str, str]:
+        return git_selector_labels()
+
     def __init__(
         self,
         scope: constructs.Construct,
@@ -594,18 +676,11 @@ class GitSyncService(_ServiceConstruct):
         url = urlsplit(repo)
         if url.password or (url.scheme in ("http", "https") and url.username):
             raise ValueError("repo must not carry credentials: put them in credentials_secret")
-        if target_namespaces is not None:
-            if isinstance(target_namespaces, str):
-                raise TypeError("target_namespaces must be a sequence of names, not a string")
-            target_namespaces = list(dict.fromkeys([target_namespace, *target_namespaces]))
-        if not 1 <= metrics_port <= 65535:
-            raise ValueError("metrics_port must be a TCP port")
-        self._identity(namespace)
-        self._access(GIT_MEMBER_RULES, target_namespaces, "Members")
-        self._role("ApplySet", GIT_APPLYSET_ROLE, target_namespace,
-                   git_applyset_rules(applyset_name))
-        self.metrics_service = self._metrics_service(GIT_METRICS_SERVICE, git_selector_labels(),
-                                                     metrics_port)
+        self._revision_access(
+            namespace=namespace, target_namespace=target_namespace,
+            target_namespaces=target_namespaces, applyset_role=GIT_APPLYSET_ROLE,
+            applyset_name=applyset_name, metrics_service=GIT_METRICS_SERVICE,
+            metrics_port=metrics_port)
         volumes = [
             k8s.Volume(
                 name="git",
@@ -613,24 +688,12 @@ class GitSyncService(_ServiceConstruct):
             )
         ]
         mounts = [k8s.VolumeMount(name="git", mount_path=GIT_CLONE_DIR)]
-        if credentials_secret is not None:
-            volumes.append(
-                k8s.Volume(
-                    name="git-credentials",
-                    secret=k8s.SecretVolumeSource(
-                        secret_name=credentials_secret, default_mode=0o400, optional=False
-                    ),
-                )
-            )
-            mounts.append(
-                k8s.VolumeMount(
-                    name="git-credentials", mount_path=GIT_CREDENTIALS_MOUNT, read_only=True
-                )
-            )
+        secrets = [secret_volume("git-credentials", credentials_secret, GIT_CREDENTIALS_MOUNT)
+                   ] if credentials_secret is not None else []
         if trigger_secret is not None:
-            volume, mount = trigger_token_volume(trigger_secret)
-            volumes.append(volume)
-            mounts.append(mount)
+            secrets.append(trigger_token_volume(trigger_secret))
+        volumes += [volume for volume, _ in secrets]
+        mounts += [mount for _, mount in secrets]
         env = [
             k8s.EnvVar(name=GIT_ENV["repo"], value=repo),
             k8s.EnvVar(name=GIT_ENV["ref"], value=ref),
@@ -645,32 +708,10 @@ class GitSyncService(_ServiceConstruct):
             drift_correction=drift_correction,
             trigger_secret=trigger_secret,
         )
-        self.deployment = k8s.KubeDeployment(
-            self,
-            "Deployment",
-            metadata=self._metadata(GIT_NAME),
-            spec=k8s.DeploymentSpec(
-                replicas=1,
-                strategy=k8s.DeploymentStrategy(type="Recreate"),
-                selector=k8s.LabelSelector(match_labels=git_selector_labels()),
-                template=k8s.PodTemplateSpec(
-                    metadata=k8s.ObjectMeta(labels=git_labels()),
-                    spec=pod_spec(
-                        GIT_NAME,
-                        image,
-                        args,
-                        [k8s.ContainerPort(name=PORT_NAME, container_port=metrics_port,
-                                           protocol="TCP")],
-                        env=env,
-                        volumes=volumes,
-                        mounts=mounts,
-                        fs_group=RUN_AS_USER
-                        if credentials_secret is not None or trigger_secret is not None
-                        else None,
-                    ),
-                ),
-            ),
-        )
+        self._single_deployment(
+            image=image, args=args, metrics_port=metrics_port, env=env, volumes=volumes,
+            mounts=mounts, secrets=bool(secrets))
+
 
 def _probe(path: str, period: int) -> k8s.Probe:
     return k8s.Probe(

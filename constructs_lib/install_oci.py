@@ -24,22 +24,17 @@ from constructs_lib.install import (
     DEFAULT_IMAGE,
     DEFAULT_METRICS_PORT,
     DEFAULT_NAMESPACE,
-    GIT_MEMBER_RULES,
-    PORT_NAME,
-    RUN_AS_USER,
-    _ServiceConstruct,
-    git_applyset_rules,
-    pod_spec,
+    _RevisionServiceConstruct,
+    secret_volume,
     sync_labels,
     trigger_token_volume,
 )
+from constructs_lib.mounts import REGISTRY_CREDENTIALS_MOUNT
 
 OCI_NAME = "oras-cache-oci-sync"
 OCI_COMPONENT = "oci-sync"
 OCI_METRICS_SERVICE = f"{OCI_NAME}-metrics"
 OCI_APPLYSET_ROLE = f"{OCI_NAME}-applyset"
-# = sync.sources.oras.REGISTRY_CREDENTIALS_MOUNT (constructs_lib never imports sync)
-REGISTRY_CREDENTIALS_MOUNT = "/etc/orascache/registry-credentials"
 DEFAULT_ARTIFACT = "registry.example.com/your-org/your-caches:main"  # a placeholder
 DEFAULT_REGISTRY_CREDENTIALS_SECRET = "oras-cache-registry-credentials"
 DEFAULT_OCI_APPLYSET_NAME = "orascache-oci"
@@ -74,7 +69,7 @@ def oci_sync_args(target_namespace: str, applyset_name: str, *, interval: str,
     ]
 
 
-class OciSyncService(_ServiceConstruct):
+class OciSyncService(_RevisionServiceConstruct):
     """The sync service following the OCI artifact `artifact` (HOST/REPOSITORY:TAG).
 
     It applies the rendered children of the OrasCache files at `path` inside the artifact
@@ -91,6 +86,9 @@ class OciSyncService(_ServiceConstruct):
 
     def _labels(self) -> dict[str, str]:
         return oci_labels()
+
+    def _selector_labels(self) -> dict[str, str]:
+        return oci_selector_labels()
 
     def __init__(
         self,
@@ -114,55 +112,26 @@ class OciSyncService(_ServiceConstruct):
         if "@" in artifact.split("/", 1)[0] or "://" in artifact.removeprefix("oci://"):
             raise ValueError("artifact is HOST[:PORT]/REPOSITORY:TAG, without credentials: "
                              "put them in registry_credentials_secret")
-        if target_namespaces is not None:
-            if isinstance(target_namespaces, str):
-                raise TypeError("target_namespaces must be a sequence of names, not a string")
-            target_namespaces = list(dict.fromkeys([target_namespace, *target_namespaces]))
-        if not 1 <= metrics_port <= 65535:
-            raise ValueError("metrics_port must be a TCP port")
-        self._identity(namespace)
-        self._access(GIT_MEMBER_RULES, target_namespaces, "Members")
-        self._role("ApplySet", OCI_APPLYSET_ROLE, target_namespace,
-                   git_applyset_rules(applyset_name))
-        self.metrics_service = self._metrics_service(OCI_METRICS_SERVICE, oci_selector_labels(),
-                                                     metrics_port)
-        credentials = registry_credentials_secret is not None
-        volumes = [k8s.Volume(name="registry-credentials", secret=k8s.SecretVolumeSource(
-            secret_name=registry_credentials_secret, default_mode=0o400, optional=False))
-        ] if credentials else []
-        mounts = [k8s.VolumeMount(name="registry-credentials",
-                                  mount_path=REGISTRY_CREDENTIALS_MOUNT, read_only=True)
-                  ] if credentials else []
+        self._revision_access(
+            namespace=namespace, target_namespace=target_namespace,
+            target_namespaces=target_namespaces, applyset_role=OCI_APPLYSET_ROLE,
+            applyset_name=applyset_name, metrics_service=OCI_METRICS_SERVICE,
+            metrics_port=metrics_port)
+        secrets = [secret_volume("registry-credentials", registry_credentials_secret,
+                                 REGISTRY_CREDENTIALS_MOUNT)
+                   ] if registry_credentials_secret is not None else []
         if trigger_secret is not None:
-            volume, mount = trigger_token_volume(trigger_secret)
-            volumes.append(volume)
-            mounts.append(mount)
+            secrets.append(trigger_token_volume(trigger_secret))
         env = [k8s.EnvVar(name=OCI_ENV["artifact"], value=artifact),
                k8s.EnvVar(name=OCI_ENV["path"], value=path)]
         args = oci_sync_args(target_namespace, applyset_name, interval=interval,
-                             metrics_port=metrics_port, credentials=credentials,
+                             metrics_port=metrics_port,
+                             credentials=registry_credentials_secret is not None,
                              drift_correction=drift_correction, trigger_secret=trigger_secret)
-        self.deployment = k8s.KubeDeployment(
-            self,
-            "Deployment",
-            metadata=self._metadata(OCI_NAME),
-            spec=k8s.DeploymentSpec(
-                replicas=1,
-                strategy=k8s.DeploymentStrategy(type="Recreate"),
-                selector=k8s.LabelSelector(match_labels=oci_selector_labels()),
-                template=k8s.PodTemplateSpec(
-                    metadata=k8s.ObjectMeta(labels=oci_labels()),
-                    spec=pod_spec(
-                        OCI_NAME, image, args,
-                        [k8s.ContainerPort(name=PORT_NAME, container_port=metrics_port,
-                                           protocol="TCP")],
-                        env=env, volumes=volumes, mounts=mounts,
-                        fs_group=RUN_AS_USER
-                        if credentials or trigger_secret is not None else None,
-                    ),
-                ),
-            ),
-        )
+        self._single_deployment(
+            image=image, args=args, metrics_port=metrics_port, env=env,
+            volumes=[volume for volume, _ in secrets], mounts=[mount for _, mount in secrets],
+            secrets=bool(secrets))
 
 
 def render_oci_install(**options: Any) -> list[dict[str, Any]]:

@@ -115,10 +115,16 @@ class OrasCache:
         """The registry address workflow pods use (host:port, or the remote registry)."""
         if not self.spec.deploy:
             return self.spec.registry or ""
-        host = f"{self.name}-0.{self.name}"
-        if self.namespace:
-            host = f"{host}.{self.namespace}.svc.cluster.local"
-        return f"{host}:{self.spec.port}"
+        return registry_address(self.name, self.namespace, self.spec.port)
+
+
+def registry_address(cache: str, namespace: str | None, port: int) -> str:
+    """The first replica's stable name (the StatefulSet's headless Service): the one
+    definition of where an in-cluster cache's registry is reached."""
+    host = f"{cache}-0.{cache}"
+    if namespace:
+        host = f"{host}.{namespace}.svc.cluster.local"
+    return f"{host}:{port}"
 
 
 @dataclass(frozen=True)

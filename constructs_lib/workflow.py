@@ -64,13 +64,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from constructs_lib.model import OrasCache
-from constructs_lib.schema import OBJECT_NAME_PATTERN
+from constructs_lib.model import OrasCache, registry_address
+from constructs_lib.schema import DEFAULT_PORT, OBJECT_NAME_PATTERN
 
 DEFAULT_ORAS_IMAGE = "ghcr.io/oras-project/oras:v1.3.6"
 """The oras release the integration tests run (the CLI built from the Go proxy)."""
 DEFAULT_CACHE = "oras"
-DEFAULT_PORT = 5000
 PULL_CONTAINER = "oras-pull"
 PUSH_CONTAINER = "oras-push"
 VOLUME = "oras-workflow"
@@ -179,11 +178,7 @@ class WorkflowParams:
         """``<cache>-0.<cache>.<ns>.svc.cluster.local:<port>``, or the remote registry."""
         if self.registry:
             return self.registry
-        host = f"{self.cache}-0.{self.cache}"
-        namespace = self.namespace or pod_namespace
-        if namespace:
-            host = f"{host}.{namespace}.svc.cluster.local"
-        return f"{host}:{self.port}"
+        return registry_address(self.cache, self.namespace or pod_namespace, self.port)
 
     def uses_plain_http(self) -> bool:
         return self.plain_http if self.plain_http is not None else not self.registry

@@ -16,9 +16,9 @@ import constructs
 from cdk8s_plus_34 import k8s
 
 from constructs_lib.model import OrasCache
+from constructs_lib.schema import DEFAULT_PORT
 from constructs_lib.workflow import (
     DEFAULT_ORAS_IMAGE,
-    DEFAULT_PORT,
     Output,
     WiringError,
     WorkflowParams,

@@ -30,7 +30,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import Counter, Gauge
@@ -58,6 +57,7 @@ from sync.options import RevisionOptions
 from sync.render.parallel import render_parallel
 from sync.report.events import EventRecorder
 from sync.report.metrics import Metrics
+from sync.report.status import now
 from sync.sources.files import load
 from sync.sources.git import GitSourceError, UnsafeRevision, redact
 from sync.sources.revision import RevisionSource
@@ -124,10 +124,6 @@ class GitMetrics:
         self.drift_corrected = Counter("orascache_git_drift_corrected_objects",
                                        "Members re-created or re-applied by drift passes.",
                                        registry=r)
-
-
-def stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def render_tree(root: Path, path: str, applyset: ApplySet, default_namespace: str,
@@ -283,7 +279,7 @@ class RevisionSync:
             status[LAST_ATTEMPT] = result.commit
         if result.outcome == APPLIED and result.commit:
             status[LAST_COMMIT] = result.commit
-            status[LAST_TIME] = stamp()
+            status[LAST_TIME] = now()
         else:
             for key_ in (LAST_COMMIT, LAST_TIME, LAST_ATTEMPT):
                 if key_ in status:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from constructs_lib.mounts import REGISTRY_CREDENTIALS_MOUNT
 from sync.sources.git import GitSource, GitSourceError, load_credentials, source_from_args
-from sync.sources.oras import REGISTRY_CREDENTIALS_MOUNT, OciError, Oras
+from sync.sources.oras import OciError, Oras
 
 
 def git_source(args: argparse.Namespace, workdir: Path) -> GitSource:

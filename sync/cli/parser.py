@@ -9,11 +9,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from constructs_lib.mounts import (
+    GIT_CREDENTIALS_MOUNT,
+    REGISTRY_CREDENTIALS_MOUNT,
+    TRIGGER_MOUNT,
+)
 from constructs_lib.render import CACHES_PER_CHART
 from sync.cli import EXIT_CODES
 from sync.options import DEFAULT_HTTP_ADDR, DRIFT_MODES, LeaseOptions, Options, RevisionOptions
 from sync.render.parallel import MIN_CHUNKS
-from sync.serve.trigger import TRIGGER_MOUNT
 
 DESCRIPTION = """\
 Turn OrasCache resources (an in-cluster OCI registry for workflow data) into Kubernetes
@@ -51,7 +55,7 @@ def git_arguments(parser: Group, *, required: bool) -> None:
                        "of those keys")
     creds.add_argument("--credentials-secret", metavar="NAME",
                        help="in a Pod: the Secret NAME, which the Deployment mounts at "
-                       "/etc/orascache/git-credentials (the service never reads the "
+                       f"{GIT_CREDENTIALS_MOUNT} (the service never reads the "
                        "Secrets API)")
     parser.add_argument("--render-workers", type=int, metavar="N",
                         help="helper processes (Python + Node, ~110-125 MB each) that render "
@@ -71,7 +75,7 @@ def registry_arguments(parser: argparse.ArgumentParser) -> None:
                        "argument (default: oras's own login)")
     creds.add_argument("--registry-credentials-secret", metavar="NAME",
                        help="in a Pod: the Secret NAME, which the Deployment mounts at "
-                       "/etc/orascache/registry-credentials")
+                       f"{REGISTRY_CREDENTIALS_MOUNT}")
     group.add_argument("--plain-http", action="store_true",
                        help="talk HTTP, not HTTPS, to the registry (local registries)")
 

@@ -23,9 +23,9 @@ import tarfile
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from sync.report.status import now
 from sync.sources.oras import OciError, Oras, Reference
 
 CONFIG_MEDIA_TYPE = "application/vnd.cncf.flux.config.v1+json"
@@ -79,10 +79,6 @@ def config_blob(layer: Layer, created: str) -> bytes:
     config = {"architecture": "", "created": created, "os": "",
               "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}, "config": {}}
     return json.dumps(config, separators=(",", ":")).encode()
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def current_layer(oras: Oras, ref: Reference) -> str | None:

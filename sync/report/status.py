@@ -33,6 +33,7 @@ class Outcome:
 
 
 def now() -> str:
+    """RFC 3339 in UTC to the second: condition times, Events, annotations, OCI created."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

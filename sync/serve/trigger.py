@@ -23,7 +23,8 @@ from collections.abc import Callable
 from email.message import Message
 from pathlib import Path
 
-TRIGGER_MOUNT = "/etc/orascache/trigger"  # where the Deployment mounts --trigger-secret
+from constructs_lib.mounts import TRIGGER_MOUNT
+
 TOKEN_KEY = "token"
 # GitHub caps webhook payloads at 25 MB; the body is hashed in pieces, never held.
 MAX_TRIGGER_BODY = 25 * 1000 * 1000

@@ -3,7 +3,7 @@
 Credentials come from `--credentials-file PATH`: either a directory holding one file per
 key (a mounted Secret; keys `username`, `password` or `token`, `ssh-privatekey`,
 `known_hosts`) or a YAML mapping with the same keys. `--credentials-secret NAME` is the
-in-cluster form: the Deployment mounts the Secret NAME at `CREDENTIALS_MOUNT`, and the
+in-cluster form: the Deployment mounts the Secret NAME at `GIT_CREDENTIALS_MOUNT`, and the
 flag resolves to that directory; the service never calls the Secrets API.
 
 Credentials never reach a URL, a process argument, a log line, an error message or a
@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import git
 import yaml
 
+from constructs_lib.mounts import GIT_CREDENTIALS_MOUNT
 from sync.sources import kubeyaml
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ COMMIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "orascache", "GIT_AUTHOR_EMAIL": "orascache@localhost",
     "GIT_COMMITTER_NAME": "orascache", "GIT_COMMITTER_EMAIL": "orascache@localhost"}
 
-CREDENTIALS_MOUNT = "/etc/orascache/git-credentials"
 KEYS = ("username", "password", "token", "ssh-privatekey", "known_hosts")
 HEX = re.compile(r"^[0-9a-f]{7,40}$")
 # git's and ssh's own words for refused credentials (not a bare "401": ports hold digits)
@@ -101,7 +101,7 @@ def credentials_path(file: str | None, secret: str | None) -> Path | None:
     if file:
         return Path(file)
     if secret:
-        return Path(CREDENTIALS_MOUNT)
+        return Path(GIT_CREDENTIALS_MOUNT)
     return None
 
 

@@ -29,7 +29,6 @@ from typing import Any
 
 from sync.sources.git import Credentials, redact
 
-REGISTRY_CREDENTIALS_MOUNT = "/etc/orascache/registry-credentials"
 ORAS_ENV = "ORASCACHE_ORAS"  # path of the oras binary (default: `oras` on PATH)
 # What oras needs from the environment: proxies and CA bundles, nothing else.
 _PASS_ENV = ("PATH", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",

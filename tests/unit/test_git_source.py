@@ -11,9 +11,9 @@ from pathlib import Path
 import git
 import pytest
 
+from constructs_lib.mounts import GIT_CREDENTIALS_MOUNT
 from sync.cli.parser import duration
 from sync.sources.git import (
-    CREDENTIALS_MOUNT,
     Credentials,
     GitSource,
     GitSourceError,
@@ -45,7 +45,7 @@ def test_credentials_from_a_mounted_secret_dir_and_a_yaml_file(tmp_path: Path) -
     with pytest.raises(GitSourceError) as err:
         load_credentials(broken)
     assert "hunter2" not in str(err.value)
-    assert credentials_path(None, "git-creds") == Path(CREDENTIALS_MOUNT)
+    assert credentials_path(None, "git-creds") == Path(GIT_CREDENTIALS_MOUNT)
     assert credentials_path(None, None) is None
     assert load_credentials(None).empty
 

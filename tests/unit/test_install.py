@@ -446,8 +446,8 @@ def test_git_deployment(git_default: list[Obj]) -> None:
 
 
 def test_git_args_are_what_the_cli_and_the_source_expect(git_default: list[Obj]) -> None:
+    from constructs_lib.mounts import GIT_CREDENTIALS_MOUNT  # noqa: PLC0415
     from sync.cli.parser import build_parser  # noqa: PLC0415
-    from sync.sources.git import CREDENTIALS_MOUNT  # noqa: PLC0415
 
     c = container(git_default)
     env = {e["name"]: e.get("value", "") for e in c["env"]}
@@ -455,7 +455,7 @@ def test_git_args_are_what_the_cli_and_the_source_expect(git_default: list[Obj])
     parsed = build_parser().parse_args(args)
     assert (parsed.source, parsed.repo, parsed.ref, parsed.path) == (
         "git", env["ORASCACHE_GIT_REPO"], "main", ".")
-    assert parsed.credentials_file == CREDENTIALS_MOUNT
+    assert parsed.credentials_file == GIT_CREDENTIALS_MOUNT
     assert parsed.namespace == ["default"] and parsed.interval == 60.0
     assert parsed.drift_correction is True
     assert not any("password" in str(v) or "token" in str(v) for v in env.values())
@@ -497,8 +497,9 @@ def test_git_options() -> None:
 def test_git_trigger_is_off_by_default_and_its_token_comes_from_a_mounted_secret(
     git_default: list[Obj],
 ) -> None:
+    from constructs_lib.mounts import TRIGGER_MOUNT  # noqa: PLC0415
     from sync.cli.parser import build_parser  # noqa: PLC0415
-    from sync.serve.trigger import TRIGGER_MOUNT, token_path  # noqa: PLC0415
+    from sync.serve.trigger import token_path  # noqa: PLC0415
 
     assert not any("trigger" in a for a in container(git_default)["args"])
     manifests = render_git_install(credentials_secret=None, trigger_secret="hook-token")

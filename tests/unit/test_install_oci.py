@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from constructs_lib.install import render_git_install
-from constructs_lib.install_oci import REGISTRY_CREDENTIALS_MOUNT, render_oci_install
+from constructs_lib.install_oci import render_oci_install
+from constructs_lib.mounts import REGISTRY_CREDENTIALS_MOUNT, TRIGGER_MOUNT
 from sync.render.synth import REPO_ROOT, install_oci_files
-from sync.sources.oras import REGISTRY_CREDENTIALS_MOUNT as CLI_MOUNT
 
 Obj = dict[str, Any]
 NS = "oras-cache-system"
@@ -56,7 +56,6 @@ def test_deployment_args_env_and_credentials(default: list[Obj]) -> None:
         "$(ORASCACHE_OCI_PATH)", "--namespace", "default", "--applyset-name", "orascache-oci",
         "--interval", "1m", "--http-addr", ":8080", "--render-workers", "1",
         "--registry-credentials-file", REGISTRY_CREDENTIALS_MOUNT]
-    assert REGISTRY_CREDENTIALS_MOUNT == CLI_MOUNT
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["ORASCACHE_OCI_ARTIFACT"] == "registry.example.com/your-org/your-caches:main"
     assert env["ORASCACHE_OCI_PATH"] == "."
@@ -81,7 +80,7 @@ def test_trigger_is_off_by_default_and_its_token_comes_from_a_mounted_secret(
     default: list[Obj],
 ) -> None:
     from sync.cli.parser import build_parser  # noqa: PLC0415
-    from sync.serve.trigger import TRIGGER_MOUNT, token_path  # noqa: PLC0415
+    from sync.serve.trigger import token_path  # noqa: PLC0415
 
     (deployment,) = [m for m in default if m["kind"] == "Deployment"]
     assert not any("trigger" in a for a in deployment["spec"]["template"]["spec"][
