@@ -14,7 +14,7 @@ One run on one fresh LocalCluster (etcd + kube-apiserver + kube-controller-manag
 3. latency at idle: caches created one at a time; creation response -> StatefulSet
    watch event, and -> status written.
 4. RSS of the service: Python plus jsii's Node process (the kernel, started directly by
-   sync/render/jsii_kernel.py; with JSII_RUNTIME set, jsii's relay and the kernel under it), at
+   sync/render/node_runtime.py; with JSII_RUNTIME set, jsii's relay and the kernel under it), at
    N caches (/proc VmRSS, peak VmHWM).
 4b. with --before REV: restarts on the converged caches, the service of git revision REV
    (from `git archive`) and of this tree alternately, two rounds: start -> first pass

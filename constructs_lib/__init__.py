@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """OrasWorkflowStep on first use: it loads cdk8s-plus-34, which costs ~20 MB in
-    jsii's Node process and ~0.1 s, and the sync service never needs it."""
+    """OrasWorkflowStep on first use: it loads cdk8s-plus-34 into jsii's Node process,
+    which the sync service never needs."""
     if name == "OrasWorkflowStep":
         from constructs_lib.workflow_step import OrasWorkflowStep  # noqa: PLC0415
 

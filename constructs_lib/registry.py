@@ -3,8 +3,8 @@
 The objects are `cdk8s.ApiObject`s whose bodies are built here as plain dictionaries,
 not cdk8s-plus constructs (those add hashed names, extra Services, default resources and
 security contexts that stop the registry image) and not the typed `k8s.Kube*` classes:
-jsii serializes every property of every typed struct, which made rendering 3.6x slower
-(11.7 against 3.3 ms per cache, bench/render.py). Correctness that the typed API would
+jsii serializes every property of every typed struct, which made rendering several
+times slower (docs/performance.md, "Design choices"). Correctness that the typed API would
 check is checked more strictly by the tests: every rendered object is validated against
 the Kubernetes 1.37 OpenAPI schema (tests/unit/test_registry.py). Every default below is
 deliberate and visible in the golden files and dist/.

@@ -27,11 +27,9 @@ class RenderedCache:
     manifests: list[Manifest]
 
 
-# Caches per chart (one App and one Chart each): every jsii call is a round trip to Node,
-# so the caches of a batch share a chart and one `to_json` (measured with the specs still
-# going through jsii: 7.2 calls per cache against 9.2 with a chart each, 2.3 against 3.3
-# ms per cache; with _SpecsAside: 3.1 calls, ~1.1 ms); a construct costs more the more
-# siblings it has (1000 in one chart: up to 2.8 ms each), hence batches.
+# Caches per chart: every jsii call is a round trip to Node, so the caches of a batch
+# share a chart and one `to_json`; but a construct costs more the more siblings it has,
+# hence batches rather than one chart (docs/performance.md, "Design choices").
 CACHES_PER_CHART = 50
 
 
@@ -61,8 +59,8 @@ def render(caches: Iterable[OrasCache], each: RenderEach = render_each) -> list[
     (`<name>-data`, `<name>-0.<name>.<namespace>.svc...`): caches with the same spec (the
     common case: most fleets use the defaults) render to the same objects but for those.
     So one cache per (spec, namespaced or not) goes through `each` under stand-in names,
-    and the others get its JSON with their own name and namespace put back (~0.03
-    against ~1.1 ms per cache). A unit test compares this with `render_each`
+    and the others get its JSON with their own name and namespace put back, far cheaper
+    than a construct render. A unit test compares this with `render_each`
     for generated specs and names. If the construct fails, everything is rendered again
     through `each`, so that its error names the real cache.
     """

@@ -128,8 +128,7 @@ class SyncService:
 
     # ----- event handlers (informer threads) -------------------------------------------
     # Our own writes come back as watch events; reacting to them would reconcile every
-    # cache once or twice more for nothing (start-up at 1000 caches: 2800 reconciles until
-    # quiet with them, 1102 without; bench/sync.py).
+    # cache once or twice more for nothing.
     def _on_cache(self, type_: str, obj: Obj) -> None:
         if type_ == "MODIFIED" and self.reconciler.is_status_echo(obj):
             return

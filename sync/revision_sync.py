@@ -138,8 +138,8 @@ def render_tree(root: Path, path: str, applyset: ApplySet, default_namespace: st
 
 class RenderMemo:
     """Manifests of the caches rendered for the previous revision, keyed by the whole
-    parsed cache: a commit that changes one file of 1000 renders one cache, not 1000
-    (jsii, ~1 ms each). Holds only the last revision's caches, as compact JSON."""
+    parsed cache: a commit that changes one file of 1000 renders one cache, not 1000.
+    Holds only the last revision's caches, as compact JSON."""
 
     def __init__(self, workers: int | None = None) -> None:
         self._rendered: dict[str, bytes] = {}

@@ -2,15 +2,15 @@
 // jsii's kernel (lib/program.js) speaks its line protocol on fd 3. jsii-runtime.js, the
 // script jsii starts by default, is a second Node process that only relays its own
 // stdin/stdout to that fd. Loading the kernel here with fd 3 mapped onto stdin/stdout
-// drops the relay: one Node process instead of two (~60 MB) and one hop less per call.
+// drops the relay: one Node process instead of two, and one hop less per call.
 // sync/render/node_runtime.py puts this file next to the kernel and points JSII_RUNTIME at it.
 const fs = require('fs');
 const v8 = require('v8');
 
 // The kernel never frees what crossed into Python, and V8 grows its heap rather than
 // collect while the kernel is busy: a full collection whenever GARBAGE_BYTES were
-// allocated since the last one keeps the heap near what is alive (at 1000 rendered
-// caches ~30 MB less RSS, and no slower: bench/render.py).
+// allocated since the last one keeps the heap near what is alive (figures:
+// docs/performance.md, "Design choices").
 const GARBAGE_BYTES = 16 * 1024 * 1024;
 v8.setFlagsFromString('--expose-gc');
 const gc = require('vm').runInNewContext('gc');

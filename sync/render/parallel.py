@@ -6,7 +6,7 @@ some 800 caches of distinct shapes or more (caches that differ only in name and
 namespace share one construct render: see `constructs_lib.render`) also starts helper
 processes (`python -m sync.render.parallel`, each with its own kernel) that take chunks
 of caches from the same list as this process until none is left, then exit: no memory
-is kept between renders. Helpers join when they are ready (~0.5 s), so a slow or
+is kept between renders. Helpers join when they are ready, so a slow or
 failing helper costs at most its own chunks, which this process then renders itself.
 The output is the same as `constructs_lib.render`, in the same order; a chunk whose
 render fails in a helper is rendered again here, so that errors are raised here.
@@ -32,13 +32,12 @@ from constructs_lib.render import batches, render_each
 
 log = logging.getLogger(__name__)
 
-# Below this many chunks a helper's start-up (~0.5 s of CPU) is not worth it: on 2 cores,
-# 500 caches take 0.50 s alone and 0.61 s with a helper, 800 take 0.86 / 0.81 s, 1000
-# 1.17 / 0.87 s, 2000 2.27 / 1.74 s (medians of 3).
+# Below this many chunks a helper's start-up costs more CPU than it saves (the crossover
+# is measured in docs/performance.md, "Design choices").
 MIN_CHUNKS = 16
 STOP_TIMEOUT = 10.0
 # A helper still busy this long after this process ran out of chunks is stuck: killed,
-# and its chunk rendered here (one chunk takes ~0.06 s).
+# and its chunk rendered here (a chunk takes a fraction of a second).
 STUCK_TIMEOUT = 30.0
 _HEADER = struct.Struct("!Q")
 

@@ -70,7 +70,7 @@ def install_files() -> dict[str, str]:
 GIT_INSTALL_NOTE = (
     "# The sync service following a git repository: `kubectl apply -k dist/install-git/`,\n"
     "# after pointing ORASCACHE_GIT_REPO/REF/PATH at your repository with a kustomize patch\n"
-    "# and creating the Secret oras-cache-git-credentials (see README, \"Git source\").\n"
+    "# and creating the Secret oras-cache-git-credentials (docs/git-source.md).\n"
 )
 
 
@@ -172,8 +172,8 @@ def dist_files() -> dict[str, str] | list[SpecError]:
     """The whole committed dist/ tree; a test fails when dist/ differs from it.
 
     The install and the example pipeline use cdk8s-plus-34, imported here rather than at
-    the top: the sync service (which imports this module) never loads it (~20 MB less in
-    jsii's Node process).
+    the top: the sync service (which imports this module) never loads it into jsii's
+    Node process.
     """
     examples = cache_files([REPO_ROOT / "examples"])
     if isinstance(examples, list):

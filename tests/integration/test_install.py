@@ -309,7 +309,7 @@ def test_namespaced_install_grants_only_the_watched_namespaces(
 
 # ----- the git source's install (dist/install-git/) ------------------------------------------
 GIT_INSTALL = REPO_ROOT / "dist/install-git"
-# What README documents: point the install at a repository with a patch of the env.
+# What docs/git-source.md documents: point the install at a repository with a patch of the env.
 GIT_OVERLAY = """\
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
