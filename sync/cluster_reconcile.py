@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 OWNER_LABEL = "cache.converged-computing.github.io/cache"
 CHILD_KINDS = (("v1", "Service"), ("apps/v1", "StatefulSet"), ("v1", "PersistentVolumeClaim"))
 CACHES = RESOURCES[(schema.API_VERSION, schema.KIND)]
+# How long a watch event waits for the status write in flight to be recorded: the write
+# is one request, its answer normally a few ms behind its own echo.
+ECHO_WAIT = 1.0
 # status.endpoint of a `deploy: false` cache without spec.registry: the address is each
 # pod's own annotation, so the field says so in words no client can take for an address.
 PODS_NAME_IT = f"(each pod's {PREFIX}registry annotation)"
@@ -273,7 +276,7 @@ class Reconciler:
         with self._lock:
             recording = self._writing.get(key)
         if recording is not None:
-            recording.wait(timeout=1.0)
+            recording.wait(timeout=ECHO_WAIT)
         with self._lock:
             written = self._written.get(key)
         return written is not None and written[0] == _rv(obj)

@@ -78,6 +78,9 @@ APPLIED, INVALID, EMPTY, FAILED, FETCH_FAILED, UP_TO_DATE = (
 # Outcomes of a drift pass (the parent keeps recording the revision's own result).
 DRIFT_CORRECTED, DRIFT_FAILED = "DriftCorrected", "DriftCorrectionFailed"
 DRIFTED = "Drifted"  # --drift=report: members left as found, reported
+# An annotation on the parent: enough for every error of a broken revision, far below
+# the 256 KiB all annotations of an object may hold.
+MAX_PARENT_MESSAGE = 2000
 
 
 @dataclass
@@ -274,7 +277,7 @@ class RevisionSync:
             return
         ann = (parent or {}).get("metadata", {}).get("annotations") or {}
         status = {SOURCE: self.source_id, LAST_RESULT: result.outcome,
-                  LAST_MESSAGE: result.message[:2000]}
+                  LAST_MESSAGE: result.message[:MAX_PARENT_MESSAGE]}
         if result.commit:
             status[LAST_ATTEMPT] = result.commit
         if result.outcome == APPLIED and result.commit:

@@ -13,6 +13,8 @@ from sync.report.status import now
 log = logging.getLogger(__name__)
 EVENTS = RESOURCES[("v1", "Event")]
 COMPONENT = "orascache"
+# The API server keeps at most this much of an Event message (events.k8s.io validation).
+MAX_EVENT_MESSAGE = 1024
 
 
 class EventRecorder:
@@ -53,7 +55,7 @@ class EventRecorder:
                                "resourceVersion": meta.get("resourceVersion")},
             "type": type_,
             "reason": reason,
-            "message": message[:1024],
+            "message": message[:MAX_EVENT_MESSAGE],
             "source": {"component": COMPONENT, "host": self.host},
             "reportingComponent": COMPONENT,
             "reportingInstance": self.host,

@@ -44,10 +44,14 @@ def token_path(token_file: str | None, secret: str | None) -> Path | None:
     return None
 
 
+MIN_TOKEN_BYTES = 16  # 128 bits: not guessable at any request rate
+
+
 class TriggerAuth:
     def __init__(self, token: bytes) -> None:
-        if len(token) < 16:
-            raise TriggerConfigError("the trigger token must have at least 16 bytes")
+        if len(token) < MIN_TOKEN_BYTES:
+            raise TriggerConfigError(
+                f"the trigger token must have at least {MIN_TOKEN_BYTES} bytes")
         self._token = token
 
     @classmethod

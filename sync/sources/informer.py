@@ -19,6 +19,11 @@ from sync.apply.kube import ApiError, Kube, Obj, Resource, Unreachable
 
 log = logging.getLogger(__name__)
 
+# Retry a failed list or watch after RETRY_FIRST seconds, doubling up to RETRY_MAX; ask the
+# server to end each watch after WATCH_TIMEOUT seconds (it resumes from the last version).
+RETRY_FIRST, RETRY_MAX = 0.2, 10.0
+WATCH_TIMEOUT = 300
+
 OnEvent = Callable[[str, Obj], None]  # (event type, object)
 
 
@@ -37,7 +42,7 @@ class Informer:
         label_selector: str | None = None,
         index_label: str | None = None,
         on_event: OnEvent | None = None,
-        watch_timeout: int = 300,
+        watch_timeout: int = WATCH_TIMEOUT,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -115,14 +120,14 @@ class Informer:
         return rv
 
     def _run(self) -> None:
-        delay = 0.2
+        delay = RETRY_FIRST
         rv: str | None = None
         while not self._stop.is_set():
             try:
                 if rv is None:
                     rv = self.list_now()
                 rv = self._watch_from(rv)
-                delay = 0.2
+                delay = RETRY_FIRST
             # ApiError from the list or the watch request; ApiException from an ERROR
             # event inside the stream (the client's watch raises it, e.g. 410 Gone).
             except (ApiError, ApiException) as err:
@@ -140,7 +145,7 @@ class Informer:
                               extra={"kind": self.resource.kind})
                 rv = None
             self._stop.wait(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, RETRY_MAX)
 
     def _watch_from(self, rv: str) -> str | None:
         """Stream events until the server ends the watch; returns where to resume."""

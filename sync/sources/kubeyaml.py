@@ -64,15 +64,18 @@ _INT64 = 1 << 63
 # go-yaml v2 decode.go: allowedAliasRatio and the check at the top of unmarshal().
 ALIAS_RATIO_RANGE_LOW = 400_000
 ALIAS_RATIO_RANGE_HIGH = 4_000_000
+ALIAS_RATIO_HIGH, ALIAS_RATIO_LOW = 0.99, 0.10  # allowed at the range's low and high ends
+ALIAS_CHECK_ALIASED, ALIAS_CHECK_DECODED = 100, 1000  # no check below either count
 
 
 def allowed_alias_ratio(decode_count: int) -> float:
     if decode_count <= ALIAS_RATIO_RANGE_LOW:
-        return 0.99
+        return ALIAS_RATIO_HIGH
     if decode_count >= ALIAS_RATIO_RANGE_HIGH:
-        return 0.10
+        return ALIAS_RATIO_LOW
     span = ALIAS_RATIO_RANGE_HIGH - ALIAS_RATIO_RANGE_LOW
-    return 0.99 - 0.89 * (decode_count - ALIAS_RATIO_RANGE_LOW) / span
+    return ALIAS_RATIO_HIGH - (ALIAS_RATIO_HIGH - ALIAS_RATIO_LOW) * (
+        decode_count - ALIAS_RATIO_RANGE_LOW) / span
 
 
 def _go_int(text: str) -> int | None:
@@ -316,7 +319,7 @@ def check_aliases(root: Node) -> int:
                 from_aliases += sizes[ident]
                 if partial:
                     partial[-1] += 1 + sizes[ident]
-                if (from_aliases > 100 and decoded > 1000
+                if (from_aliases > ALIAS_CHECK_ALIASED and decoded > ALIAS_CHECK_DECODED
                         and from_aliases / decoded > allowed_alias_ratio(decoded)):
                     raise AliasError(
                         f"document contains excessive aliasing: {from_aliases} of its first "
