@@ -46,10 +46,10 @@ node_runtime.prepare()  # before anything imports cdk8s
 import git  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.sync import QUIET_LIMIT, QUIET_TIMEOUT, wait_quiet  # noqa: E402
+from bench.sync import QUIET_LIMIT, QUIET_TIMEOUT, spec_for, wait_quiet  # noqa: E402
 from sync.apply.applier import FIELD_MANAGER, with_hash  # noqa: E402
 from sync.apply.applyset import ApplySet  # noqa: E402
-from sync.apply.kube import RESOURCES, Kube, Obj  # noqa: E402
+from sync.apply.kube import RESOURCES, Kube  # noqa: E402
 from sync.options import RevisionOptions  # noqa: E402
 from sync.publish.git import push_branch, render_commit  # noqa: E402
 from sync.revision_sync import RevisionSync, render_paths  # noqa: E402
@@ -65,18 +65,6 @@ WRITE_VERBS = frozenset({"APPLY", "PATCH", "POST", "PUT", "DELETE", "DELETECOLLE
 OUR_VERBS = frozenset({"APPLY", "PATCH", "PUT", "DELETE"})
 OURS = frozenset({"services", "statefulsets", "persistentvolumeclaims", "configmaps"})
 
-
-def spec_for(i: int) -> Obj:
-    """The mix of bench/sync.py: mostly defaults, some storage, resources, two replicas."""
-    if i % 20 == 0:
-        return {"replicas": 2, "secrets": {"registryHttp": "oras-http-secret"},
-                "storage": {"size": "1Gi", "accessModes": ["ReadWriteMany"]}}
-    if i % 10 == 5:
-        return {"image": "registry:3.0.0", "storage": {"size": "1Gi"}}
-    if i % 10 == 3:
-        return {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                              "limits": {"memory": "512Mi"}}}
-    return {}
 
 
 def count(kube: Kube, path: str) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from bench.sync import spec_for
 from constructs_lib import schema
 from sync.apply.kube import RESOURCES, Kube
 from sync.cluster_reconcile import CACHES, OWNER_LABEL
@@ -34,17 +35,6 @@ CHILD_KINDS_KIND = [r.kind for r in CHILD_KINDS.values()]
 LEASE = ["--leader-elect", "--lease-duration", "4", "--renew-deadline", "3",
          "--retry-period", "1"]
 
-
-def spec_for(i: int) -> dict[str, Any]:
-    """bench/sync.py's mix: defaults, a claim template, resources, HA on a shared claim."""
-    if i % 20 == 0:
-        return {"replicas": 2, "secrets": {"registryHttp": "oras-http-secret"},
-                "storage": {"size": "1Gi", "accessModes": ["ReadWriteMany"]}}
-    if i % 10 == 5:
-        return {"image": "registry:3.0.0", "storage": {"size": "1Gi"}}
-    if i % 10 == 3:
-        return {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}
-    return {}
 
 
 def create_caches(kube: Kube, ns: str, n: int) -> list[str]:
