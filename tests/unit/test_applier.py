@@ -59,7 +59,11 @@ def test_changeset_summary() -> None:
 
 
 class _RecordingKube:
-    """Answers apply/get in memory and records the calls: the applier's request plan."""
+    """Answers apply/get in memory and records the calls: the applier's request plan.
+
+    Kept on purpose: a real API server produces these cases (tests/integration/
+    test_applier.py), but not the plan (no GET before a create, never a forced apply over a
+    foreign object): its request counters are shared by every client of the test cluster."""
 
     def __init__(self, existing: dict[str, object] | None = None, conflict: bool = False):
         self.calls: list[tuple[str, bool | None]] = []
