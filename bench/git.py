@@ -52,7 +52,8 @@ from sync.apply.applyset import ApplySet  # noqa: E402
 from sync.apply.kube import RESOURCES, Kube  # noqa: E402
 from sync.options import RevisionOptions  # noqa: E402
 from sync.publish.git import push_branch, render_commit  # noqa: E402
-from sync.revision_sync import RevisionSync, render_paths  # noqa: E402
+from sync.render.tree import render_paths  # noqa: E402
+from sync.revision_sync import RevisionSync  # noqa: E402
 from sync.sources.git import GitSource  # noqa: E402
 from tests.harness import LocalCluster, ensure_binaries  # noqa: E402
 

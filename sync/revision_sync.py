@@ -24,17 +24,11 @@ applier's pool talks to the API server; the HTTP thread only sets the trigger ev
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Gauge
-
-from constructs_lib import Manifest, OrasCache
 from sync.apply.applier import AbsentCheck, Applier, ChangeSet, ObjectRef
 from sync.apply.applyset import GROUP_KINDS_ANNOTATION as GKS
 from sync.apply.applyset import (
@@ -52,13 +46,12 @@ from sync.apply.applyset import (
     stale,
 )
 from sync.apply.applyset import NAMESPACES_ANNOTATION as NSS
-from sync.apply.kube import RESOURCES, ApiError, Kube, KubeError, Obj, Unreachable, resource_for
+from sync.apply.kube import RESOURCES, ApiError, Kube, KubeError, Obj, Unreachable
 from sync.options import RevisionOptions
-from sync.render.parallel import render_parallel
+from sync.render.tree import Desired, RenderMemo, render_tree
 from sync.report.events import EventRecorder
-from sync.report.metrics import Metrics
+from sync.report.metrics import Metrics, RevisionMetrics
 from sync.report.status import now
-from sync.sources.files import load
 from sync.sources.git import GitSourceError, UnsafeRevision, redact
 from sync.sources.revision import RevisionSource
 from sync.steps import (
@@ -84,13 +77,6 @@ MAX_PARENT_MESSAGE = 2000
 
 
 @dataclass
-class Desired:
-    objects: list[Obj] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    caches: int = 0
-
-
-@dataclass
 class Result:
     outcome: str
     commit: str | None = None
@@ -102,97 +88,6 @@ class Result:
     @property
     def writes(self) -> int:
         return self.changes.writes + self.pruned.writes
-
-
-class GitMetrics:
-    def __init__(self, metrics: Metrics) -> None:
-        r = metrics.registry
-        self.revisions = Counter("orascache_git_revisions", "Revisions processed by result "
-                                 "(Applied, Invalid, EmptyRefused, Failed).", ["result"],
-                                 registry=r)
-        self.fetches = Counter("orascache_git_fetches", "Fetches by result (ok, failed).",
-                               ["result"], registry=r)
-        self.last_applied = Gauge("orascache_git_last_applied_timestamp_seconds",
-                                  "When the last good revision was applied.", registry=r)
-        self.healthy = Gauge("orascache_git_last_sync_ok",
-                             "1 when the last fetch and revision succeeded.", registry=r)
-        self.commit = Gauge("orascache_git_last_applied_commit_info",
-                            "1, labelled with the commit last applied.", ["commit"], registry=r)
-        self.duration = Gauge("orascache_git_last_sync_duration_seconds",
-                              "Fetch to applied time of the last new revision.", registry=r)
-        self.drift_checks = Counter("orascache_git_drift_checks", "Drift passes over the "
-                                    "applied commit by result (clean, corrected, drifted, "
-                                    "failed).",
-                                    ["result"], registry=r)
-        self.drift_corrected = Counter("orascache_git_drift_corrected_objects",
-                                       "Members re-created or re-applied by drift passes.",
-                                       registry=r)
-
-
-def render_tree(root: Path, path: str, applyset: ApplySet, default_namespace: str,
-                memo: RenderMemo | None = None) -> Desired:
-    """Parse every OrasCache under root/path and render them all (this thread only)."""
-    rel = path.strip("/")
-    target = root / rel if rel not in ("", ".") else root
-    if not Path(os.path.realpath(target)).is_relative_to(os.path.realpath(root)):
-        return Desired(errors=[f"path {path!r} is outside the repository"])
-    return render_paths([target], applyset, default_namespace, root=root, memo=memo)
-
-
-class RenderMemo:
-    """Manifests of the caches rendered for the previous revision, keyed by the whole
-    parsed cache: a commit that changes one file of 1000 renders one cache, not 1000.
-    Holds only the last revision's caches, as compact JSON."""
-
-    def __init__(self, workers: int | None = None) -> None:
-        self._rendered: dict[str, bytes] = {}
-        self._workers = workers
-
-    def render(self, caches: Sequence[OrasCache]) -> list[list[Manifest]]:
-        keys = [repr(c) for c in caches]
-        missing = {k: c for k, c in zip(keys, caches, strict=True) if k not in self._rendered}
-        fresh = dict(zip(missing, render_parallel(missing.values(), self._workers),
-                         strict=True))
-        kept = {k: self._rendered.get(k) or json.dumps(fresh[k].manifests).encode()
-                for k in keys}
-        self._rendered = kept
-        # Fresh renders are new dictionaries already; kept ones are copied by the parse.
-        return [fresh[k].manifests if k in fresh else json.loads(kept[k]) for k in keys]
-
-
-def render_paths(paths: Sequence[Path], applyset: ApplySet, default_namespace: str,
-                 root: Path | None = None, memo: RenderMemo | None = None) -> Desired:
-    """Render the caches under `paths` to labelled objects, or every error (file, document
-    and field path; relative to `root` when given)."""
-    loaded = load(paths)
-    prefix = f"{root}/" if root is not None else "\0"
-    if loaded.errors:
-        return Desired(errors=[str(e).replace(prefix, "") for e in loaded.errors])
-    caches = [replace(c, namespace=c.namespace or default_namespace) for _, c in loaded.caches]
-    desired = Desired(caches=len(caches))
-    try:
-        rendered = (memo or RenderMemo()).render(caches)
-    except Exception as exc:  # a construct error must not stop the service
-        return Desired(errors=[f"render failed: {exc}"])
-    seen: dict[ObjectRef, str] = {}
-    for (where, _), manifests in zip(loaded.caches, rendered, strict=True):
-        source = where.replace(prefix, "")
-        for manifest in manifests:
-            obj = applyset.label(manifest)
-            ref = ObjectRef.of(obj)
-            try:
-                resource_for(obj)
-            except KeyError as exc:
-                desired.errors.append(f"{source}: {exc.args[0]}")
-                continue
-            if ref in seen:
-                desired.errors.append(f"{source}: renders {ref}, already rendered by "
-                                      f"{seen[ref]}")
-            seen[ref] = source
-            desired.objects.append(obj)
-    if desired.errors:
-        desired.objects = []
-    return desired
 
 
 def failure_result(commit: str, failed: StepFailed, keeping: str) -> Result:
@@ -249,7 +144,7 @@ class RevisionSync:
         self.applier = applier or Applier(kube, drift=options.drift)
         self.metrics = metrics or Metrics()
         self.metrics.drifted.set_function(self.applier.drifted_count)
-        self.git_metrics = GitMetrics(self.metrics)
+        self.revision_metrics = RevisionMetrics(self.metrics)
         self.events = EventRecorder(kube)
         self.source_id = f"{source.display_url}#{source.ref}:{options.path}"
         self.state = RevisionState()
@@ -315,7 +210,7 @@ class RevisionSync:
                 APPLIED, INVALID, EMPTY):
             if last.outcome == APPLIED and self.options.drift_correction:
                 return self._drift_safely(commit, started)
-            self.git_metrics.healthy.set(1 if last.outcome == APPLIED else 0)
+            self.revision_metrics.healthy.set(1 if last.outcome == APPLIED else 0)
             return Result(UP_TO_DATE, commit, f"{commit[:12]} already {last.outcome}")
         try:
             result = self._revision(commit)
@@ -325,14 +220,14 @@ class RevisionSync:
             self._record_safely(result)
         result.timings = {"fetch": fetched, **result.timings}
         self.state.last = result
-        self.git_metrics.revisions.labels(result=result.outcome).inc()
-        self.git_metrics.healthy.set(1 if result.outcome == APPLIED else 0)
+        self.revision_metrics.revisions.labels(result=result.outcome).inc()
+        self.revision_metrics.healthy.set(1 if result.outcome == APPLIED else 0)
         if result.outcome == APPLIED:
             self.state.last_good = commit
-            self.git_metrics.last_applied.set(time.time())
-            self.git_metrics.commit.clear()
-            self.git_metrics.commit.labels(commit=commit).set(1)
-            self.git_metrics.duration.set(time.monotonic() - started)
+            self.revision_metrics.last_applied.set(time.time())
+            self.revision_metrics.commit.clear()
+            self.revision_metrics.commit.labels(commit=commit).set(1)
+            self.revision_metrics.duration.set(time.monotonic() - started)
             stages = ", ".join(f"{k} {v:.2f}s" for k, v in result.timings.items())
             log.info("applied %s (%s): %s", commit[:12], stages, result.message)
         else:
@@ -345,8 +240,8 @@ class RevisionSync:
         try:
             commit = self.source.fetch()
         except Exception as exc:  # any failure to fetch is reported, as a revision's is
-            self.git_metrics.fetches.labels(result="failed").inc()
-            self.git_metrics.healthy.set(0)
+            self.revision_metrics.fetches.labels(result="failed").inc()
+            self.revision_metrics.healthy.set(0)
             result = Result(FETCH_FAILED, None, f"{self._failure(exc)}; keeping "
                             f"{self._keeping()}")
             log.error("fetch failed: %s", result.message)
@@ -354,7 +249,7 @@ class RevisionSync:
                 self._record_safely(result)
             self.state.fetch_error = result
             raise FetchFailed([result.message]) from exc
-        self.git_metrics.fetches.labels(result="ok").inc()
+        self.revision_metrics.fetches.labels(result="ok").inc()
         if self.state.fetch_error is not None:
             log.info("fetch of %s works again", self.source.display_url)
             self.state.fetch_error = None
@@ -459,14 +354,14 @@ class RevisionSync:
                             f"drift check of {commit[:12]}: {self._failure(exc)}")
         result.timings["drift"] = time.monotonic() - started
         if result.outcome == DRIFT_FAILED:
-            self.git_metrics.drift_checks.labels(result="failed").inc()
-            self.git_metrics.healthy.set(0)
+            self.revision_metrics.drift_checks.labels(result="failed").inc()
+            self.revision_metrics.healthy.set(0)
             log.error("%s", result.message)
         else:
-            self.git_metrics.healthy.set(1)
+            self.revision_metrics.healthy.set(1)
             label = {DRIFT_CORRECTED: "corrected", DRIFTED: "drifted"}.get(result.outcome,
                                                                              "clean")
-            self.git_metrics.drift_checks.labels(result=label).inc()
+            self.revision_metrics.drift_checks.labels(result=label).inc()
         return result
 
     def _desired_of(self, commit: str) -> Desired:
@@ -517,7 +412,7 @@ class RevisionSync:
                                      live=live.get)
         self.metrics.record(changes)
         corrected = changes.of("created", "configured")
-        self.git_metrics.drift_corrected.inc(len(corrected))
+        self.revision_metrics.drift_corrected.inc(len(corrected))
         if not changes.ok:
             failures = [c.message for c in changes.of("conflict", "failed")]
             message = (f"drift check of {commit[:12]}: {len(failures)} object(s) not "

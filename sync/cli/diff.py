@@ -11,7 +11,7 @@ from sync.apply.applyset import ApplySet
 from sync.apply.diff import diff_objects, exit_code, report
 from sync.apply.kube import Kube, load_api_client
 from sync.cli.common import git_source
-from sync.revision_sync import RenderMemo, render_paths, render_tree
+from sync.render.tree import RenderMemo, render_paths, render_tree
 from sync.sources.git import GitSourceError
 
 

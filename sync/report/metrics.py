@@ -31,3 +31,30 @@ class Metrics:
     def record(self, changes: ChangeSet) -> None:
         for change in changes.changes:
             self.objects.labels(action=change.action).inc()
+
+
+class RevisionMetrics:
+    """The revision sources' own metrics (named orascache_git_* for both git and OCI)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        r = metrics.registry
+        self.revisions = Counter("orascache_git_revisions", "Revisions processed by result "
+                                 "(Applied, Invalid, EmptyRefused, Failed).", ["result"],
+                                 registry=r)
+        self.fetches = Counter("orascache_git_fetches", "Fetches by result (ok, failed).",
+                               ["result"], registry=r)
+        self.last_applied = Gauge("orascache_git_last_applied_timestamp_seconds",
+                                  "When the last good revision was applied.", registry=r)
+        self.healthy = Gauge("orascache_git_last_sync_ok",
+                             "1 when the last fetch and revision succeeded.", registry=r)
+        self.commit = Gauge("orascache_git_last_applied_commit_info",
+                            "1, labelled with the commit last applied.", ["commit"], registry=r)
+        self.duration = Gauge("orascache_git_last_sync_duration_seconds",
+                              "Fetch to applied time of the last new revision.", registry=r)
+        self.drift_checks = Counter("orascache_git_drift_checks", "Drift passes over the "
+                                    "applied commit by result (clean, corrected, drifted, "
+                                    "failed).",
+                                    ["result"], registry=r)
+        self.drift_corrected = Counter("orascache_git_drift_corrected_objects",
+                                       "Members re-created or re-applied by drift passes.",
+                                       registry=r)

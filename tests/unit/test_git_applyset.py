@@ -99,24 +99,24 @@ def test_diff_strips_server_noise() -> None:
 
 def test_render_memo_renders_only_changed_caches(monkeypatch: Any) -> None:
     from constructs_lib import parse_oras_cache  # noqa: PLC0415
-    from sync import revision_sync as git_sync  # noqa: PLC0415
+    from sync.render import tree  # noqa: PLC0415
 
     rendered: list[str] = []
-    real = git_sync.render_parallel
+    real = tree.render_parallel
 
     def counting(caches: Any, workers: int | None = None) -> Any:
         caches = list(caches)
         rendered.extend(c.name for c in caches)
         return real(caches, workers)
 
-    monkeypatch.setattr(git_sync, "render_parallel", counting)
+    monkeypatch.setattr(tree, "render_parallel", counting)
 
     def cache(name: str, port: int) -> Any:
         return parse_oras_cache({
             "apiVersion": "cache.converged-computing.github.io/v1alpha1", "kind": "OrasCache",
             "metadata": {"name": name, "namespace": "ns"}, "spec": {"port": port}}, name)
 
-    memo = git_sync.RenderMemo()
+    memo = tree.RenderMemo()
     first = memo.render([cache("a", 5000), cache("b", 5000)])
     assert rendered == ["a", "b"]
     second = memo.render([cache("a", 5000), cache("b", 6000)])

@@ -239,7 +239,7 @@ def test_links_out_of_the_repository_refuse_the_revision(tmp_path: Path) -> None
 def test_a_caches_link_to_root_is_refused_at_once(tmp_path: Path) -> None:
     """`caches -> /` made the source walk the host's whole filesystem."""
     from sync.apply.applyset import ApplySet  # noqa: PLC0415
-    from sync.revision_sync import render_tree  # noqa: PLC0415
+    from sync.render.tree import render_tree  # noqa: PLC0415
 
     url = origin_with(tmp_path, {"README.md": "x"}, {"caches": "/"})
     source = GitSource(url, "main", tmp_path / "clone")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sync.apply.applyset import ApplySet
 from sync.cli import main
-from sync.revision_sync import render_paths
+from sync.render.tree import render_paths
 from sync.sources import kubeyaml
 from sync.sources.files import load
 
