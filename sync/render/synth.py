@@ -54,17 +54,30 @@ def with_kustomization(files: Mapping[str, str]) -> dict[str, str]:
     return {**files, "kustomization.yaml": HEADER + yaml.safe_dump(kustomization)}
 
 
+INSTALL_KUSTOMIZATION = "Kustomization"
+INSTALL_NOTE = (
+    "# `kubectl apply -k dist/install/`, or an overlay's base (its `images:` and `namespace:`\n"
+    "# apply; README, \"Installing\"). Named `Kustomization`, one of the three names kustomize\n"
+    "# reads, and the only one without a .yaml suffix: `kubectl apply -f dist/install/` reads\n"
+    "# .yaml/.yml/.json files only, so it skips this file instead of failing on its kind.\n"
+)
+
+
 def install_files() -> dict[str, str]:
-    """No kustomization.yaml here: `kubectl apply -f dist/install/` must take every file.
+    """dist/install/, for both `kubectl apply -f dist/install/` and `-k`.
 
     kubectl applies a directory's files in name order, so the CRD (`crd.yaml`, kept
     byte-identical to crds/orascache.yaml) comes before `sync-service.yaml`, whose first
-    object is the Namespace the others live in.
+    object is the Namespace the others live in. The kustomization is the file
+    `Kustomization`: a `kustomization.yaml` would make `-f` fail (kubectl maps every
+    .yaml document of the directory to an API resource, and `Kustomization` is none).
     """
     from constructs_lib.install import render_install  # noqa: PLC0415 - see dist_files
 
     service = render_install(include_crd=False)
-    return {"crd.yaml": crd_yaml(), "sync-service.yaml": HEADER + to_yaml(service)}
+    files = {"crd.yaml": crd_yaml(), "sync-service.yaml": HEADER + to_yaml(service)}
+    kustomization = with_kustomization(files).pop("kustomization.yaml")
+    return {**files, INSTALL_KUSTOMIZATION: kustomization.replace(HEADER, HEADER + INSTALL_NOTE, 1)}
 
 
 GIT_INSTALL_NOTE = (
