@@ -7,6 +7,7 @@ half-written output directory.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -115,6 +116,56 @@ def install_oci_files() -> dict[str, str]:
                                + to_yaml(service)})
 
 
+MONITORING_NOTE = (
+    "# Alerts, scrape target and Grafana dashboard of the sync service (docs/monitoring.md):\n"
+    "# `kubectl apply -k dist/monitoring/` where the prometheus-operator CRDs are installed.\n"
+)
+DASHBOARD_FILE = "grafana-dashboard.json"
+DASHBOARD_CONFIGMAP = "oras-cache-dashboard"
+
+
+def json_file(obj: Mapping[str, Any]) -> str:
+    """A JSON file of ours: `outdir.json_marker` (the header's text as the first member,
+    `__comment`, which Grafana ignores), then `obj`'s members, indented."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    return outdir_.json_marker(HEADER) + text[2:] + "\n"
+
+
+def monitoring_files() -> dict[str, str]:
+    """dist/monitoring/: the PrometheusRule and ServiceMonitor (constructs_lib.monitoring,
+    through cdk8s), the Grafana dashboard as JSON (to import by hand), and a
+    kustomization that also makes the dashboard a ConfigMap labelled for Grafana's
+    dashboard sidecar (`grafana_dashboard: "1"`, kube-prometheus-stack's default).
+    No `kubectl apply -f` here: the JSON file is no Kubernetes object."""
+    from constructs_lib.install import DEFAULT_NAMESPACE  # noqa: PLC0415 - see dist_files
+    from constructs_lib.monitoring import grafana_dashboard, render_monitoring  # noqa: PLC0415
+
+    rule, monitor = render_monitoring()
+    files = {
+        # Multi-line expressions as `|` blocks, as people write rule files.
+        "prometheus-rule.yaml": HEADER + MONITORING_NOTE + "---\n"
+        + yaml.dump(rule, Dumper=_LiteralDumper, sort_keys=False, width=100),
+        "service-monitor.yaml": HEADER + MONITORING_NOTE + to_yaml([monitor]),
+    }
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(files),
+        "configMapGenerator": [{
+            "name": DASHBOARD_CONFIGMAP,
+            "namespace": DEFAULT_NAMESPACE,
+            "files": [f"oras-cache.json={DASHBOARD_FILE}"],
+            "options": {"disableNameSuffixHash": True,
+                        "labels": {"grafana_dashboard": "1",
+                                   "app.kubernetes.io/name": "oras-cache",
+                                   "app.kubernetes.io/part-of": "oras-cache"}},
+        }],
+    }
+    return {**files, DASHBOARD_FILE: json_file(grafana_dashboard()),
+            "kustomization.yaml": HEADER + MONITORING_NOTE
+            + yaml.safe_dump(kustomization, sort_keys=False)}
+
+
 ARGOCD_HEALTH_KEY = f"resource.customizations.health.{schema.GROUP}_{schema.KIND}"
 ARGOCD_NOTE = (
     "# Argo CD health check for OrasCache (docs/gitops.md, \"Argo CD\"), rendered from\n"
@@ -198,6 +249,7 @@ def dist_files() -> dict[str, str] | list[SpecError]:
         **{f"install-git/{k}": v for k, v in install_git_files().items()},
         **{f"install-oci/{k}": v for k, v in install_oci_files().items()},
         **{f"argocd/{k}": v for k, v in argocd_files().items()},
+        **{f"monitoring/{k}": v for k, v in monitoring_files().items()},
     }
 
 
