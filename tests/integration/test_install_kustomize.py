@@ -16,7 +16,7 @@ import yaml
 
 from constructs_lib import schema
 from constructs_lib.install import DEFAULT_IMAGE, DEFAULT_NAMESPACE, NAME, render_install
-from sync.synth import INSTALL_KUSTOMIZATION, REPO_ROOT
+from sync.render.synth import INSTALL_KUSTOMIZATION, REPO_ROOT
 from tests.harness import LocalCluster
 from tests.integration.test_install import APPLY, can_i, rendered_names
 

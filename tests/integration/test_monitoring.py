@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from constructs_lib import schema
 from constructs_lib.monitoring import ALERTS, NAMESPACE_QUERY, dashboard_queries
-from sync.synth import REPO_ROOT
+from sync.render.synth import REPO_ROOT
 from tests.harness import LocalCluster
 from tests.harness.prometheus_tools import (
     PrometheusTools,
@@ -43,9 +43,9 @@ UNIT_TESTS = Path(__file__).parent / "promtool/alerts_test.yaml"
 TARGET_LABELS = {"namespace", "job", "pod", "service", "endpoint", "instance", "container"}
 # Label values a selector asks for that no healthy run produces, with the reason; each
 # must still be a literal of the code that records it.
-WEBHOOK_SOURCE = (REPO_ROOT / "sync/webhook.py").read_text()
+WEBHOOK_SOURCE = (REPO_ROOT / "sync/webhook/server.py").read_text()
 UNSEEN = {("orascache_admissions_total", "result"): (
-    '"error"', "only a bug in the webhook answers with an error (sync/webhook.py, review)")}
+    '"error"', "only a bug in the webhook answers with an error (sync/webhook/server.py, review)")}
 # Grafana's variables, replaced by what Grafana would put there before the query is sent.
 GRAFANA = {"$__rate_interval": "2m", "$namespace": "oras-cache-system"}
 

@@ -23,10 +23,9 @@ from constructs_lib.monitoring import (
     grafana_dashboard,
     render_monitoring,
 )
-from sync import outdir
-from sync.git_sync import PassHealth
-from sync.metrics import Metrics
-from sync.synth import HEADER, REPO_ROOT, monitoring_files
+from sync.render import outdir
+from sync.render.synth import HEADER, REPO_ROOT, monitoring_files
+from sync.report.metrics import Metrics, PassHealth
 
 DIST = REPO_ROOT / "dist/monitoring"
 DOCS = (REPO_ROOT / "docs/monitoring.md").read_text()
