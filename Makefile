@@ -99,8 +99,12 @@ oras-tools-build: bootstrap ## build the registry (distribution) and the oras CL
 gitops-checks-build: bootstrap ## build Argo CD's health check runner (gopher-lua) and kstatus (cached)
 	$(PY) -m tests.harness.gitops_checks build
 
+.PHONY: prometheus-tools-build
+prometheus-tools-build: bootstrap ## build promtool and the PromQL selector lister from the Prometheus module (cached)
+	$(PY) -m tests.harness.prometheus_tools build
+
 .PHONY: test
-test: lint cluster-build oras-tools-build gitops-checks-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
+test: lint cluster-build oras-tools-build gitops-checks-build prometheus-tools-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)

@@ -158,10 +158,13 @@ def sync_selector_labels() -> dict[str, str]:
     return {"app.kubernetes.io/name": "oras-cache", "app.kubernetes.io/component": "sync"}
 
 
-def sync_args(
-    namespace: str, watch_namespaces: Sequence[str] | None, metrics_port: int
-) -> list[str]:
-    """Container args; the image's entrypoint is `orascache`."""
+def sync_args(watch_namespaces: Sequence[str] | None, metrics_port: int) -> list[str]:
+    """Container args; the image's entrypoint is `orascache`.
+
+    The service's own namespace is `$(POD_NAMESPACE)` (the kubelet expands it from the
+    container's env), never the rendered name: a kustomize `namespace:` override moves the
+    objects, and the lease and the serving certificate's name follow without a patch.
+    """
     scope = (
         ["--all-namespaces"]
         if watch_namespaces is None
@@ -174,13 +177,13 @@ def sync_args(
         *scope,
         "--leader-elect",
         "--lease-namespace",
-        namespace,
+        "$(POD_NAMESPACE)",
         "--http-addr",
         f":{metrics_port}",
         "--webhook-addr",
         f":{WEBHOOK_PORT}",
         "--webhook-host",
-        f"{WEBHOOK_NAME}.{namespace}.svc",
+        f"{WEBHOOK_NAME}.$(POD_NAMESPACE).svc",
         "--webhook-config",
         NAME,
     ]
@@ -433,7 +436,7 @@ class SyncService(_ServiceConstruct):
                     spec=pod_spec(
                         NAME,
                         image,
-                        sync_args(namespace, watch_namespaces, metrics_port),
+                        sync_args(watch_namespaces, metrics_port),
                         [
                             k8s.ContainerPort(
                                 name=PORT_NAME, container_port=metrics_port, protocol="TCP"

@@ -92,6 +92,7 @@ class SyncService:
         self.caches = InformerSet([
             Informer(kube, CACHES, namespace=ns, on_event=self._on_cache) for ns in namespaces
         ])
+        self.metrics.watch_stalled(self.caches.items)
         self.children = {
             kind: InformerSet([
                 Informer(kube, RESOURCES[kind], namespace=ns, label_selector=OWNER_LABEL,

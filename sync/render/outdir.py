@@ -2,9 +2,10 @@
 a user's own files, a symbolic link someone planted).
 
 - Only this tool's files change: a file is ours when it is a regular file whose text
-  starts with the render header (every file we write does). A stale file of ours is
-  removed, and then only the directories that removal emptied; another file in the way
-  of one we write is an error, never overwritten. Hidden directories (`.git`, the
+  starts with the render header (every file we write does; a JSON file, which cannot
+  hold a comment, with `json_marker`). A stale file of ours is removed, and then only
+  the directories that removal emptied; another file in the way of one we write is an
+  error, never overwritten. Hidden directories (`.git`, the
   staging directory) are never looked into.
 - Nothing outside the directory is touched: no symbolic link below it is followed, to
   write, to read or to remove (the directory itself may be a link: the caller named it).
@@ -19,6 +20,7 @@ a user's own files, a symbolic link someone planted).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import stat
@@ -28,7 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 STAGING_PREFIX = ".orascache-staging-"
-SUFFIXES = (".yaml", ".yml")
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def json_marker(header: str) -> str:
+    """How a JSON file of ours starts (JSON has no comments): an object whose first member
+    `__comment` holds the header's text."""
+    text = header.strip().removeprefix("#").strip()
+    return '{\n  "__comment": ' + json.dumps(text) + ",\n"
+
+
+def marker(path: Path, header: str) -> str:
+    """What a file of ours at `path` starts with: the header, or `json_marker` for .json."""
+    return json_marker(header) if path.suffix == ".json" else header
 
 
 class OutputError(Exception):
@@ -84,7 +98,7 @@ def _plan(files: Mapping[str, str], outdir: Path, header: str) -> _Plan:
                                   "directory are not followed")
             if stat.S_ISDIR(st.st_mode):
                 raise OutputError(f"{target}: is a directory, where orascache writes a file")
-            old = read_ours(target, header)
+            old = read_ours(target, marker(target, header))
             if old is None:
                 raise OutputError(f"{target}: exists and was not written by orascache; "
                                   "not overwritten (move it away)")
@@ -125,7 +139,7 @@ def _stale(files: Mapping[str, str], outdir: Path, header: str) -> list[Path]:
         for name in sorted(filenames):
             path = here / name
             if (name.endswith(SUFFIXES) and path.relative_to(outdir).as_posix() not in files
-                    and read_ours(path, header) is not None):
+                    and read_ours(path, marker(path, header)) is not None):
                 stale.append(path)
     return stale
 

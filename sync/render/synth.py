@@ -7,6 +7,7 @@ half-written output directory.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -54,17 +55,30 @@ def with_kustomization(files: Mapping[str, str]) -> dict[str, str]:
     return {**files, "kustomization.yaml": HEADER + yaml.safe_dump(kustomization)}
 
 
+INSTALL_KUSTOMIZATION = "Kustomization"
+INSTALL_NOTE = (
+    "# `kubectl apply -k dist/install/`, or an overlay's base (its `images:` and `namespace:`\n"
+    "# apply; README, \"Installing\"). Named `Kustomization`, one of the three names kustomize\n"
+    "# reads, and the only one without a .yaml suffix: `kubectl apply -f dist/install/` reads\n"
+    "# .yaml/.yml/.json files only, so it skips this file instead of failing on its kind.\n"
+)
+
+
 def install_files() -> dict[str, str]:
-    """No kustomization.yaml here: `kubectl apply -f dist/install/` must take every file.
+    """dist/install/, for both `kubectl apply -f dist/install/` and `-k`.
 
     kubectl applies a directory's files in name order, so the CRD (`crd.yaml`, kept
     byte-identical to crds/orascache.yaml) comes before `sync-service.yaml`, whose first
-    object is the Namespace the others live in.
+    object is the Namespace the others live in. The kustomization is the file
+    `Kustomization`: a `kustomization.yaml` would make `-f` fail (kubectl maps every
+    .yaml document of the directory to an API resource, and `Kustomization` is none).
     """
     from constructs_lib.install import render_install  # noqa: PLC0415 - see dist_files
 
     service = render_install(include_crd=False)
-    return {"crd.yaml": crd_yaml(), "sync-service.yaml": HEADER + to_yaml(service)}
+    files = {"crd.yaml": crd_yaml(), "sync-service.yaml": HEADER + to_yaml(service)}
+    kustomization = with_kustomization(files).pop("kustomization.yaml")
+    return {**files, INSTALL_KUSTOMIZATION: kustomization.replace(HEADER, HEADER + INSTALL_NOTE, 1)}
 
 
 GIT_INSTALL_NOTE = (
@@ -100,6 +114,56 @@ def install_oci_files() -> dict[str, str]:
     service = render_oci_install()
     return with_kustomization({"oci-sync-service.yaml": HEADER + OCI_INSTALL_NOTE
                                + to_yaml(service)})
+
+
+MONITORING_NOTE = (
+    "# Alerts, scrape target and Grafana dashboard of the sync service (docs/monitoring.md):\n"
+    "# `kubectl apply -k dist/monitoring/` where the prometheus-operator CRDs are installed.\n"
+)
+DASHBOARD_FILE = "grafana-dashboard.json"
+DASHBOARD_CONFIGMAP = "oras-cache-dashboard"
+
+
+def json_file(obj: Mapping[str, Any]) -> str:
+    """A JSON file of ours: `outdir.json_marker` (the header's text as the first member,
+    `__comment`, which Grafana ignores), then `obj`'s members, indented."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    return outdir_.json_marker(HEADER) + text[2:] + "\n"
+
+
+def monitoring_files() -> dict[str, str]:
+    """dist/monitoring/: the PrometheusRule and ServiceMonitor (constructs_lib.monitoring,
+    through cdk8s), the Grafana dashboard as JSON (to import by hand), and a
+    kustomization that also makes the dashboard a ConfigMap labelled for Grafana's
+    dashboard sidecar (`grafana_dashboard: "1"`, kube-prometheus-stack's default).
+    No `kubectl apply -f` here: the JSON file is no Kubernetes object."""
+    from constructs_lib.install import DEFAULT_NAMESPACE  # noqa: PLC0415 - see dist_files
+    from constructs_lib.monitoring import grafana_dashboard, render_monitoring  # noqa: PLC0415
+
+    rule, monitor = render_monitoring()
+    files = {
+        # Multi-line expressions as `|` blocks, as people write rule files.
+        "prometheus-rule.yaml": HEADER + MONITORING_NOTE + "---\n"
+        + yaml.dump(rule, Dumper=_LiteralDumper, sort_keys=False, width=100),
+        "service-monitor.yaml": HEADER + MONITORING_NOTE + to_yaml([monitor]),
+    }
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": sorted(files),
+        "configMapGenerator": [{
+            "name": DASHBOARD_CONFIGMAP,
+            "namespace": DEFAULT_NAMESPACE,
+            "files": [f"oras-cache.json={DASHBOARD_FILE}"],
+            "options": {"disableNameSuffixHash": True,
+                        "labels": {"grafana_dashboard": "1",
+                                   "app.kubernetes.io/name": "oras-cache",
+                                   "app.kubernetes.io/part-of": "oras-cache"}},
+        }],
+    }
+    return {**files, DASHBOARD_FILE: json_file(grafana_dashboard()),
+            "kustomization.yaml": HEADER + MONITORING_NOTE
+            + yaml.safe_dump(kustomization, sort_keys=False)}
 
 
 ARGOCD_HEALTH_KEY = f"resource.customizations.health.{schema.GROUP}_{schema.KIND}"
@@ -185,6 +249,7 @@ def dist_files() -> dict[str, str] | list[SpecError]:
         **{f"install-git/{k}": v for k, v in install_git_files().items()},
         **{f"install-oci/{k}": v for k, v in install_oci_files().items()},
         **{f"argocd/{k}": v for k, v in argocd_files().items()},
+        **{f"monitoring/{k}": v for k, v in monitoring_files().items()},
     }
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from sync.apply.applier import ChangeSet
 
@@ -32,6 +37,54 @@ class Metrics:
         for change in changes.changes:
             self.objects.labels(action=change.action).inc()
 
+    def watch_stalled(self, caches: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        """Export `orascache_cache_stalled` from the caches' watch cache at each scrape."""
+        self.registry.register(StalledCaches(caches))
+
+
+class StalledCaches(Collector):
+    """`orascache_cache_stalled{cache_namespace, cache_name, reason}`: 1 for each cache whose
+    status has Stalled=True, read from the watch cache at scrape time (the status the leader
+    wrote, so every replica with the caches in memory agrees). Only stalled caches have a
+    series: a deleted or recovered cache leaves none behind. `cache_` labels, because
+    Prometheus's own `namespace` label names where the service runs."""
+
+    NAME = "orascache_cache_stalled"
+    HELP = "1 for each OrasCache whose Stalled condition is True, by its reason."
+    LABELS = ("cache_namespace", "cache_name", "reason")
+
+    def __init__(self, caches: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self.caches = caches
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)
+        for obj in self.caches():
+            for condition in (obj.get("status") or {}).get("conditions") or ():
+                if condition.get("type") == "Stalled" and condition.get("status") == "True":
+                    meta = obj["metadata"]
+                    family.add_metric([meta.get("namespace", ""), meta["name"],
+                                       str(condition.get("reason", ""))], 1)
+        yield family
+
+
+class PassHealth:
+    """`orascache_git_last_sync_ok` and the failed passes in a row, set together: every
+    pass ends with one `set` (1 ok, 0 failed), which alerting reads as "failing for N
+    intervals" without knowing the interval."""
+
+    def __init__(self, ok: Gauge, failures: Gauge) -> None:
+        self.ok, self.failures = ok, failures
+
+    def set(self, value: int) -> None:
+        self.ok.set(value)
+        if value:
+            self.failures.set(0)
+        else:
+            self.failures.inc()
+
 
 class RevisionMetrics:
     """The revision sources' own metrics (named orascache_git_* for both git and OCI)."""
@@ -45,8 +98,11 @@ class RevisionMetrics:
                                ["result"], registry=r)
         self.last_applied = Gauge("orascache_git_last_applied_timestamp_seconds",
                                   "When the last good revision was applied.", registry=r)
-        self.healthy = Gauge("orascache_git_last_sync_ok",
-                             "1 when the last fetch and revision succeeded.", registry=r)
+        self.healthy = PassHealth(
+            Gauge("orascache_git_last_sync_ok",
+                  "1 when the last fetch and revision succeeded.", registry=r),
+            Gauge("orascache_git_consecutive_failures", "Passes in a row (fetch, revision "
+                  "or drift pass) that failed; 0 after one that succeeded.", registry=r))
         self.commit = Gauge("orascache_git_last_applied_commit_info",
                             "1, labelled with the commit last applied.", ["commit"], registry=r)
         self.duration = Gauge("orascache_git_last_sync_duration_seconds",

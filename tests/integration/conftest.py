@@ -23,6 +23,7 @@ from sync.apply.kube import Kube
 from tests.harness import LocalCluster, ensure_binaries
 from tests.harness.oras_tools import LocalRegistry, OrasTools, ensure_oras_tools
 from tests.harness.ports import free_ports
+from tests.harness.prometheus_tools import ensure_prometheus_tools
 from tests.integration.syncproc import SyncProcess, wait_for
 from tests.integration.webhookproc import WebhookConfig, bundle, local_webhook_config
 
@@ -48,6 +49,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     capture = session.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         ensure_binaries()
+        if any(item.path.name == "test_monitoring.py" for item in session.items):
+            ensure_prometheus_tools()  # promtool: about 13 minutes when cold
 
 
 def _yaml_files(directory: Path) -> list[Path]:

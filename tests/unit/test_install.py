@@ -201,8 +201,9 @@ def test_deployment(default: list[Obj]) -> None:
     assert "command" not in c  # the image's entrypoint is `orascache`
     assert c["args"] == [
         "sync", "--source", "cluster", "--all-namespaces", "--leader-elect",
-        "--lease-namespace", NS, "--http-addr", ":8080", "--webhook-addr", ":8443",
-        "--webhook-host", f"oras-cache-sync-webhook.{NS}.svc", "--webhook-config",
+        "--lease-namespace", "$(POD_NAMESPACE)", "--http-addr", ":8080", "--webhook-addr",
+        ":8443", "--webhook-host", "oras-cache-sync-webhook.$(POD_NAMESPACE).svc",
+        "--webhook-config",
         "oras-cache-sync",
     ]  # fmt: skip
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
@@ -262,8 +263,9 @@ def test_options_propagate() -> None:
     assert c["image"] == "example.com/sync:1"
     assert c["args"] == [
         "sync", "--source", "cluster", "--namespace", "a", "--leader-elect",
-        "--lease-namespace", "ops", "--http-addr", ":9090", "--webhook-addr", ":8443",
-        "--webhook-host", "oras-cache-sync-webhook.ops.svc", "--webhook-config",
+        "--lease-namespace", "$(POD_NAMESPACE)", "--http-addr", ":9090", "--webhook-addr",
+        ":8443", "--webhook-host", "oras-cache-sync-webhook.$(POD_NAMESPACE).svc",
+        "--webhook-config",
         "oras-cache-sync",
     ]  # fmt: skip
     assert c["ports"][0]["containerPort"] == 9090
@@ -319,7 +321,12 @@ def test_every_object_is_valid_kubernetes_1_37(
 
 def test_install_files() -> None:
     files = install_files()
-    assert sorted(files) == ["crd.yaml", "sync-service.yaml"]  # no kustomization.yaml
+    # `Kustomization`, not kustomization.yaml: `kubectl apply -f dist/install/` skips it.
+    assert sorted(files) == ["Kustomization", "crd.yaml", "sync-service.yaml"]
+    assert files["Kustomization"].startswith(HEADER)
+    assert yaml.safe_load(files["Kustomization"]) == {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["crd.yaml", "sync-service.yaml"]}
     assert files["crd.yaml"] == (REPO_ROOT / "crds/orascache.yaml").read_text()
     assert files["sync-service.yaml"].startswith(HEADER)
     docs = list(yaml.safe_load_all(files["sync-service.yaml"]))

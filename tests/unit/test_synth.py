@@ -34,9 +34,12 @@ def test_dist_is_not_stale() -> None:
 
 
 def test_every_dist_object_is_valid_kubernetes_1_37() -> None:
+    """prometheus-operator's kinds are not Kubernetes': tests/integration/test_monitoring.py
+    applies them to an API server holding the operator's CRDs instead."""
     for path in (REPO_ROOT / "dist").rglob("*.yaml"):
         for obj in yaml.safe_load_all(path.read_text()):
-            if obj and obj.get("kind") != "Kustomization":
+            if (obj and obj.get("kind") != "Kustomization"
+                    and not obj["apiVersion"].startswith("monitoring.coreos.com/")):
                 kubernetes_validate.validate(obj, "1.37.0", strict=True)
 
 
