@@ -84,7 +84,7 @@ node-deps: bootstrap ## apt-get install containerd, runc, CNI plugins, busybox-s
 	$(PY) -m tests.harness.node deps
 
 .PHONY: node-build
-node-build: cluster-build node-deps ## build kubelet, kube-scheduler, CoreDNS and the node's images (cached)
+node-build: cluster-build node-deps ## build kubelet, kube-scheduler, kube-proxy, CoreDNS, the node's images and the sync service's image (cached)
 	$(PY) -m tests.harness.node build
 
 .PHONY: e2e

@@ -1,17 +1,20 @@
-"""Pods really run on the test node: exit codes, output, DNS, Pod-to-Pod on the bridge."""
+"""Pods really run on the test node: images pulled by name from the mirror, exit codes,
+output, DNS, ClusterIP Services (kube-proxy), the API server through its Service."""
 
 from __future__ import annotations
 
 import subprocess
 import time
+import urllib.request
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client import ApiClient
 
-from tests.harness import LocalCluster
+from tests.harness import LocalCluster, sync_image
 from tests.harness.images import BUSYBOX_IMAGE
 from tests.harness.node import NETWORK, NODE_NAME, Node
+from tests.integration.syncproc import wait_for
 
 POD_TIMEOUT_S = 60.0
 
@@ -27,7 +30,7 @@ def run_pod(api: ApiClient, ns: str, name: str, script: str,
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 0,
             "containers": [{
-                "name": "main", "image": image, "imagePullPolicy": "Never",
+                "name": "main", "image": image,
                 "command": ["sh", "-c", script],
                 # the last lines of output land in the status (no kubelet logs API needed)
                 "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -94,3 +97,91 @@ def test_pod_sees_only_the_bridge(node: Node, api_client: ApiClient, namespace: 
     )
     result = run_pod(api_client, namespace, "net", script)
     assert result.exit_code == 0, result.message
+
+
+def _wait_pod_ready(api: ApiClient, ns: str, name: str, timeout: float = POD_TIMEOUT_S) -> Any:
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, ns)
+        if any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []):
+            return pod
+        time.sleep(0.2)
+    raise AssertionError(f"pod {ns}/{name} not Ready in {timeout:.0f}s")
+
+
+def test_cluster_ip_service_from_a_pod_and_from_the_host(
+    node: Node, api_client: ApiClient, namespace: str
+) -> None:
+    """kube-proxy (iptables mode): a ClusterIP Service answers Pods (by name and address)
+    and host processes."""
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"automountServiceAccountToken": False, "terminationGracePeriodSeconds": 0,
+                 "containers": [{
+                     "name": "httpd", "image": BUSYBOX_IMAGE,  # pulled from the mirror
+                     "command": ["sh", "-c", "mkdir /tmp/www && echo served-by-web > "
+                                 "/tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"],
+                     "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+                 }]},
+    })
+    service = core.create_namespaced_service(namespace, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    })
+    ip = service.spec.cluster_ip
+    _wait_pod_ready(api_client, namespace, "web")
+    script = (f"timeout 10 wget -q -O - http://{ip}/ | grep -qx served-by-web || exit 20; "
+              "timeout 10 wget -q -O - http://web/ | grep -qx served-by-web || exit 21")
+    result = run_pod(api_client, namespace, "client", script)
+    assert result.exit_code == 0, result.message
+    body = wait_for(lambda: _http_body(f"http://{ip}/"), timeout=10, interval=0.2,
+                    what="the ClusterIP from the host")
+    assert body == "served-by-web\n"
+
+
+def _http_body(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return str(resp.read().decode())
+    except OSError:
+        return None
+
+
+def test_pods_reach_the_api_server_through_the_kubernetes_service(
+    api_client: ApiClient, namespace: str
+) -> None:
+    """As in-cluster clients do: KUBERNETES_SERVICE_HOST:PORT (10.0.0.1:443, kube-proxy to
+    the API server's listener on the bridge), the ServiceAccount's token, its CA and the
+    name kubernetes.default.svc checked against the serving certificate."""
+    code = (
+        "import json, os, ssl, urllib.request; "
+        "d = '/var/run/secrets/kubernetes.io/serviceaccount'; "
+        "ctx = ssl.create_default_context(cafile=d + '/ca.crt'); "
+        "token = open(d + '/token').read(); "
+        "env = os.environ; "
+        "host = env['KUBERNETES_SERVICE_HOST'] + ':' + env['KUBERNETES_SERVICE_PORT']; "
+        "hdr = {'Authorization': 'Bearer ' + token}; "
+        "[urllib.request.urlopen(urllib.request.Request(f'https://{h}/api', headers=hdr), "
+        "context=ctx, timeout=10).read() for h in (host, 'kubernetes.default.svc')]; "
+        "print('api reached')"
+    )
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_pod(namespace, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "in-cluster"},
+        "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "main", "image": sync_image.image_name(),
+                                 "command": ["python3", "-c", code],
+                                 "terminationMessagePolicy": "FallbackToLogsOnError"}]},
+    })
+    deadline = time.monotonic() + 120  # the first pull of the sync image: ~500 MiB
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod("in-cluster", namespace)
+        if pod.status.phase in ("Succeeded", "Failed"):
+            break
+        time.sleep(0.3)
+    state = pod.status.container_statuses[0].state
+    assert pod.status.phase == "Succeeded", state
+    assert "api reached" in (state.terminated.message or "")

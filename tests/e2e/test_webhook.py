@@ -64,7 +64,7 @@ def run_annotated_job(api: ApiClient, ns: str, name: str, script: str,
         "spec": {"backoffLimit": 0, "template": {"spec": {
             "restartPolicy": "Never", "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "app", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
+            "containers": [{"name": "app", "image": BUSYBOX_IMAGE,
                             "command": command or ["sh", "-c", script]}],
         }}},
     }
@@ -118,18 +118,6 @@ def test_upstream_relative_paths_without_working_dir_run_end_to_end(
     assert second["status"]["phase"] == "Succeeded", second["status"]
 
 
-def _original_on_node(text: str) -> list[dict[str, Any]]:
-    """The original's Pods as written, but with images this node has: it pulls nothing by
-    name yet, so `ubuntu` becomes the local busybox and the oras image is named by
-    annotation. Nothing else changes: no namespace, restartPolicy left unset (Always)."""
-    pods = docs(text)
-    for pod in pods:
-        pod["metadata"]["annotations"][f"{annotations.PREFIX}oras-container"] = ORAS_IMAGE
-        for container in pod["spec"]["containers"]:
-            container.update(image=BUSYBOX_IMAGE, imagePullPolicy="Never")
-    return pods
-
-
 def _log(api: ApiClient, ns: str, pod: str, container: str) -> str:
     try:
         return str(client.CoreV1Api(api).read_namespaced_pod_log(pod, ns, container=container))
@@ -149,7 +137,7 @@ def test_original_multiple_hello_world_with_restart_policy_always(
     push containers keep running), then the consumer pulls both artifacts."""
     create_ready_cache(api_client, namespace, "orascache-sample")
     core = client.CoreV1Api(api_client)
-    for pod in _original_on_node(PRODUCER_PODS):
+    for pod in docs(PRODUCER_PODS):
         stored = core.create_namespaced_pod(namespace, pod)
         assert stored.spec.restart_policy == "Always"
     for name in ("hello-world-1", "hello-world-2"):
@@ -162,7 +150,7 @@ def test_original_multiple_hello_world_with_restart_policy_always(
         push = _status(api_client, namespace, name, "oras-push")
         assert push.restart_count == 0 and push.state.running, push
 
-    (consumer,) = _original_on_node(CONSUMER_POD)
+    (consumer,) = docs(CONSUMER_POD)
     core.create_namespaced_pod(namespace, consumer)
     wait_for(lambda: "hello-world-2.txt" in _log(api_client, namespace, "hello-world-3",
                                                  "my-container"),

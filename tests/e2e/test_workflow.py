@@ -29,7 +29,7 @@ def run_job(api: ApiClient, ns: str, name: str, script: str, **params: Any) -> d
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": 0,
-        "containers": [{"name": "app", "image": BUSYBOX_IMAGE, "imagePullPolicy": "Never",
+        "containers": [{"name": "app", "image": BUSYBOX_IMAGE,
                         "command": ["sh", "-c", script]}],
     }
     wired = workflow.wire_pod_spec(spec, workflow.WorkflowParams(

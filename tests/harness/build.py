@@ -47,7 +47,8 @@ PROGRESS_EVERY_S = 30.0
 # built on demand by tests/harness/node.py: the control plane alone does not need them.
 KUBELET_PACKAGE = f"{K8S_MODULE}/cmd/kubelet"
 KUBE_SCHEDULER_PACKAGE = f"{K8S_MODULE}/cmd/kube-scheduler"
-NODE_PACKAGES = (KUBELET_PACKAGE, KUBE_SCHEDULER_PACKAGE)
+KUBE_PROXY_PACKAGE = f"{K8S_MODULE}/cmd/kube-proxy"
+NODE_PACKAGES = (KUBELET_PACKAGE, KUBE_SCHEDULER_PACKAGE, KUBE_PROXY_PACKAGE)
 
 
 class BuildError(RuntimeError):

@@ -26,7 +26,9 @@ SERVING_DNS = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
-SERVING_IPS = ("127.0.0.1", "10.0.0.1")  # loopback + first IP of the service range
+# loopback, the first IP of the service range (the `kubernetes` Service's ClusterIP) and the
+# test node's bridge address (node.Network.gateway), where Pods reach the API server.
+SERVING_IPS = ("127.0.0.1", "10.0.0.1", "10.209.0.1")
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 

@@ -1,7 +1,8 @@
 """OCI images built from local files, for the test node (no registry on the internet).
 
 Each image is one uncompressed layer tar plus a config, a manifest and an index, written
-as an OCI image-layout tarball that ``ctr -n k8s.io images import`` loads. Tarballs are
+as an OCI image-layout tarball; the test node's mirror registry serves them under the names
+below (``tests/harness/mirror.py``), the way an air-gapped cluster's mirror does. Tarballs are
 cached under ``~/.cache/oras-cache/images/`` keyed by a hash of every input (file
 contents, entrypoint, name), so an image is rebuilt only when one of its inputs changes.
 
@@ -11,6 +12,11 @@ The binaries come from the Go module proxy (``go install``) or from Debian packa
 - ``busybox``: ``/bin/busybox`` of Debian's ``busybox-static`` plus one symlink per applet;
 - ``registry``: the CNCF distribution binary with its default config;
 - ``oras``: the oras CLI plus busybox (for ``sh`` in workflow steps).
+
+Stand-ins: ``ubuntu:latest`` and ``perl:5.34.0`` (the images the original operator's
+examples name) are the busybox image under those names; ``registry.k8s.io/pause`` is our
+pause program. They do what the examples ask of them (``touch``, ``ls``, ``echo``), nothing
+more.
 """
 
 from __future__ import annotations
@@ -38,13 +44,20 @@ COREDNS_VERSION = "v1.15.0"
 REGISTRY_MODULE = "github.com/distribution/distribution/v3/cmd/registry"
 ORAS_MODULE = "oras.land/oras/cmd/oras"
 COREDNS_MODULE = "github.com/coredns/coredns"
-IMAGE_PREFIX = "localhost/oras-cache"
 BUSYBOX_DEB_PATH = Path("/bin/busybox")
 
-PAUSE_IMAGE = f"{IMAGE_PREFIX}/pause:1"
-BUSYBOX_IMAGE = f"{IMAGE_PREFIX}/busybox:1.35"
-REGISTRY_IMAGE = f"{IMAGE_PREFIX}/registry:{REGISTRY_VERSION}"
-ORAS_IMAGE = f"{IMAGE_PREFIX}/oras:{ORAS_VERSION}"
+# Real names, fully qualified; the node pulls them from its mirror (tests/harness/mirror.py).
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+BUSYBOX_IMAGE = "docker.io/library/busybox:1.35"
+REGISTRY_IMAGE = f"ghcr.io/oras-project/registry:{REGISTRY_VERSION}"
+ORAS_IMAGE = f"ghcr.io/oras-project/oras:{ORAS_VERSION}"
+# More names for the same images: the defaults users write, and the stand-ins.
+ALIASES: dict[str, tuple[str, ...]] = {
+    BUSYBOX_IMAGE: ("docker.io/library/busybox:latest",
+                    "docker.io/library/ubuntu:latest",  # stand-in
+                    "docker.io/library/perl:5.34.0"),  # stand-in
+    REGISTRY_IMAGE: ("ghcr.io/oras-project/registry:latest",),  # OrasCache's spec.image default
+}
 
 _PAUSE_GO = """package main
 
@@ -181,7 +194,7 @@ def busybox_binary() -> Path:
 class ImageSpec:
     """What goes into one single-layer image."""
 
-    name: str  # full reference, e.g. localhost/oras-cache/busybox:1.35
+    name: str  # full reference, e.g. docker.io/library/busybox:1.35
     files: dict[str, Path] = field(default_factory=dict)  # path in image -> host file
     texts: dict[str, str] = field(default_factory=dict)  # path in image -> content
     symlinks: dict[str, str] = field(default_factory=dict)  # path in image -> target
@@ -392,24 +405,3 @@ def all_specs() -> list[ImageSpec]:
 def build_all() -> dict[str, Path]:
     """Every project image: reference -> tarball."""
     return {spec.name: build_image(spec) for spec in all_specs()}
-
-
-def import_images(ctr: str, address: Path, tarballs: dict[str, Path]) -> float:
-    """``ctr -n k8s.io images import`` every tarball (in parallel) into the node's
-    containerd; return the seconds it took."""
-    began = time.monotonic()
-    procs = {
-        name: subprocess.Popen(
-            [ctr, "--address", str(address), "-n", "k8s.io", "images", "import", str(tarball)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for name, tarball in tarballs.items()
-    }
-    failed = []
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=120)
-        if proc.returncode != 0:
-            failed.append(f"{name}: {out.strip()}")
-    if failed:
-        raise BuildError("ctr images import failed: " + "; ".join(failed))
-    return time.monotonic() - began

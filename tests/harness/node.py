@@ -1,18 +1,28 @@
-"""A real node for the local control plane: kubelet + containerd + runc + bridge CNI + CoreDNS.
+"""A real node for the local control plane: kubelet + containerd + runc + bridge CNI +
+kube-proxy + CoreDNS, pulling images by their real names from a mirror registry.
 
-- kubelet is built from the Go module proxy with the other Kubernetes binaries (same
-  wrapper module, same cache, see ``build.py``); containerd, runc, the CNI plugins and
-  busybox-static come from Debian's packages (``ensure_node_deps`` installs them).
+- kubelet, kube-scheduler and kube-proxy are built from the Go module proxy with the other
+  Kubernetes binaries (same wrapper module, same cache, see ``build.py``); containerd, runc,
+  the CNI plugins and busybox-static come from Debian's packages (``ensure_node_deps``).
 - containerd runs with its own root, state dir and socket under the node's work dir and
-  ``restrict_oom_score_adj = true`` (this VM lacks CAP_SYS_RESOURCE).
+  ``restrict_oom_score_adj = true`` (this VM lacks CAP_SYS_RESOURCE). Its registry
+  ``config_path`` sends ``docker.io``, ``ghcr.io`` and ``registry.k8s.io`` to the mirror
+  registry on the bridge address (``mirror.py``), which holds the images the harness builds
+  under their real names: Pods name images as users do, with the default pull policies.
 - Pods live on one bridge (``NETWORK``): the node's IP is the bridge's address (the
   kubelet refuses a loopback node IP), CoreDNS listens there too (host process, kubernetes
   plugin, no cache, no forwarding). An iptables chain drops everything from the bridge to
   any other interface, and anything from the bridge to the host other than the bridge's
-  own address: all traffic stays between the host side of the bridge and the Pods.
+  own address: DNS, ICMP and the TCP ports opened for the API server (and any a test opens
+  with ``Node.allow_port``, e.g. a git server): all traffic stays between the host side of
+  the bridge and the Pods.
+- kube-proxy (iptables mode, host process) makes ClusterIP Services work from Pods and from
+  the host. The API server listens on loopback only; a second listener on the bridge address
+  (``tcpforward.py``) and an EndpointSlice for the ``kubernetes`` Service let Pods reach it as
+  in any cluster (its certificate names both addresses, ``certs.SERVING_IPS``).
 - Teardown removes every process, container, mount, network namespace, the bridge, the
-  iptables chain, the ``/oras-cache-node`` cgroups, and restores the sysctls the kubelet
-  and the bridge plugin change.
+  iptables chains (ours, the kubelet's and kube-proxy's ``KUBE-*``), the ``/oras-cache-node``
+  cgroups, and restores the sysctls the kubelet, kube-proxy and the bridge plugin change.
 
 One node per machine at a time (a fixed bridge name and subnet): a machine-wide state
 file (``/run/oras-cache-node.json``) records it.
@@ -27,6 +37,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -36,13 +47,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness import flags
+from tests.harness import flags, mirror, sync_image
 from tests.harness.build import (
     K8S_MODULE,
+    KUBE_PROXY_PACKAGE,
     KUBE_SCHEDULER_PACKAGE,
     KUBELET_PACKAGE,
     NODE_PACKAGES,
@@ -59,7 +72,14 @@ from tests.harness.build import (
 from tests.harness.certs import client_cert
 from tests.harness.cluster import LocalCluster
 from tests.harness.health import ClusterError, http_get, tls_context
-from tests.harness.images import PAUSE_IMAGE, build_all, coredns_binary, import_images
+from tests.harness.images import (
+    ALIASES,
+    PAUSE_IMAGE,
+    build_all,
+    coredns_binary,
+    oras_binary,
+    registry_binary,
+)
 from tests.harness.kubeconfig import write_kubeconfig
 from tests.harness.ports import free_ports
 from tests.harness.procs import Component, is_alive, is_ours, log_tail, spawn, terminate
@@ -76,6 +96,11 @@ class Network:
     service_cidr: str = flags.SERVICE_CIDR  # routed to the bridge (nothing leaves the host)
     chain: str = "ORAS-CACHE-NODE"
     cni_name: str = "oras-cache"
+    mirror_port: int = mirror.PORT  # the mirror registry, on the gateway (host side only)
+
+    @property
+    def mirror(self) -> str:
+        return f"{self.gateway}:{self.mirror_port}"
 
 
 NETWORK = Network()
@@ -95,6 +120,11 @@ SYSCTLS = (
     "net.ipv4.conf.all.forwarding",
     "kernel.keys.root_maxkeys",
     "kernel.keys.root_maxbytes",
+    # kube-proxy's (it is configured to leave them alone; restored in case it does not)
+    "net.ipv4.conf.all.route_localnet",
+    "net.netfilter.nf_conntrack_max",
+    "net.netfilter.nf_conntrack_tcp_timeout_established",
+    "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
 )
 DEBIAN_PACKAGES = ("containerd", "runc", "containernetworking-plugins", "busybox-static",
                    "iptables")
@@ -138,19 +168,21 @@ def ensure_node_deps() -> None:
 
 
 def node_targets() -> list[_Target]:
-    """kubelet and kube-scheduler (the control plane has none: Pods need one to get a node)."""
+    """kubelet, kube-scheduler and kube-proxy (the control plane has none: Pods need one to
+    get a node, Services one to get an address)."""
     kver = k8s_version()
     return [
         _Target(name, k8s_dir(kver), package, _k8s_ldflags(kver), ("--version",),
                 f"Kubernetes {kver.version}")
         for name, package in (("kubelet", KUBELET_PACKAGE),
-                              ("kube-scheduler", KUBE_SCHEDULER_PACKAGE))
+                              ("kube-scheduler", KUBE_SCHEDULER_PACKAGE),
+                              ("kube-proxy", KUBE_PROXY_PACKAGE))
     ]
 
 
-def ensure_node_binaries(report: BuildReport | None = None) -> tuple[Path, Path]:
-    """Build kubelet and kube-scheduler (same version, wrapper module and cache as the
-    control plane); return their paths."""
+def ensure_node_binaries(report: BuildReport | None = None) -> tuple[Path, Path, Path]:
+    """Build kubelet, kube-scheduler and kube-proxy (same version, wrapper module and cache
+    as the control plane); return their paths."""
     report = report if report is not None else BuildReport()
     kver, targets = k8s_version(), node_targets()
     if not all(_version_ok(t) for t in targets):
@@ -159,22 +191,37 @@ def ensure_node_binaries(report: BuildReport | None = None) -> tuple[Path, Path]
                      extra_packages=NODE_PACKAGES)
         if report.steps:
             _log("build times: " + ", ".join(f"{k} {v:.1f} s" for k, v in report.steps.items()))
-    return targets[0].path, targets[1].path
+    return targets[0].path, targets[1].path, targets[2].path
 
 
 @dataclass(frozen=True)
 class NodeBinaries:
     kubelet: Path
     kube_scheduler: Path
+    kube_proxy: Path
     coredns: Path
-    images: dict[str, Path]
+    registry: Path
+    oras: Path
+    images: dict[str, Path]  # real name -> OCI archive, served by the mirror
+
+
+def node_images() -> dict[str, Path]:
+    """The images the mirror serves: the test images and the sync service's image under the
+    name dist/install/ uses (``make image``: minutes cold, seconds warm)."""
+    node = Path(os.environ.get("JSII_NODE") or sync_image.REPO / ".tools/node_modules/.bin/node")
+    if not node.exists():
+        raise NodeError(f"{node} is missing (the sync service image needs it): "
+                        "run `make bootstrap`")
+    sync_image.ensure_tools()
+    return {**build_all(), sync_image.image_name(): sync_image.build(node.resolve())}
 
 
 def ensure_all() -> NodeBinaries:
     """Everything the node needs, built or installed (cached: seconds when warm)."""
     ensure_node_deps()
-    kubelet, scheduler = ensure_node_binaries()
-    return NodeBinaries(kubelet, scheduler, coredns_binary(), build_all())
+    kubelet, scheduler, proxy = ensure_node_binaries()
+    return NodeBinaries(kubelet, scheduler, proxy, coredns_binary(), registry_binary(),
+                        oras_binary(), node_images())
 
 
 # ----- small system helpers -------------------------------------------------------------
@@ -227,6 +274,12 @@ def _iptables_rules(net: Network) -> dict[str, list[list[str]]]:
     }
 
 
+def allow_port_rule(net: Network, port: int) -> list[str]:
+    """Pods may open TCP connections to this port of the bridge's address (inserted first)."""
+    return ["-I", f"{net.chain}-IN", "1", "-d", net.gateway, "-p", "tcp", "--dport", str(port),
+            "-j", "RETURN"]
+
+
 def _jumps(net: Network) -> list[list[str]]:
     return [["FORWARD", "-j", net.chain], ["INPUT", "-i", net.bridge, "-j", f"{net.chain}-IN"]]
 
@@ -267,14 +320,28 @@ def teardown_network(net: Network) -> list[str]:
     return left
 
 
-def _kubelet_chains_cleanup() -> None:
-    """The kubelet's canary/hint chains (it recreates them; nobody else on this host uses them)."""
+def kube_chains_cleanup() -> list[str]:
+    """Every ``KUBE-*`` chain of the kubelet (canary, hint, firewall) and kube-proxy (services,
+    masquerading, ...) and the built-in chains' jumps to them; nobody else on this host uses
+    that prefix. Returns what could not be removed."""
+    left = []
     for tool in ("iptables", "ip6tables"):
         for table in ("mangle", "nat", "filter"):
-            for chain in ("KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", "KUBE-FIREWALL"):
-                if _run(tool, "-w", "-t", table, "-n", "-L", chain, check=False).returncode == 0:
-                    _run(tool, "-w", "-t", table, "-F", chain, check=False)
-                    _run(tool, "-w", "-t", table, "-X", chain, check=False)
+            rules = _run(tool, "-w", "-t", table, "-S", check=False).stdout.splitlines()
+            for rule in rules:  # "-A INPUT ... -j KUBE-FIREWALL": delete it
+                words = shlex.split(rule)
+                if (len(words) > 2 and words[0] == "-A" and not words[1].startswith("KUBE-")
+                        and "-j" in words and words[words.index("-j") + 1].startswith("KUBE-")):
+                    _run(tool, "-w", "-t", table, "-D", *words[1:], check=False)
+            chains = [r.split()[1] for r in rules if r.startswith("-N KUBE-")]
+            for chain in chains:
+                _run(tool, "-w", "-t", table, "-F", chain, check=False)
+            for chain in chains:
+                _run(tool, "-w", "-t", table, "-X", chain, check=False)
+            after = _run(tool, "-w", "-t", table, "-S", check=False).stdout
+            left += [f"{tool} -t {table} {line}" for line in after.splitlines()
+                     if "KUBE-" in line]
+    return left
 
 
 def _cgroup_dirs() -> list[Path]:
@@ -390,8 +457,16 @@ def dns_query(server: str, name: str, port: int = 53, timeout: float = 2.0) -> l
     return out
 
 
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 # ----- configuration files ---------------------------------------------------------------
-def containerd_config(workdir: Path, sandbox_image: str) -> str:
+def containerd_config(workdir: Path, sandbox_image: str, hosts_dir: Path) -> str:
     return f"""version = 2
 root = "{workdir}/containerd/root"
 state = "{workdir}/containerd/state"
@@ -428,6 +503,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     bin_dir = "{CNI_BIN_DIR}"
     conf_dir = "{workdir}/cni/net.d"
     max_conf_num = 1
+  # One hosts.toml per registry name (docker.io, ghcr.io, ...): all go to the mirror.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{hosts_dir}"
 """
 
 
@@ -494,6 +572,52 @@ def kubelet_config(workdir: Path, net: Network, port: int, healthz_port: int) ->
         "maxPods": 60,
         "podPidsLimit": -1,
         "shutdownGracePeriod": "0s",
+    }
+
+
+def kube_proxy_config(kubeconfig: Path, net: Network, healthz_port: int,
+                      metrics_port: int) -> dict[str, object]:
+    """iptables mode; nothing beyond loopback and the bridge; the host's sysctls left alone."""
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig)},
+        "mode": "iptables",
+        "hostnameOverride": NODE_NAME,
+        "bindAddress": net.gateway,
+        "clusterCIDR": net.pod_cidr,  # traffic from elsewhere to a Service is masqueraded
+        "healthzBindAddress": f"127.0.0.1:{healthz_port}",
+        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
+        "nodePortAddresses": [f"{net.gateway}/32"],  # NodePorts on the bridge address only
+        "iptables": {
+            # true would set net.ipv4.conf.all.route_localnet=1 on the host
+            "localhostNodePorts": False,
+            "masqueradeAll": False,
+            "syncPeriod": "30s",
+            "minSyncPeriod": "0s",  # a new Service or endpoint is programmed at once
+        },
+        # 0: keep the host's conntrack table size and timeouts
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
+                      "tcpCloseWaitTimeout": "0s"},
+        "oomScoreAdj": 0,
+    }
+
+
+def apiserver_endpoint_slice(net: Network, port: int) -> dict[str, object]:
+    """The ``kubernetes`` Service's endpoint: the API server's listener on the bridge. The API
+    server maintains none itself (``--endpoint-reconciler-type=none``: it advertises 127.0.0.1,
+    which no Pod can reach)."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kubernetes", "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes",
+                       "endpointslice.kubernetes.io/managed-by": "oras-cache-node"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [net.gateway], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     }
 
 
@@ -644,6 +768,7 @@ class Node:
         kill_cgroup_processes()
         remove_cgroups()
         teardown_network(self.net)
+        kube_chains_cleanup()
 
     def _start(self, binaries: NodeBinaries) -> None:
         net = self.net
@@ -652,23 +777,34 @@ class Node:
         for d in _cgroup_dirs():
             d.mkdir(exist_ok=True)
         setup_network(net)
+        self.allow_port(cluster.apiserver_port)
+
+        # The mirror first: the pushes (none when warm) run while the rest starts.
+        t0 = time.monotonic()
+        pushes = ThreadPoolExecutor(max_workers=1)
+        pushed = pushes.submit(mirror.push_all, binaries.oras, net.mirror,
+                               self._start_mirror(binaries), self.images, ALIASES)
+        self._start_apiserver_listener(cluster)
+        self.timings["mirror_and_listener"] = time.monotonic() - t0
 
         t0 = time.monotonic()
         (self.workdir / "cni" / "net.d").mkdir(parents=True)
         (self.workdir / "cni" / "net.d" / "10-oras-cache.conflist").write_text(
             json.dumps(cni_config(self.workdir, net), indent=2))
+        hosts_dir = mirror.write_hosts_dir(self.workdir / "certs.d", net.mirror,
+                                           mirror.registry_hosts(self._mirror_catalogue()))
         config = self.workdir / "containerd.toml"
-        config.write_text(containerd_config(self.workdir, PAUSE_IMAGE))
+        config.write_text(containerd_config(self.workdir, PAUSE_IMAGE, hosts_dir))
         self._launch("containerd", ["/usr/bin/containerd", "--config", str(config),
                                     "--log-level", "warn"])
         self._wait("containerd", lambda: _run("ctr", "--address", str(self.address),
                                               "version", check=False).returncode == 0)
         self.timings["containerd"] = time.monotonic() - t0
 
-        # From here on everything starts at once; the images are imported meanwhile.
+        # From here on everything starts at once.
         t0 = time.monotonic()
-        port, healthz, dns_health, sched_port = free_ports(4)
-        self.kubelet_port = port
+        kport, healthz, dns_health, sched_port, proxy_health, proxy_metrics = free_ports(6)
+        self.kubelet_port = kport
         admin = cluster.kubeconfig
         self._launch("kube-scheduler", [
             str(binaries.kube_scheduler), f"--kubeconfig={admin}",
@@ -687,23 +823,79 @@ class Node:
                                       client_key=key)
         (self.workdir / "resolv.conf").write_text("")
         kconf = self.workdir / "kubelet.json"
-        kconf.write_text(json.dumps(kubelet_config(self.workdir, net, port, healthz), indent=2))
+        kconf.write_text(json.dumps(kubelet_config(self.workdir, net, kport, healthz), indent=2))
         self._launch("kubelet", [
             str(binaries.kubelet), f"--config={kconf}", f"--kubeconfig={kubeconfig}",
             f"--root-dir={self.workdir / 'kubelet'}", f"--cert-dir={self.workdir / 'kubelet-pki'}",
             f"--hostname-override={NODE_NAME}", f"--node-ip={net.gateway}", "--v=1",
         ])
+        self._launch_kube_proxy(binaries, cluster, proxy_health, proxy_metrics)
         core = self.workdir / "Corefile"
         core.write_text(corefile(cluster.kubeconfig, net, dns_health))
         self._launch("coredns", [str(binaries.coredns), "-conf", str(core), "-dns.port", "53"])
-        self.timings["import"] = import_images("/usr/bin/ctr", self.address, self.images)
         self._wait("kubelet", self._node_ready)
         self.timings["node_ready"] = time.monotonic() - t0
         self._wait("kube-scheduler", lambda: self._https_ok(
             f"https://127.0.0.1:{sched_port}/healthz"))
         self._wait("coredns", lambda: self._http_ok(f"http://127.0.0.1:{dns_health}/health")
                    and self._dns_ok())
+        # 200 once the first sync of the rules is done (503 until then).
+        self._wait("kube-proxy", lambda: self._http_ok(
+            f"http://127.0.0.1:{proxy_health}/healthz"))
+        try:
+            self.timings["push"] = pushed.result(timeout=900)
+        except BuildError as err:
+            raise NodeError(f"pushing the images to the mirror failed: {err}") from err
+        finally:
+            pushes.shutdown()
         self.timings["all_ready"] = time.monotonic() - t0
+
+    def _start_mirror(self, binaries: NodeBinaries) -> Path:
+        """The mirror registry on the bridge address; returns its storage directory."""
+        storage = mirror.prepare_storage(self._mirror_catalogue())
+        config = self.workdir / "mirror.yml"
+        config.write_text(mirror.registry_config(storage, self.net.mirror))
+        self._launch("mirror", [str(binaries.registry), "serve", str(config)],
+                     env={"OTEL_TRACES_EXPORTER": "none"})
+        self._wait("mirror", lambda: mirror.is_up(self.net.mirror))
+        return storage
+
+    def _start_apiserver_listener(self, cluster: LocalCluster) -> None:
+        """The API server's second listener, on the bridge address and the same port, and
+        the ``kubernetes`` Service's endpoint there."""
+        net, port = self.net, cluster.apiserver_port
+        self._launch("apiserver-listener", [
+            sys.executable, "-m", "tests.harness.tcpforward", f"{net.gateway}:{port}",
+            f"127.0.0.1:{port}"])
+        self._wait("apiserver-listener", lambda: _port_open(net.gateway, port))
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(
+            apiserver_endpoint_slice(net, port)))
+
+    def _launch_kube_proxy(self, binaries: NodeBinaries, cluster: LocalCluster,
+                           healthz_port: int, metrics_port: int) -> None:
+        # As the user the default RBAC binds to system:node-proxier.
+        pki = cluster.pki_dir
+        cert, key = client_cert(pki, "system:kube-proxy", (), self.workdir / "pki")
+        kubeconfig = write_kubeconfig(self.workdir / "kube-proxy.kubeconfig",
+                                      server=cluster.server, ca_cert=pki / "ca.crt",
+                                      user="system:kube-proxy", client_cert=cert,
+                                      client_key=key)
+        config = self.workdir / "kube-proxy.json"
+        config.write_text(json.dumps(kube_proxy_config(kubeconfig, self.net, healthz_port,
+                                                       metrics_port), indent=2))
+        self._launch("kube-proxy", [str(binaries.kube_proxy), f"--config={config}", "--v=1"])
+
+    def _mirror_catalogue(self) -> dict[str, Path]:
+        """Every name the mirror serves (aliases included) -> its archive."""
+        names = dict(self.images)
+        for name, aliases in ALIASES.items():
+            names.update(dict.fromkeys(aliases, self.images[name]))
+        return names
+
+    def allow_port(self, port: int) -> None:
+        """Let Pods open TCP connections to ``port`` on the bridge's address (e.g. a git
+        server a test runs there); removed with the chain at teardown."""
+        _run("iptables", "-w", *allow_port_rule(self.net, port))
 
     def _dns_ok(self) -> bool:
         try:
@@ -736,8 +928,8 @@ class Node:
         conditions = json.loads(body).get("status", {}).get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    def _launch(self, name: str, argv: list[str]) -> None:
-        component = Component(name, argv, str(self.logs_dir / f"{name}.log"))
+    def _launch(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        component = Component(name, argv, str(self.logs_dir / f"{name}.log"), env=env or {})
         self.components[name] = component
         self._procs[name] = spawn(component, daemon=self.daemon)
         self._save_state()
@@ -772,10 +964,11 @@ class Node:
         if not self._started:
             return
         self._started = False
-        for name in ("coredns", "kubelet", "kube-scheduler"):
+        for name in ("kube-proxy", "coredns", "kubelet", "kube-scheduler"):
             self._terminate(name)
         kill_cgroup_processes()  # the containers: their shims then exit on their own
-        self._terminate("containerd")
+        for name in ("containerd", "mirror", "apiserver-listener"):
+            self._terminate(name)
         left: list[str] = []
         if self.workdir != Path():
             for pid in shim_pids(self.address):
@@ -783,7 +976,7 @@ class Node:
                     os.kill(pid, signal.SIGKILL)
             left += [f"mount {m}" for m in unmount_under([str(self.workdir)])]
         left += teardown_network(self.net)
-        _kubelet_chains_cleanup()
+        left += kube_chains_cleanup()
         left += [f"cgroup {c}" for c in remove_cgroups()]
         restore_sysctls(self._sysctls)
         still = [c.name for c in self.components.values() if is_ours(c)]
@@ -796,6 +989,9 @@ class Node:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 self.cluster.kubectl("delete", "node", NODE_NAME, "--ignore-not-found",
                                      "--wait=false", check=False, timeout=10)
+                self.cluster.kubectl("delete", "endpointslice", "kubernetes", "-n", "default",
+                                     "--ignore-not-found", "--wait=false", check=False,
+                                     timeout=10)
         if check and (left or still):
             raise NodeError(f"after stop: left behind {left}, processes still running {still}")
 

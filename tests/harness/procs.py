@@ -33,6 +33,7 @@ class Component:
     log: str
     pid: int = 0
     ports: list[int] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # added to this process's environment
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -67,6 +68,7 @@ def spawn(component: Component, *, daemon: bool) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            env={**os.environ, **component.env} if component.env else None,
             preexec_fn=_die_with_parent(os.getpid()) if tie else None,  # noqa: PLW1509
         )
     component.pid = proc.pid

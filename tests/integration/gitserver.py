@@ -66,10 +66,13 @@ class WorkRepo:
 
 
 class GitHttpServer:
-    """Serves every repository under `root` at http://127.0.0.1:PORT/<name>, with basic auth."""
+    """Serves every repository under `root` at http://HOST:PORT/<name>, with basic auth
+    (HOST: 127.0.0.1, or the test node's bridge address for Pods)."""
 
-    def __init__(self, root: Path, username: str, password: str) -> None:
+    def __init__(self, root: Path, username: str, password: str,
+                 host: str = "127.0.0.1") -> None:
         self.root = root
+        self.host = host
         self.username = username
         self.password = password
         self.port = free_ports(1)[0]
@@ -77,7 +80,7 @@ class GitHttpServer:
         self.requests = 0
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        return f"http://{self.host}:{self.port}/{name}"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -156,7 +159,7 @@ class GitHttpServer:
         return Handler
 
     def start(self) -> GitHttpServer:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self.httpd = ThreadingHTTPServer((self.host, self.port), self._handler())
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
