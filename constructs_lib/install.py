@@ -759,10 +759,14 @@ def pod_spec(
                     # The leader-election identity and the lease's namespace.
                     k8s.EnvVar(name="POD_NAME", value_from=_field("metadata.name")),
                     k8s.EnvVar(name="POD_NAMESPACE", value_from=_field("metadata.namespace")),
-                    # jsii unpacks its assemblies to a temp dir and caches under
-                    # $HOME/.cache: both on the writable emptyDir.
+                    # jsii unpacks its assemblies to a temp dir: on the writable emptyDir.
                     k8s.EnvVar(name="HOME", value=TMP),
                     k8s.EnvVar(name="TMPDIR", value=TMP),
+                    # jsii's package cache (under $HOME/.cache) refuses a directory with a
+                    # parent writable by others, as every emptyDir is (mode 0777): the
+                    # process would exit at start-up. A Pod's cache would be empty at each
+                    # start anyway.
+                    k8s.EnvVar(name="JSII_RUNTIME_PACKAGE_CACHE", value="disabled"),
                     *env,
                 ],
                 liveness_probe=_probe("/healthz", period=20),

@@ -184,4 +184,5 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(
         time.sleep(0.3)
     state = pod.status.container_statuses[0].state
     assert pod.status.phase == "Succeeded", state
-    assert "api reached" in (state.terminated.message or "")
+    log = core.read_namespaced_pod_log("in-cluster", namespace)
+    assert "api reached" in log

@@ -48,9 +48,15 @@ def registry_hosts(names: Mapping[str, Path]) -> list[str]:
 
 
 def hosts_toml(address: str, host: str) -> str:
+    """The mirror as the one ``[host]`` and as the ``server`` (the fallback: no upstream).
+    containerd 1.6 refuses a file without a ``[host]`` table ("invalid `host` tree")."""
+    url = f"http://{address}/v2/{host}"
     return (f"# {host} is served by the node's mirror registry; no upstream fallback.\n"
-            f'server = "http://{address}/v2/{host}"\n'
-            "override_path = true\n")
+            f'server = "{url}"\n'
+            "override_path = true\n\n"
+            f'[host."{url}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+            "  override_path = true\n")
 
 
 def write_hosts_dir(directory: Path, address: str, hosts: list[str]) -> Path:

@@ -230,6 +230,8 @@ def test_deployment(default: list[Obj]) -> None:
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "HOME", "value": "/tmp"},
         {"name": "TMPDIR", "value": "/tmp"},
+        # an emptyDir is mode 0777: jsii's package cache refuses to live below it
+        {"name": "JSII_RUNTIME_PACKAGE_CACHE", "value": "disabled"},
     ]
 
 

@@ -27,7 +27,9 @@ def test_every_image_name_is_mirrored_without_upstream_fallback(tmp_path: Path) 
         parsed = tomllib.loads((directory / host / "hosts.toml").read_text())
         # the upstream name as the path prefix: docker.io/library/busybox and a
         # ghcr.io/library/busybox would never collide in the mirror
-        assert parsed == {"server": f"http://10.209.0.1:5000/v2/{host}", "override_path": True}
+        url = f"http://10.209.0.1:5000/v2/{host}"
+        assert parsed == {"server": url, "override_path": True, "host": {url: {
+            "capabilities": ["pull", "resolve"], "override_path": True}}}
     assert "ubuntu:latest" in " ".join(images.ALIASES[images.BUSYBOX_IMAGE])
     assert "ghcr.io/oras-project/registry:latest" in images.ALIASES[images.REGISTRY_IMAGE]
 
