@@ -235,13 +235,15 @@ class SyncService:
         self.queue.done(work.key)
 
     def _shutdown(self, code: int) -> int:
+        if self.elector is not None:  # first: a standby leads at once (no more reconciles here)
+            self.elector.release()
+            self.metrics.leader.set(0)
+        if self.webhook:  # while the caches still answer admissions
+            self.webhook.drain(self.options.webhook_drain)
         for informer in [self.caches, *self.children.values()]:
             informer.stop()
         self.applier.close()
         self.reconciler.events.close()  # pending events still go out
-        if self.elector is not None:
-            self.elector.release()
-            self.metrics.leader.set(0)
         if self.webhook and self.ca_keeper:
             self.ca_keeper.stop()
             self.webhook.stop()

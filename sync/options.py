@@ -44,6 +44,9 @@ class Options:
     webhook_cert_validity: float = WEEK
     # tls.crt, tls.key (+ ca.crt) from here, reloaded on change, instead of generating
     webhook_cert_dir: str | None = None
+    # On SIGTERM the webhook keeps answering this long (each answer closing its connection):
+    # the API server's kept-alive connections to a deleted Pod end without a refused Pod.
+    webhook_drain: float = 5.0
     # The service's own namespace ($POD_NAMESPACE): with every namespace synced, the
     # webhook still refuses it and kube-system, as the install's namespaceSelector does.
     own_namespace: str | None = None

@@ -155,6 +155,11 @@ def webhook_arguments(sync: argparse.ArgumentParser) -> None:
                       "Certificate's Secret as a volume), reloaded when they change, "
                       "instead of generating a CA; --webhook-host and "
                       "--webhook-cert-validity then do not apply")
+    hook.add_argument("--webhook-drain", type=float, default=Options.webhook_drain,
+                      metavar="SECONDS", help="on SIGTERM, keep answering admissions up to "
+                      "this long, each answer closing its connection, so that no Pod "
+                      "creation is refused while a replica goes away (default 5; ends "
+                      "early once no connection is open)")
 
 
 def add_render_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

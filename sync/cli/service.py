@@ -61,7 +61,8 @@ def cluster_options(args: argparse.Namespace) -> Options:
         leader_elect=args.leader_elect, lease=lease,
         webhook_addr=args.webhook_addr, webhook_hosts=tuple(args.webhook_host or ()),
         webhook_config=args.webhook_config, webhook_cert_validity=args.webhook_cert_validity,
-        webhook_cert_dir=args.webhook_cert_dir, drift=args.drift,
+        webhook_cert_dir=args.webhook_cert_dir, webhook_drain=args.webhook_drain,
+        drift=args.drift,
         own_namespace=pod_namespace or None)
 
 

@@ -90,6 +90,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
         self._waiting: dict[Any, float | None] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self.draining = False  # every answer closes its connection (see drain)
         self.evicted = 0
         self.refused = 0
         super().__init__(addr, handler)
@@ -159,6 +160,16 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             log.debug("connection from %s broke", peer, exc_info=True)
         else:
             log.exception("error answering %s", peer)
+
+    def drain(self, seconds: float) -> None:
+        """Keep serving for up to ``seconds`` (until no connection is left), every answer
+        with ``Connection: close``: a client's kept-alive connection is closed by the client
+        after its next answer, never by us under a request already on its way. For a Pod
+        being deleted: its Service stops sending new connections meanwhile."""
+        self.draining = True
+        deadline = time.monotonic() + seconds
+        while self.connections() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def server_close(self) -> None:
         self._closed.set()
@@ -256,8 +267,9 @@ class BoundedHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        if close:
+        if close or getattr(self.server, "draining", False):
             self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 

@@ -199,6 +199,10 @@ class WebhookServer:
         threading.Thread(target=self.httpd.serve_forever, name="webhook", daemon=True).start()
         log.info("serving the admission webhook on port %d", self.port)
 
+    def drain(self, seconds: float) -> None:
+        """Before ``stop``: see ``BoundedHTTPServer.drain``."""
+        self.httpd.drain(seconds)
+
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
