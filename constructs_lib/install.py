@@ -472,7 +472,10 @@ GIT_NAME = "oras-cache-git-sync"
 GIT_COMPONENT = "git-sync"
 GIT_METRICS_SERVICE = f"{GIT_NAME}-metrics"
 GIT_APPLYSET_ROLE = f"{GIT_NAME}-applyset"
-GIT_CLONE_DIR = "/var/lib/orascache/git"
+GIT_VOLUME_DIR = "/var/lib/orascache/git"  # the emptyDir: owned by root (group: fsGroup)
+# A directory the service creates, so owned by its own user: git refuses a repository owned
+# by another user ("detected dubious ownership"), and the emptyDir itself is root's.
+GIT_CLONE_DIR = f"{GIT_VOLUME_DIR}/clone"
 DEFAULT_GIT_REPO = "https://git.example.com/your-org/your-caches.git"  # a placeholder
 DEFAULT_GIT_CREDENTIALS_SECRET = "oras-cache-git-credentials"
 DEFAULT_APPLYSET_NAME = "orascache-git"
@@ -690,7 +693,7 @@ class GitSyncService(_RevisionServiceConstruct):
                 empty_dir=k8s.EmptyDirVolumeSource(size_limit=k8s.Quantity.from_string("1Gi")),
             )
         ]
-        mounts = [k8s.VolumeMount(name="git", mount_path=GIT_CLONE_DIR)]
+        mounts = [k8s.VolumeMount(name="git", mount_path=GIT_VOLUME_DIR)]
         secrets = [secret_volume("git-credentials", credentials_secret, GIT_CREDENTIALS_MOUNT)
                    ] if credentials_secret is not None else []
         if trigger_secret is not None:

@@ -13,6 +13,7 @@ that follow.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -238,7 +239,8 @@ def _annotated_pod(index: int) -> dict[str, Any]:
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": f"during-rollout-{index}", "labels": {"e2e": "rollout"},
                      "annotations": {f"{prefix}oras-cache": "orascache-sample",
-                                     f"{prefix}output-uri": f"e2e/rollout:{index}"}},
+                                     f"{prefix}output-uri": f"e2e/rollout:{index}",
+                                     f"{prefix}output-path": "/tmp/result.txt"}},
         # Never scheduled: created (and wired) only, so the node is not loaded with them.
         "spec": {"nodeSelector": {"oras-cache.test/no-such-node": "true"},
                  "containers": [{"name": "app", "image": "busybox", "command": ["true"]}]},
@@ -305,7 +307,7 @@ def test_install_git_follows_a_repository_on_the_bridge(
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "resources": [str(INSTALL_GIT)],
+        "resources": [os.path.relpath(INSTALL_GIT, overlay)],  # kustomize: relative only
         "patches": [{"patch": yaml.safe_dump({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "oras-cache-git-sync", "namespace": SYSTEM},
@@ -332,8 +334,13 @@ def test_install_git_follows_a_repository_on_the_bridge(
                 return False
             return bool(sts.status.ready_replicas)
 
-        wait_for(applied, timeout=TIMEOUT_S, interval=0.5,
-                 what="the repository's cache applied and its registry Ready")
+        try:
+            wait_for(applied, timeout=TIMEOUT_S, interval=0.5,
+                     what="the repository's cache applied and its registry Ready")
+        except AssertionError as err:
+            logs = cluster.kubectl("-n", SYSTEM, "logs", "deployment/oras-cache-git-sync",
+                                   "--tail=30", check=False)
+            raise AssertionError(f"{err}\n{logs.stdout}{logs.stderr}") from None
         print(f"\ndist/install-git/: the repository's cache Ready in "
               f"{time.monotonic() - began:.1f} s")
         assert server.requests > 0

@@ -426,13 +426,14 @@ def test_git_deployment(git_default: list[Obj]) -> None:
         "sync", "--source", "git", "--repo", "$(ORASCACHE_GIT_REPO)", "--ref",
         "$(ORASCACHE_GIT_REF)", "--path", "$(ORASCACHE_GIT_PATH)", "--namespace", "default",
         "--applyset-name", "orascache-git", "--interval", "1m", "--http-addr", ":8080",
-        "--git-dir", "/var/lib/orascache/git", "--render-workers", "1",
+        "--git-dir", "/var/lib/orascache/git/clone", "--render-workers", "1",
         "--credentials-file", "/etc/orascache/git-credentials",
     ]  # fmt: skip
     from sync.cli.parser import build_parser  # noqa: PLC0415 - the CLI takes exactly these
 
     args = build_parser().parse_args(c["args"])
-    assert (args.source, args.render_workers, args.git_dir) == ("git", 1, "/var/lib/orascache/git")
+    assert (args.source, args.render_workers, args.git_dir) == (
+        "git", 1, "/var/lib/orascache/git/clone")
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["ORASCACHE_GIT_REPO"] == "https://git.example.com/your-org/your-caches.git"
     assert (env["ORASCACHE_GIT_REF"], env["ORASCACHE_GIT_PATH"]) == ("main", ".")
