@@ -4,10 +4,10 @@ real node, with the sync service's image pulled by its name from the node's mirr
 The tests run in file order and share the install (module fixtures): the Deployment
 becomes Available, an OrasCache becomes Ready, the original operator's examples go through
 the in-cluster webhook via its Service, the leader fails over, a rollout restart refuses no
-Pod creation, `dist/install-git/` follows a git repository served on the bridge, and
-`kubectl delete -f dist/install/` leaves nothing behind. The last test deletes the install;
-the module's teardown deletes it in any case and puts the repo's CRDs back for the tests
-that follow.
+Pod creation, `kubectl delete -f dist/install/` leaves nothing behind, and then
+`dist/install-git/` alone follows a git repository served on the bridge. The module's
+teardown deletes the install in any case and puts the repo's CRDs back for the tests that
+follow.
 """
 
 from __future__ import annotations
@@ -288,11 +288,35 @@ def test_rollout_restart_refuses_no_pod_creation(
                                           grace_period_seconds=0)
 
 
+def test_delete_leaves_nothing_behind(cluster: LocalCluster, admin: ApiClient,
+                                      installed: float, workflows: str) -> None:
+    began = time.monotonic()
+    kubectl(cluster, "delete", "-f", str(INSTALL), "--wait=true")
+    print(f"\nkubectl delete -f dist/install/ took {time.monotonic() - began:.1f} s")
+    wait_for(lambda: cluster.kubectl("get", "namespace", SYSTEM, check=False).returncode != 0,
+             timeout=TIMEOUT_S, interval=0.5, what=f"namespace {SYSTEM} gone")
+    kinds = ("clusterroles,clusterrolebindings,mutatingwebhookconfigurations,"
+             "customresourcedefinitions,namespaces")
+    left = kubectl(cluster, "get", kinds, "-l", PART_OF, "-o", "name")
+    assert left.strip() == "", left
+    for name in ("clusterrole/oras-cache-sync", "clusterrole/oras-cache-sync-webhook",
+                 "mutatingwebhookconfiguration/oras-cache-sync",
+                 f"customresourcedefinition/{schema.PLURAL}.{schema.GROUP}"):
+        got = cluster.kubectl("get", name, check=False)
+        assert got.returncode != 0 and "NotFound" in got.stderr, (name, got.stdout)
+    # Pods are created without the webhook again (nothing refuses them).
+    pod = _annotated_pod(0)
+    pod["metadata"]["name"] = "after-uninstall"
+    created = client.CoreV1Api(admin).create_namespaced_pod(workflows, pod)
+    assert [c.name for c in created.spec.containers] == ["app"]
+
+
 def test_install_git_follows_a_repository_on_the_bridge(
-    cluster: LocalCluster, admin: ApiClient, node: Node, installed: float, tmp_path: Path
+    cluster: LocalCluster, admin: ApiClient, node: Node, tmp_path: Path
 ) -> None:
-    """As the README says: the credentials Secret, an overlay naming the repository, then
-    `kubectl apply -k`. The repository is served by `git http-backend` on the bridge
+    """Alone (after the uninstall above: its teardown deletes the shared namespace), as the
+    README says: the namespace, the credentials Secret, an overlay naming the repository,
+    then `kubectl apply -k`. The repository is served by `git http-backend` on the bridge
     address (the one more port the node opens to Pods)."""
     repo = WorkRepo(tmp_path / "remote" / "caches")
     body = yaml.safe_load(HELLO_WORLD_CACHE)
@@ -319,6 +343,7 @@ def test_install_git_follows_a_repository_on_the_bridge(
     }))
     began = time.monotonic()
     try:
+        kubectl(cluster, "create", "namespace", SYSTEM)
         kubectl(cluster, "-n", SYSTEM, "create", "secret", "generic",
                 "oras-cache-git-credentials", f"--from-file=username={user}",
                 f"--from-file=password={password}")
@@ -355,26 +380,3 @@ def test_install_git_follows_a_repository_on_the_bridge(
         cluster.kubectl("delete", "configmap", "orascache-git", "-n", "default",
                         "--ignore-not-found", check=False)
         server.stop()
-
-
-def test_delete_leaves_nothing_behind(cluster: LocalCluster, admin: ApiClient,
-                                      installed: float, workflows: str) -> None:
-    began = time.monotonic()
-    kubectl(cluster, "delete", "-f", str(INSTALL), "--wait=true")
-    print(f"\nkubectl delete -f dist/install/ took {time.monotonic() - began:.1f} s")
-    wait_for(lambda: cluster.kubectl("get", "namespace", SYSTEM, check=False).returncode != 0,
-             timeout=TIMEOUT_S, interval=0.5, what=f"namespace {SYSTEM} gone")
-    kinds = ("clusterroles,clusterrolebindings,mutatingwebhookconfigurations,"
-             "customresourcedefinitions,namespaces")
-    left = kubectl(cluster, "get", kinds, "-l", PART_OF, "-o", "name")
-    assert left.strip() == "", left
-    for name in ("clusterrole/oras-cache-sync", "clusterrole/oras-cache-sync-webhook",
-                 "mutatingwebhookconfiguration/oras-cache-sync",
-                 f"customresourcedefinition/{schema.PLURAL}.{schema.GROUP}"):
-        got = cluster.kubectl("get", name, check=False)
-        assert got.returncode != 0 and "NotFound" in got.stderr, (name, got.stdout)
-    # Pods are created without the webhook again (nothing refuses them).
-    pod = _annotated_pod(0)
-    pod["metadata"]["name"] = "after-uninstall"
-    created = client.CoreV1Api(admin).create_namespaced_pod(workflows, pod)
-    assert [c.name for c in created.spec.containers] == ["app"]
