@@ -208,6 +208,9 @@ class NodeBinaries:
 def node_images() -> dict[str, Path]:
     """The images the mirror serves: the test images and the sync service's image under the
     name dist/install/ uses (``make image``: minutes cold, seconds warm)."""
+    if os.geteuid() != 0:  # mmdebstrap and chroot need root, as the node itself does
+        _log("not root: the sync service's image is not built (a node needs root anyway)")
+        return build_all()
     node = Path(os.environ.get("JSII_NODE") or sync_image.REPO / ".tools/node_modules/.bin/node")
     if not node.exists():
         raise NodeError(f"{node} is missing (the sync service image needs it): "
