@@ -148,7 +148,8 @@ def webhook(cluster: LocalCluster, api_client: ApiClient, namespace: str, tmp_pa
         proc = SyncProcess(cluster.kubeconfig, [
             "--namespace", namespace, "--log-format", "text", "--webhook-addr",
             f"127.0.0.1:{port}", "--webhook-host", "127.0.0.1", "--webhook-config", name,
-            *extra], tmp_path / f"sync-{len(procs)}.log")
+            # No Service in front of it here: nothing to drain (each stop would wait 5 s).
+            "--webhook-drain", "0", *extra], tmp_path / f"sync-{len(procs)}.log")
         procs.append(proc.start())
         proc.wait_ready()
         wait_for(lambda: bundle(api_client, name), what="caBundle published")

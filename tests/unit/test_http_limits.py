@@ -401,3 +401,30 @@ def test_servers_listen_on_loopback_unless_told_otherwise() -> None:
     assert build_parser().parse_args(["sync"]).http_addr == "127.0.0.1:8080"
     assert Options().http_addr == RevisionOptions().http_addr == "127.0.0.1:8080"
     assert build_parser().parse_args(["sync"]).webhook_addr is None
+
+
+def test_draining_answers_close_their_connection_and_the_drain_ends_with_the_last() -> None:
+    """A replica going away (SIGTERM) keeps answering, each answer with `Connection: close`,
+    so the client closes its kept-alive connection itself; the drain ends once none is
+    left, well before its limit."""
+    with webhook() as server:
+        conn = https(server.port)
+        conn.request("POST", "/mutate", GOOD, {"Content-Type": "application/json"})
+        first = conn.getresponse()
+        first.read()
+        assert first.getheader("Connection") is None  # kept alive
+        ended = threading.Event()
+        began = time.monotonic()
+        drainer = threading.Thread(target=lambda: (server.drain(10.0), ended.set()))
+        drainer.start()
+        time.sleep(0.2)
+        assert not ended.is_set()  # our connection is still open: still answering
+        conn.request("POST", "/mutate", GOOD, {"Content-Type": "application/json"})
+        second = conn.getresponse()
+        assert second.status == 200
+        assert second.getheader("Connection") == "close"
+        second.read()
+        conn.close()
+        assert ended.wait(5.0)
+        assert time.monotonic() - began < 5.0
+        drainer.join()
