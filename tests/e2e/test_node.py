@@ -3,6 +3,7 @@ output, DNS, ClusterIP Services (kube-proxy), the API server through its Service
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import urllib.request
@@ -93,6 +94,8 @@ def test_pod_sees_only_the_bridge(node: Node, api_client: ApiClient, namespace: 
         f"{probes}"
         # nor the kubelet's port on the bridge address (only DNS there)
         f"if timeout 3 nc {NETWORK.gateway} {node.kubelet_port} </dev/null; then exit 13; fi; "
+        # nor the mirror registry (containerd on the host pulls from it, Pods never do)
+        f"if timeout 3 nc {NETWORK.gateway} {NETWORK.mirror_port} </dev/null; then exit 14; fi; "
         "exit 0"
     )
     result = run_pod(api_client, namespace, "net", script)
@@ -186,3 +189,23 @@ def test_pods_reach_the_api_server_through_the_kubernetes_service(
     assert pod.status.phase == "Succeeded", state
     log = core.read_namespaced_pod_log("in-cluster", namespace)
     assert "api reached" in log
+
+
+def test_the_node_listens_only_on_loopback_and_the_bridge(node: Node) -> None:
+    """Every TCP/UDP socket of the node's processes (containerd, kubelet, kube-scheduler,
+    kube-proxy, CoreDNS, the mirror, the API server's second listener) is bound to
+    127.0.0.1 or the bridge's address."""
+    pids = {c.pid for c in node.components.values()}
+    out = subprocess.run(["ss", "-ltunpH"], capture_output=True, text=True, check=True).stdout
+    seen, wrong = set(), []
+    for line in out.splitlines():
+        fields = line.split()
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if not owners & pids:
+            continue
+        host = fields[4].rsplit(":", 1)[0].strip("[]")
+        seen.add(host)
+        if host not in ("127.0.0.1", NETWORK.gateway):
+            wrong.append(line)
+    assert not wrong, wrong
+    assert seen == {"127.0.0.1", NETWORK.gateway}
