@@ -99,8 +99,12 @@ oras-tools-build: bootstrap ## build the registry (distribution) and the oras CL
 gitops-checks-build: bootstrap ## build Argo CD's health check runner (gopher-lua) and kstatus (cached)
 	$(PY) -m tests.harness.gitops_checks build
 
+.PHONY: flux-build
+flux-build: bootstrap ## build Flux's source-controller and kustomize-controller, with their CRDs (cached)
+	$(PY) -m tests.harness.flux build
+
 .PHONY: test
-test: lint cluster-build oras-tools-build gitops-checks-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
+test: lint cluster-build oras-tools-build gitops-checks-build flux-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,7 +51,9 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     return hook
 
 
-def spawn(component: Component, *, daemon: bool) -> subprocess.Popen[bytes]:
+def spawn(
+    component: Component, *, daemon: bool, env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start ``component`` in a new session with output appended to its log file.
 
     ``daemon=True`` (``up``): survives this Python process. Otherwise the child is tied
@@ -67,6 +69,7 @@ def spawn(component: Component, *, daemon: bool) -> subprocess.Popen[bytes]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            env=env,
             preexec_fn=_die_with_parent(os.getpid()) if tie else None,  # noqa: PLW1509
         )
     component.pid = proc.pid
