@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sync.apply.kube import Kube
 from tests.harness import LocalCluster, ensure_binaries
+from tests.harness.flux import ensure_flux
 from tests.harness.oras_tools import LocalRegistry, OrasTools, ensure_oras_tools
 from tests.harness.ports import free_ports
 from tests.integration.syncproc import SyncProcess, wait_for
@@ -48,6 +49,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     capture = session.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         ensure_binaries()
+        if any("flux" in getattr(item, "fixturenames", ()) for item in session.items):
+            ensure_flux()
 
 
 def _yaml_files(directory: Path) -> list[Path]:
