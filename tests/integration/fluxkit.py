@@ -56,8 +56,10 @@ def oci_repository(name: str, url: str, *, tag: str = "main", interval: str = "2
 
 
 def kustomization(name: str, source: Obj, path: str, *, prune: bool = True,
-                  wait: bool = True, timeout: str = "60s", interval: str = "10m",
+                  wait: bool = True, timeout: str = "30s", interval: str = "10m",
                   target_namespace: str | None = None) -> Obj:
+    """`timeout` bounds the health checks of `wait: true`; Flux never waits less than 30 s
+    (`GetTimeout` in its API), polling every 5 s."""
     spec: Obj = {"sourceRef": {"kind": source["kind"], "name": source["metadata"]["name"]},
                  "path": path, "prune": prune, "wait": wait, "timeout": timeout,
                  "interval": interval, "retryInterval": "2s"}

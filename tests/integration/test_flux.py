@@ -106,7 +106,7 @@ def test_git_dist_examples_applied_waited_for_and_pruned(
                                     secret=git_secret(api_client, namespace))
     fluxkit.create(api_client, namespace, source)
     fluxkit.create(api_client, namespace, fluxkit.kustomization(
-        "examples", source, "./dist/examples", timeout="5s", target_namespace=namespace))
+        "examples", source, "./dist/examples", timeout="30s", target_namespace=namespace))
 
     obj = wait_for(lambda: applied(api_client, namespace, "examples", first), timeout=120,
                    what="dist/examples applied")
@@ -205,11 +205,15 @@ def test_oci_artifact_from_render_push_oci_applied_and_pruned(
 
     source = fluxkit.oci_repository("rendered", f"oci://{registry.address}/caches/rendered")
     fluxkit.create(api_client, namespace, source)
+    # wait: false here: a health check that cannot pass holds the next revision for its
+    # whole timeout (30 s at least); waiting is shown on the real node (tests/e2e).
     fluxkit.create(api_client, namespace, fluxkit.kustomization(
-        "rendered", source, "./", timeout="5s", target_namespace=namespace))
-    obj = wait_for(lambda: applied(api_client, namespace, "rendered", digest), timeout=120,
+        "rendered", source, "./", wait=False, target_namespace=namespace))
+    obj = wait_for(lambda: applied(api_client, namespace, "rendered", digest)
+                   and ready(api_client, namespace, "rendered").get("status") == "True"
+                   and kustomization(api_client, namespace, "rendered"), timeout=120,
                    what="the artifact applied")
-    assert obj["status"]["lastAttemptedRevision"] == f"main@{digest}"
+    assert obj["status"]["lastAppliedRevision"] == f"main@{digest}"
     oci = fluxkit.get(api_client, namespace, "OCIRepository", "rendered")
     assert oci is not None and fluxkit.condition(oci)["status"] == "True"
     assert oci["status"]["artifact"]["revision"] == f"main@{digest}"
