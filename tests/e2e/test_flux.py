@@ -1,9 +1,9 @@
 """Flux's controllers on the real node, where registries become Ready:
 
 - a Kustomization with `wait: true` over OrasCache files becomes Ready only once the
-  caches it applied are Ready (the sync service, a host process, brings them there), and a
-  cache that cannot become Ready (its image does not exist) fails Flux's health check with
-  our condition's message in Flux's; removing a cache from git prunes it;
+  caches it applied are Ready (the sync service, a host process, brings them there); a
+  Stalled cache fails Flux's health check at once, one that cannot become Ready (its image
+  does not exist) at Flux's timeout; removing a cache from git prunes it;
 - push to Ready: the same new cache published as an OCI artifact, once rendered
   (`orascache render --push-oci`, applied by Flux's OCIRepository + Kustomization) and
   once as its source (`orascache sync --source oci`), both polling at the same interval,
@@ -40,7 +40,7 @@ from tests.integration.test_sync_oci import publish
 pytestmark = pytest.mark.timeout(900)
 BROKEN_IMAGE = REGISTRY_IMAGE.rsplit(":", 1)[0] + ":does-not-exist"
 INTERVAL = "5s"  # both sources poll at this interval in the timing test
-ROUNDS = 3
+ROUNDS = 5
 
 
 @pytest.fixture(scope="module")
@@ -69,20 +69,28 @@ def is_ready(obj: dict[str, Any] | None) -> bool:
     return fluxkit.condition(obj).get("status") == "True"
 
 
-def test_kustomization_ready_only_when_its_caches_are_ready_broken_cache_fails_it(
+def _ks_condition(api: ApiClient, ns: str, name: str) -> dict[str, Any]:
+    return fluxkit.condition(fluxkit.get(api, ns, "Kustomization", name))
+
+
+def test_kustomization_ready_only_when_its_caches_are_ready_broken_caches_fail_it(
     flux: FluxControllers, api_client: ApiClient, namespace: str, sync: SyncProcess,
     tmp_path: Path,
 ) -> None:
     server = GitHttpServer(tmp_path / "remote", USER, PASSWORD).start()
     try:
+        # "stalled": a Service of that name that is not ours is in the way (Conflict).
+        client.CoreV1Api(api_client).create_namespaced_service(namespace, {
+            "metadata": {"name": "stalled"}, "spec": {"ports": [{"port": 80}]}})
         repo = WorkRepo(tmp_path / "remote" / "caches.git")
         repo.write("good/cache.yaml", cache_yaml("good", image=REGISTRY_IMAGE))
+        repo.write("stalled/cache.yaml", cache_yaml("stalled", image=REGISTRY_IMAGE))
         repo.write("broken/cache.yaml", cache_yaml("broken", image=BROKEN_IMAGE)).commit()
         source = fluxkit.git_repository("caches", server.url("caches.git"),
                                         secret=git_secret(api_client, namespace))
         fluxkit.create(api_client, namespace, source)
         began = time.monotonic()
-        for name, timeout in (("good", "180s"), ("broken", "30s")):
+        for name, timeout in (("good", "180s"), ("broken", "30s"), ("stalled", "180s")):
             fluxkit.create(api_client, namespace, fluxkit.kustomization(
                 name, source, f"./{name}", timeout=timeout, target_namespace=namespace))
 
@@ -104,27 +112,40 @@ def test_kustomization_ready_only_when_its_caches_are_ready_broken_cache_fails_i
         print(f"\ncache Ready {first_cache:.1f} s, Kustomization Ready "
               f"{samples[-1][0]:.1f} s after the Kustomizations were created")
 
-        # The broken cache: Flux's health check fails, with our condition's message.
-        cond = wait_for(lambda: fluxkit.condition(fluxkit.get(
-            api_client, namespace, "Kustomization", "broken")).get("reason")
-            == "HealthCheckFailed" and fluxkit.condition(fluxkit.get(
-                api_client, namespace, "Kustomization", "broken")), timeout=120,
+        # Stalled (kstatus Failed): Flux fails fast, long before its 180 s timeout.
+        cond = wait_for(lambda: _ks_condition(api_client, namespace, "stalled").get(
+            "reason") == "HealthCheckFailed" and _ks_condition(
+                api_client, namespace, "stalled"), timeout=90,
+            what="the stalled cache's health check to fail")
+        ours = fluxkit.condition(cache(api_client, namespace, "stalled"), "Stalled")
+        assert ours.get("status") == "True" and ours["reason"] == "Conflict", ours
+        assert cond["message"].startswith("health check failed after "), cond["message"]
+        assert (f"failed early due to stalled resources: [OrasCache/{namespace}/stalled "
+                "status: 'Failed']") in cond["message"], cond["message"]
+        print(f"stalled: Flux's message: {cond['message']}\n  ours: {ours['message']}")
+
+        # An image that does not exist: InProgress until Flux's timeout. Flux's message
+        # names the cache and its kstatus status, never the cache's own message (fluxcd/
+        # pkg/ssa formats only those); the reason is on the cache for `kubectl describe`.
+        cond = wait_for(lambda: _ks_condition(api_client, namespace, "broken").get(
+            "reason") == "HealthCheckFailed" and _ks_condition(
+                api_client, namespace, "broken"), timeout=120,
             what="the broken cache's health check to fail")
         ours = fluxkit.condition(cache(api_client, namespace, "broken"), "Reconciling")
-        assert ours.get("status") == "True", ours
+        assert ours.get("status") == "True" and ours["message"] == "0/1 replicas ready", ours
         assert cond["status"] == "False"
-        assert f"OrasCache/{namespace}/broken" in cond["message"], cond["message"]
-        assert ours["message"] in cond["message"], (ours, cond)
-        print(f"Flux's message: {cond['message']}")
+        assert (f"timeout waiting for: [OrasCache/{namespace}/broken status: 'InProgress']"
+                in cond["message"]), cond["message"]
+        print(f"broken: Flux's message: {cond['message']}\n  ours: {ours['message']}")
 
         # Removing a cache from git prunes it (and the sync service its registry).
         repo.remove("broken/cache.yaml").write("broken/.keep", "").commit("drop broken")
-        wait_for(lambda: cache(api_client, namespace, "broken") is None, timeout=60,
+        wait_for(lambda: cache(api_client, namespace, "broken") is None, timeout=90,
                  what="the broken cache pruned")
         kube = Kube(api_client)
         wait_for(lambda: sts(kube, namespace, "broken") is None, timeout=60,
                  what="its StatefulSet removed by the sync service")
-        for name in ("good", "broken"):
+        for name in ("good", "broken", "stalled"):
             fluxkit.delete_and_wait(api_client, namespace, "Kustomization", name)
     finally:
         server.stop()
@@ -145,6 +166,7 @@ def _reached(api: ApiClient, kube: Kube, ns: str, name: str, digest: str) -> dic
     """Which of the four milestones cache `name` of this round has reached."""
     return {
         "flux applied": sts(kube, ns, f"flux-{name}") is not None,
+        "flux serving": _sts_ready(kube, ns, f"flux-{name}"),
         "flux ready": _flux_ready(api, ns, digest),
         "sync applied": sts(kube, ns, f"sync-{name}") is not None,
         "sync ready": _sts_ready(kube, ns, f"sync-{name}"),
@@ -198,7 +220,7 @@ def test_push_to_ready_flux_oci_against_the_sync_services_oci_source(
                 flux_digest, flux_at, _, sync_at = publish_both(name)
                 times: dict[str, float] = {}
                 deadline = time.monotonic() + 240
-                while len(times) < 4 and time.monotonic() < deadline:
+                while len(times) < 5 and time.monotonic() < deadline:
                     now = time.monotonic()
                     for what, done in _reached(api_client, kube, namespace, name,
                                                flux_digest).items():
@@ -206,13 +228,14 @@ def test_push_to_ready_flux_oci_against_the_sync_services_oci_source(
                             base = flux_at if what.startswith("flux") else sync_at
                             times[what] = now - base
                     time.sleep(0.1)
-                assert len(times) == 4, f"round {round_}: only {times}"
-                # Flux's Ready means the StatefulSet it waited for is Ready too.
-                assert _sts_ready(kube, namespace, f"flux-{name}")
+                assert len(times) == 5, f"round {round_}: only {times}"
+                # Flux's Ready comes after the StatefulSet it waited for is Ready.
+                assert times["flux ready"] >= times["flux serving"]
                 rows.append(times)
                 print(f"\nround {round_}: " + ", ".join(
                     f"{k} {v:.1f} s" for k, v in times.items()))
-            for key in rows[0]:
+            for key in ("flux applied", "flux serving", "flux ready", "sync applied",
+                        "sync ready"):
                 values = [row[key] for row in rows]
                 print(f"{key}: median {statistics.median(values):.1f} s, "
                       f"min {min(values):.1f} s, max {max(values):.1f} s over {ROUNDS} pushes")
