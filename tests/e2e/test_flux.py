@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from tests.integration.test_sync_oci import publish
 pytestmark = pytest.mark.timeout(900)
 BROKEN_IMAGE = REGISTRY_IMAGE.rsplit(":", 1)[0] + ":does-not-exist"
 INTERVAL = "5s"  # both sources poll at this interval in the timing test
-ROUNDS = 5
+ROUNDS = 6
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,10 @@ def cache(api: ApiClient, ns: str, name: str) -> dict[str, Any] | None:
 
 def is_ready(obj: dict[str, Any] | None) -> bool:
     return fluxkit.condition(obj).get("status") == "True"
+
+
+def duration_s(text: str) -> float:
+    return float(text.removesuffix("s"))
 
 
 def _ks_condition(api: ApiClient, ns: str, name: str) -> dict[str, Any]:
@@ -215,8 +220,10 @@ def test_push_to_ready_flux_oci_against_the_sync_services_oci_source(
                      interval=0.2, what="round 0 through the sync service")
 
             rows = []
+            phases = random.Random(22)  # both poll every INTERVAL: push at spread phases
             for round_ in range(1, ROUNDS + 1):
                 name = f"r{round_}"
+                time.sleep(phases.uniform(0, duration_s(INTERVAL)))
                 flux_digest, flux_at, _, sync_at = publish_both(name)
                 times: dict[str, float] = {}
                 deadline = time.monotonic() + 240
