@@ -152,6 +152,7 @@ def test_kustomization_ready_only_when_its_caches_are_ready_broken_caches_fail_i
                  what="its StatefulSet removed by the sync service")
         for name in ("good", "broken", "stalled"):
             fluxkit.delete_and_wait(api_client, namespace, "Kustomization", name)
+        fluxkit.delete_and_wait(api_client, namespace, "GitRepository", "caches")
     finally:
         server.stop()
 
@@ -249,3 +250,4 @@ def test_push_to_ready_flux_oci_against_the_sync_services_oci_source(
         finally:
             proc.stop()
             fluxkit.delete_and_wait(api_client, namespace, "Kustomization", "rendered")
+            fluxkit.delete_and_wait(api_client, namespace, "OCIRepository", "rendered")

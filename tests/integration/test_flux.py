@@ -143,6 +143,7 @@ def test_git_dist_examples_applied_waited_for_and_pruned(
     fluxkit.delete_and_wait(api_client, namespace, "Kustomization", "examples")
     wait_for(lambda: sts(kube, namespace, "oras") is None, timeout=30,
              what="garbage collection")
+    fluxkit.delete_and_wait(api_client, namespace, "GitRepository", "gitops")
 
 
 def test_git_dist_install_applied_by_flux(
@@ -178,6 +179,7 @@ def test_git_dist_install_applied_by_flux(
         assert labels["kustomize.toolkit.fluxcd.io/namespace"] == namespace
     finally:
         fluxkit.delete_and_wait(api_client, namespace, "Kustomization", "install")
+        fluxkit.delete_and_wait(api_client, namespace, "GitRepository", "gitops")
         # Nothing serves the webhook in this cluster (as in test_install.py).
         try:
             client.AdmissionregistrationV1Api(api_client) \
@@ -233,3 +235,4 @@ def test_oci_artifact_from_render_push_oci_applied_and_pruned(
     assert a is not None
     assert a["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] == 7000
     fluxkit.delete_and_wait(api_client, namespace, "Kustomization", "rendered")
+    fluxkit.delete_and_wait(api_client, namespace, "OCIRepository", "rendered")
