@@ -24,7 +24,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 
 from constructs_lib import schema
-from sync.kube import Kube
+from sync.apply.kube import Kube
 from tests.harness import LocalCluster
 from tests.harness.flux import FluxControllers
 from tests.harness.images import REGISTRY_IMAGE

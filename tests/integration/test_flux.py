@@ -25,7 +25,7 @@ from kubernetes import client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from sync.kube import Kube
+from sync.apply.kube import Kube
 from tests.harness import LocalCluster
 from tests.harness.flux import FluxControllers
 from tests.harness.oras_tools import LocalRegistry, OrasTools
