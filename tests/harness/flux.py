@@ -32,10 +32,12 @@ generated from) into the same directory's ``crds/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -321,6 +323,7 @@ class FluxControllers:
         return self
 
     def _wait_healthy(self) -> None:
+        """Both /readyz, then the artifact server (it may open after /readyz answers)."""
         deadline = time.monotonic() + START_TIMEOUT_S
         for component in self.components:
             health = component.ports[1]
@@ -340,6 +343,34 @@ class FluxControllers:
                     raise RuntimeError(f"{component.name} not ready on {HOST}:{health}:\n"
                                        f"{log_tail(component.log)}")
                 time.sleep(0.1)
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                if sock.connect_ex((HOST, self.storage_port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"source-controller's artifact server is not listening on "
+                                   f"{HOST}:{self.storage_port}")
+            time.sleep(0.1)
+
+    def listening(self) -> dict[str, set[str]]:
+        """controller -> the ``address:port`` of every TCP socket it listens on (from
+        /proc: its socket inodes, matched against the LISTEN rows of /proc/net/tcp{,6})."""
+        rows: dict[str, str] = {}
+        for table in ("tcp", "tcp6"):
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # LISTEN
+                    rows[fields[9]] = _address(fields[1])
+        found: dict[str, set[str]] = {}
+        for component in self.components:
+            inodes = set()
+            for fd in Path(f"/proc/{component.pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+            found[component.name] = {rows[i] for i in inodes if i in rows}
+        return found
 
     def log(self, name: str) -> str:
         return Path(self.dir / f"{name}.log").read_text(errors="replace")
@@ -358,6 +389,17 @@ class FluxControllers:
         self.stop()
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _address(hex_address: str) -> str:
+    """``0100007F:1F90`` -> ``127.0.0.1:8080`` (IPv6: the 32 hex digits as they are, but
+    ``::`` for any and ``::1`` for loopback)."""
+    host, port = hex_address.split(":")
+    if len(host) == 8:
+        ip = ".".join(str(b) for b in reversed(bytes.fromhex(host)))
+    else:
+        ip = {"0" * 32: "::", "0" * 24 + "01000000": "::1"}.get(host, host)
+    return f"{ip}:{int(port, 16)}"
 
 
 def crd_paths(binaries: FluxBinaries, kinds: Sequence[str] = ()) -> list[Path]:

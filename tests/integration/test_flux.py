@@ -97,6 +97,17 @@ def drop_example(repo: WorkRepo, rel: str) -> None:
     path.write_text(yaml.safe_dump(doc))
 
 
+def test_controllers_listen_on_loopback_only(flux: FluxControllers) -> None:
+    listening = flux.listening()
+    assert set(listening) == {"source-controller", "kustomize-controller"}
+    # metrics + health (+ source-controller's artifact server), nothing else.
+    assert len(listening["source-controller"]) == 3, listening
+    assert f"127.0.0.1:{flux.storage_port}" in listening["source-controller"]
+    assert len(listening["kustomize-controller"]) == 2, listening
+    for addresses in listening.values():
+        assert all(a.startswith("127.0.0.1:") for a in addresses), listening
+
+
 def test_git_dist_examples_applied_waited_for_and_pruned(
     flux: FluxControllers, api_client: ApiClient, kube: Kube, namespace: str,
     git_server: GitHttpServer, gitops_repo: WorkRepo,
