@@ -103,8 +103,12 @@ gitops-checks-build: bootstrap ## build Argo CD's health check runner (gopher-lu
 prometheus-tools-build: bootstrap ## build promtool and the PromQL selector lister from the Prometheus module (cached)
 	$(PY) -m tests.harness.prometheus_tools build
 
+.PHONY: flux-build
+flux-build: bootstrap ## build Flux's source-controller and kustomize-controller, with their CRDs (cached)
+	$(PY) -m tests.harness.flux build
+
 .PHONY: test
-test: lint cluster-build oras-tools-build gitops-checks-build prometheus-tools-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
+test: lint cluster-build oras-tools-build gitops-checks-build prometheus-tools-build flux-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from sync.apply.kube import Kube
 from tests.harness import LocalCluster, ensure_binaries
+from tests.harness.flux import ensure_flux
 from tests.harness.oras_tools import LocalRegistry, OrasTools, ensure_oras_tools
 from tests.harness.ports import free_ports
 from tests.harness.prometheus_tools import ensure_prometheus_tools
@@ -51,6 +52,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         ensure_binaries()
         if any(item.path.name == "test_monitoring.py" for item in session.items):
             ensure_prometheus_tools()  # promtool: about 13 minutes when cold
+        if any("flux" in getattr(item, "fixturenames", ()) for item in session.items):
+            ensure_flux()
 
 
 def _yaml_files(directory: Path) -> list[Path]:
