@@ -22,7 +22,15 @@ from constructs_lib import schema
 from sync.apply.applier import Applier
 from sync.apply.kube import RESOURCES, ApiError, Kube, Obj, Unreachable
 from sync.apply.leader import LeaderElector
-from sync.cluster_reconcile import CACHES, CHILD_KINDS, OWNER_LABEL, Reconciler, Work
+from sync.cluster_reconcile import (
+    CACHES,
+    CHILD_KINDS,
+    OWNER_LABEL,
+    Reconciler,
+    Work,
+    cache_selector,
+    child_selector,
+)
 from sync.options import Options
 from sync.report.events import EventRecorder
 from sync.report.metrics import Metrics
@@ -89,17 +97,28 @@ class SyncService:
         self.applier = Applier(kube, concurrency=options.workers, drift=options.drift)
         self.metrics.drifted.set_function(self.applier.drifted_count)
         namespaces: list[str | None] = list(options.namespaces) if options.namespaces else [None]
+        # A shard lists and watches only its own caches and children (server-side label
+        # selectors): a cache relabelled away leaves as a DELETED event.
         self.caches = InformerSet([
-            Informer(kube, CACHES, namespace=ns, on_event=self._on_cache) for ns in namespaces
+            Informer(kube, CACHES, namespace=ns, label_selector=cache_selector(options.shard_key),
+                     on_event=self._on_cache)
+            for ns in namespaces
         ])
         self.children = {
             kind: InformerSet([
-                Informer(kube, RESOURCES[kind], namespace=ns, label_selector=OWNER_LABEL,
+                Informer(kube, RESOURCES[kind], namespace=ns,
+                         label_selector=child_selector(options.shard_key),
                          index_label=OWNER_LABEL, on_event=self._on_child)
                 for ns in namespaces
             ])
             for kind in CHILD_KINDS
         }
+        # The webhook is not sharded: a shard serving it also holds every cache a Pod may
+        # name (its own informer, feeding no reconcile).
+        self.webhook_caches = self.caches
+        if options.shard_key is not None and options.webhook_addr:
+            self.webhook_caches = InformerSet([
+                Informer(kube, CACHES, namespace=ns) for ns in namespaces])
         self.reconciler = Reconciler(
             kube=kube, applier=self.applier, caches=self.caches, children=self.children,
             events=EventRecorder(kube), metrics=self.metrics,
@@ -110,9 +129,9 @@ class SyncService:
         self.ca_keeper: CaBundleKeeper | None = None
         if options.webhook_addr:
             certs = self._webhook_certs(options)
+            scope = NamespaceScope.of(options.namespaces, options.own_namespace)
             self.webhook = WebhookServer(options.webhook_addr, certs,
-                                         make_mutator(kube, self.caches.get, NamespaceScope.of(
-                                             options.namespaces, options.own_namespace)),
+                                         make_mutator(kube, self.webhook_caches.get, scope),
                                          WebhookMetrics(self.metrics.registry))
             self.ca_keeper = CaBundleKeeper(kube, certs, options.webhook_config)
 
@@ -163,7 +182,7 @@ class SyncService:
             self.health.start()
         if self.webhook and self.ca_keeper:
             # Every replica admits, leader or not: it needs the caches in memory now.
-            self.caches.start()
+            self.webhook_caches.start()
             self.ca_keeper.start()
             self.webhook.start()
         lost = threading.Event()
@@ -178,7 +197,7 @@ class SyncService:
                     return self._shutdown(0)
             self.metrics.leader.set(1)
             log.info("became leader", extra={"identity": o.lease.identity})
-        if not self.webhook:
+        if self.webhook_caches is not self.caches or not self.webhook:
             self.caches.start()
         for informer in self.children.values():
             informer.start()
@@ -234,7 +253,8 @@ class SyncService:
         self.queue.done(work.key)
 
     def _shutdown(self, code: int) -> int:
-        for informer in [self.caches, *self.children.values()]:
+        for informer in {id(i): i for i in [self.caches, self.webhook_caches,
+                                            *self.children.values()]}.values():
             informer.stop()
         self.applier.close()
         self.reconciler.events.close()  # pending events still go out
