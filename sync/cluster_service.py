@@ -25,6 +25,7 @@ from sync.apply.leader import LeaderElector
 from sync.cluster_reconcile import (
     CACHES,
     CHILD_KINDS,
+    HEALTH_STATUS,
     OWNER_LABEL,
     Reconciler,
     Work,
@@ -35,7 +36,7 @@ from sync.options import Options
 from sync.report.events import EventRecorder
 from sync.report.metrics import Metrics
 from sync.serve.health import HealthServer
-from sync.sources.informer import Informer, InformerSet, key_of
+from sync.sources.informer import Informer, InformerSet, keep_status, key_of
 from sync.sources.workqueue import WorkQueue
 from sync.webhook.admission import NamespaceScope, make_mutator
 from sync.webhook.certs import CertDir, CertDirError, CertRotator, CertSource
@@ -99,16 +100,19 @@ class SyncService:
         namespaces: list[str | None] = list(options.namespaces) if options.namespaces else [None]
         # A shard lists and watches only its own caches and children (server-side label
         # selectors): a cache relabelled away leaves as a DELETED event.
+        # Every store is compact JSON, and children keep only the status fields that
+        # Ready reads (their spec stays: the applier compares the fields it set).
         self.caches = InformerSet([
             Informer(kube, CACHES, namespace=ns, label_selector=cache_selector(options.shard_key),
-                     on_event=self._on_cache)
+                     on_event=self._on_cache, compact=True)
             for ns in namespaces
         ])
         self.children = {
             kind: InformerSet([
                 Informer(kube, RESOURCES[kind], namespace=ns,
                          label_selector=child_selector(options.shard_key),
-                         index_label=OWNER_LABEL, on_event=self._on_child)
+                         index_label=OWNER_LABEL, on_event=self._on_child,
+                         transform=keep_status(HEALTH_STATUS), compact=True)
                 for ns in namespaces
             ])
             for kind in CHILD_KINDS
@@ -118,7 +122,7 @@ class SyncService:
         self.webhook_caches = self.caches
         if options.shard_key is not None and options.webhook_addr:
             self.webhook_caches = InformerSet([
-                Informer(kube, CACHES, namespace=ns) for ns in namespaces])
+                Informer(kube, CACHES, namespace=ns, compact=True) for ns in namespaces])
         self.reconciler = Reconciler(
             kube=kube, applier=self.applier, caches=self.caches, children=self.children,
             events=EventRecorder(kube), metrics=self.metrics,
