@@ -75,9 +75,10 @@ class Informer:
         self.transform = transform
         self.compact = compact
         self._store: dict[str, Obj | bytes] = {}
-        # (namespace, value of `index_label`) -> keys: a cache's children without a scan
+        # "namespace/value of `index_label`" -> sorted keys: a cache's children without a
+        # scan. Tuples, not sets: a cache has one to three children (48 bytes against 216).
         self.index_label = index_label
-        self._index: dict[tuple[str, str], set[str]] = {}
+        self._index: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._watch: watch.Watch | None = None
@@ -96,17 +97,17 @@ class Informer:
 
     def by_index(self, namespace: str, value: str) -> list[Obj]:
         with self._lock:
-            keys = self._index.get((namespace, value), set())
-            stored = [self._store[k] for k in sorted(keys)]
+            keys = self._index.get(f"{namespace}/{value}", ())
+            stored = [self._store[k] for k in keys]
         return [_decoded(s) for s in stored]
 
     def _shaped(self, obj: Obj) -> Obj:
         obj = _with_kind(obj, self.resource)
         return obj if self.transform is None else self.transform(obj)
 
-    def _index_key(self, obj: Obj) -> tuple[str, str] | None:
+    def _index_key(self, obj: Obj) -> str | None:
         value = (obj["metadata"].get("labels") or {}).get(self.index_label or "")
-        return None if value is None else (obj["metadata"].get("namespace", ""), value)
+        return None if value is None else f"{obj['metadata'].get('namespace', '')}/{value}"
 
     def _put(self, key: str, obj: Obj | None) -> None:
         """Replace (or, with None, remove) one stored object and its index entry."""
@@ -115,13 +116,17 @@ class Informer:
         if old is not None and self.index_label is not None:
             old_index = self._index_key(_decoded(old))
         if old_index is not None:
-            self._index.get(old_index, set()).discard(key)
+            kept = tuple(k for k in self._index.get(old_index, ()) if k != key)
+            if kept:
+                self._index[old_index] = kept
+            else:
+                self._index.pop(old_index, None)
         if obj is not None:
             self._store[key] = json.dumps(obj, separators=(",", ":")).encode() if (
                 self.compact) else obj
             new_index = self._index_key(obj)
             if new_index is not None:
-                self._index.setdefault(new_index, set()).add(key)
+                self._index[new_index] = tuple(sorted({*self._index.get(new_index, ()), key}))
 
     # ----- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
