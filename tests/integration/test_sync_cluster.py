@@ -611,7 +611,9 @@ def test_watch_expired_by_compaction_relists_and_converges(
         wait_for(converged(api, namespace, "w2"), timeout=40, what="w2 converged")
         wait_for(lambda: (svc(fresh, namespace, "w1") or {}).get("spec", {}).get(
             "ports", [{}])[0].get("port") == 6000, timeout=40, what="w1 on port 6000")
-        assert get_cache(api, namespace, "w1")["status"]["observedGeneration"] == 2
+        # The status write follows the applies: seeing the Service first is no failure.
+        wait_for(lambda: get_cache(api, namespace, "w1")["status"]["observedGeneration"] == 2,
+                 timeout=10, what="w1's status for generation 2")
         syncproc.report_fault(
             "6. watch expired: etcd compacted to its current revision, kube-apiserver "
             "restarted, changes made meanwhile", "410 Gone on resume, relisted, reconciled "
