@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 # server to end each watch after WATCH_TIMEOUT seconds (it resumes from the last version).
 RETRY_FIRST, RETRY_MAX = 0.2, 10.0
 WATCH_TIMEOUT = 300
+# Objects per list request, as client-go's pager: a list of thousands of objects is
+# never in memory whole, as JSON text and decoded, at once.
+LIST_PAGE = 500
 
 OnEvent = Callable[[str, Obj], None]  # (event type, object)
 Transform = Callable[[Obj], Obj]  # what the store keeps of each object (client-go's)
@@ -109,6 +112,9 @@ class Informer:
         value = (obj["metadata"].get("labels") or {}).get(self.index_label or "")
         return None if value is None else f"{obj['metadata'].get('namespace', '')}/{value}"
 
+    def _stored(self, obj: Obj) -> Obj | bytes:
+        return json.dumps(obj, separators=(",", ":")).encode() if self.compact else obj
+
     def _put(self, key: str, obj: Obj | None) -> None:
         """Replace (or, with None, remove) one stored object and its index entry."""
         old = self._store.pop(key, None)
@@ -122,8 +128,7 @@ class Informer:
             else:
                 self._index.pop(old_index, None)
         if obj is not None:
-            self._store[key] = json.dumps(obj, separators=(",", ":")).encode() if (
-                self.compact) else obj
+            self._store[key] = self._stored(obj)
             new_index = self._index_key(obj)
             if new_index is not None:
                 self._index[new_index] = tuple(sorted({*self._index.get(new_index, ()), key}))
@@ -140,18 +145,32 @@ class Informer:
             self._watch.stop()  # type: ignore[no-untyped-call]
 
     def list_now(self) -> str:
-        """List, replace the store, announce every object; returns the resourceVersion."""
-        listing = self._list_fn(label_selector=self.label_selector)
-        fresh = {key_of(o): self._shaped(o) for o in listing.get("items") or []}
+        """List (by pages), replace the store, announce every object; returns the
+        resourceVersion of the list."""
+        fresh: dict[str, tuple[Obj | bytes, str | None]] = {}  # key -> (stored, index)
+        token: str | None = None
+        while True:
+            listing = self._list_fn(label_selector=self.label_selector, limit=LIST_PAGE,
+                                    **{"continue": token})
+            for item in listing.get("items") or []:
+                obj = self._shaped(item)
+                fresh[key_of(obj)] = (self._stored(obj), self._index_key(obj))
+            token = listing["metadata"].get("continue")
+            if not token:
+                break
         with self._lock:
             gone = [_decoded(o) for k, o in self._store.items() if k not in fresh]
-            self._store, self._index = {}, {}
-            for key, obj in fresh.items():
-                self._put(key, obj)
+            self._store = {key: stored for key, (stored, _) in fresh.items()}
+            self._index = {}
+            for key, (_, index) in fresh.items():
+                if index is not None:
+                    self._index[index] = (*self._index.get(index, ()), key)
+            for index, keys in self._index.items():
+                self._index[index] = tuple(sorted(keys))
         for obj in gone:
             self.on_event("DELETED", obj)
-        for obj in fresh.values():
-            self.on_event("ADDED", obj)
+        for stored, _ in fresh.values():
+            self.on_event("ADDED", _decoded(stored))
         self.synced.set()
         rv: str = listing["metadata"]["resourceVersion"]
         return rv

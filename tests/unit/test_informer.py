@@ -47,3 +47,27 @@ def test_children_keep_metadata_spec_and_the_status_ready_reads() -> None:
         "status": {"observedGeneration": 3, "readyReplicas": 1}}
     assert informer.get("ns/c") is not informer.get("ns/c"), "a copy per read"
     assert "status" not in informer._shaped({"metadata": {"name": "s"}, "status": {"x": 1}})
+
+
+def test_list_is_read_by_pages_and_replaces_the_store() -> None:
+    seen: list[tuple[str, str]] = []
+    informer = Informer(Kube(None), RESOURCES[("v1", "Service")],  # type: ignore[arg-type]
+                        index_label="owner", on_event=lambda t, o: seen.append(
+                            (t, o["metadata"]["name"])), compact=True)
+    informer._put("ns/old", {"metadata": {"name": "old", "namespace": "ns"}})
+    pages = {None: (["a", "b"], "t1"), "t1": (["c"], None)}
+    asked: list[dict[str, object]] = []
+
+    def list_fn(**query: object) -> dict[str, object]:
+        asked.append(query)
+        names, token = pages[query["continue"]]  # type: ignore[index]
+        return {"metadata": {"resourceVersion": "7", "continue": token},
+                "items": [{"metadata": {"name": n, "namespace": "ns",
+                                        "labels": {"owner": "x"}}} for n in names]}
+
+    informer._list_fn = list_fn
+    assert informer.list_now() == "7"
+    assert [q["limit"] for q in asked] == [500, 500]
+    assert seen == [("DELETED", "old"), ("ADDED", "a"), ("ADDED", "b"), ("ADDED", "c")]
+    assert [o["metadata"]["name"] for o in informer.by_index("ns", "x")] == ["a", "b", "c"]
+    assert informer.get("ns/old") is None
