@@ -142,6 +142,10 @@ class SyncService:
             kube=kube, applier=self.applier, caches=self.caches, children=self.children,
             events=EventRecorder(kube), metrics=self.metrics,
         )
+        # Prepared works waiting for a worker, at most two batches: each holds its cache
+        # and manifests decoded (~30 kB); unbounded, the main thread would render the
+        # whole start-up's caches into the pool's queue (150 MB at 5000 caches).
+        self._in_flight = threading.Semaphore(2 * options.batch + options.workers)
         self.elector: LeaderElector | None = None
         self.health = HealthServer(options.http_addr, self) if options.http_addr else None
         self.webhook: WebhookServer | None = None
@@ -258,6 +262,7 @@ class SyncService:
                         self.queue.forget(key)
                         self.queue.done(key)
                 for work in works:
+                    self._in_flight.acquire()
                     pool.submit(self._finish, work)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -265,16 +270,19 @@ class SyncService:
 
     def _finish(self, work: Work) -> None:
         try:
-            ok = self.reconciler.finish(work)
-        except Exception:  # a bug must not kill the worker; retry with backoff
-            log.exception("reconcile %s crashed", work.key)
-            ok = False
-        if ok:
-            self.queue.forget(work.key)
-        else:
-            delay = self.queue.retry(work.key)
-            log.info("retrying %s in %.2fs", work.key, delay)
-        self.queue.done(work.key)
+            try:
+                ok = self.reconciler.finish(work)
+            except Exception:  # a bug must not kill the worker; retry with backoff
+                log.exception("reconcile %s crashed", work.key)
+                ok = False
+            if ok:
+                self.queue.forget(work.key)
+            else:
+                delay = self.queue.retry(work.key)
+                log.info("retrying %s in %.2fs", work.key, delay)
+            self.queue.done(work.key)
+        finally:
+            self._in_flight.release()
 
     def _shutdown(self, code: int) -> int:
         for informer in {id(i): i for i in [self.caches, self.webhook_caches,
