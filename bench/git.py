@@ -69,6 +69,7 @@ from tests.harness import LocalCluster, ensure_binaries  # noqa: E402
 
 NS_BASE, NS_GIT, NS_BASE2 = "bench-git-baseline", "bench-git", "bench-git-baseline-2"
 NS_WARM = "bench-git-warm-up"
+QUIET = [QUIET_TIMEOUT]  # --quiet-timeout: how long each phase waits for an idle machine
 WRITE_VERBS = frozenset({"APPLY", "PATCH", "POST", "PUT", "DELETE", "DELETECOLLECTION"})
 # The git source writes members and the parent with server-side apply and DELETE only (its
 # Events are counted by listing them). A POST of a PersistentVolumeClaim is
@@ -144,7 +145,7 @@ def raw_loop(kube: Kube, tmp: Path, namespace: str, limit: int | None = None,
     desired = render_paths([tmp / "src" / "caches"], ApplySet("base", namespace), namespace)
     assert not desired.errors, desired.errors
     objects = [with_hash(o) for o in desired.objects][:limit]
-    wait_quiet(QUIET_LIMIT, QUIET_TIMEOUT)
+    wait_quiet(QUIET_LIMIT, QUIET[0])
     start = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda o: kube.apply(o, field_manager=FIELD_MANAGER, force=True),
@@ -231,7 +232,7 @@ def first_sync(kube: Kube, tmp: str, n: int, distinct: bool) -> FirstSync:
     options = RevisionOptions(path="caches", namespace=NS_GIT, http_addr=None)
     source = GitSource(f"file://{tmp}/src", "main", Path(tmp) / "clone")
     sync = RevisionSync(kube, source, options)
-    wait_quiet(QUIET_LIMIT, QUIET_TIMEOUT)
+    wait_quiet(QUIET_LIMIT, QUIET[0])
     start = time.monotonic()
     result = sync.sync_once()
     took = time.monotonic() - start
@@ -288,7 +289,11 @@ def main() -> int:
                         type=lambda t: sorted(int(n) for n in t.split(",")),
                         help="phases 0-2 only at each N (fresh control plane each), then "
                         "one table: time, ratio to the raw loop, RSS, per-cache slope")
+    parser.add_argument("--quiet-timeout", type=float, default=QUIET_TIMEOUT,
+                        help="before each timed phase, wait at most this long (s) for the "
+                        f"machine to be idle (default {QUIET_TIMEOUT:g})")
     args = parser.parse_args()
+    QUIET[0] = args.quiet_timeout
     if args.sizes:
         return by_size(args.sizes, args.distinct_specs)
     n = args.n

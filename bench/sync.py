@@ -607,8 +607,10 @@ class Bench:
                          f"{seen_s:.2f} s)")
             self.table("baseline SSA loop", s0, s1)
             self.required_writes(owners, rendered)
-            log(f"waiting for kube-controller-manager to create {self.pods} Pods in {NS_BASE}")
-            log(f"... done in {wait_pods(self.kube, NS_BASE, self.pods):.0f} s")
+            if self.args.pod_wait:
+                log(f"waiting for kube-controller-manager to create {self.pods} Pods in "
+                    f"{NS_BASE}")
+                log(f"... done in {wait_pods(self.kube, NS_BASE, self.pods):.0f} s")
         finally:
             for informer in informers:
                 informer.stop()
@@ -1074,6 +1076,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="py-spy the service's start-up into this file (collapsed stacks; "
                    "needs py-spy in .venv)")
     p.add_argument("--keep-logs", type=Path, help="copy the service logs to this directory")
+    p.add_argument("--no-pod-wait", dest="pod_wait", action="store_false",
+                   help="do not wait for the baseline's Pods before the service starts "
+                   "(on a loaded machine kube-controller-manager may take half an hour for "
+                   "10,000; its work then lands in the service's phase: a pessimistic ratio)")
     p.add_argument("--before", metavar="REV",
                    help="also restart the service of git revision REV and of this tree "
                    "alternately on the converged caches (start-up cost of a change)")
