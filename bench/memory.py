@@ -27,7 +27,6 @@ from typing import Any
 
 from bench.sync import (
     CRD,
-    Kube,
     cache_doc,
     comm,
     create_caches,
@@ -35,6 +34,7 @@ from bench.sync import (
     log,
     memory_mb,
 )
+from sync.apply.kube import Kube
 from sync.cluster_service import SyncService
 from sync.options import Options
 from tests.harness import LocalCluster
