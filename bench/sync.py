@@ -1028,8 +1028,9 @@ def size_table(results: list[Results], loads: list[float]) -> str:
     """Start-up at each N: time, ratio to the floor, RSS, and the slope per cache from
     the previous size (what one more cache costs in time and memory)."""
     lines = ["| caches | start-up (children + status) | floor (SSA loop + status + Event) "
-             "| ratio | RSS Python + Node (MB) | ms per cache | slope ms/cache | "
-             "slope KB/cache | load (1 min) |", "|" + "---|" * 9]
+             "| ratio | CPU-s ratio to the SSA loop (client + kube-apiserver + etcd) "
+             "| RSS Python + Node (MB) | ms per cache | slope ms/cache | "
+             "slope KB/cache | load (1 min) |", "|" + "---|" * 10]
     prev: tuple[int, float, float] | None = None
     for res, load in zip(results, loads, strict=True):
         svc, base = res.data["service"], res.data["baseline"]
@@ -1040,8 +1041,9 @@ def size_table(results: list[Results], loads: list[float]) -> str:
         slope = ("" if prev is None else
                  f"{(svc['total_s'] - prev[1]) / (res.n - prev[0]) * 1000:.2f} | "
                  f"{(rss - prev[2]) * 1024 / (res.n - prev[0]):.1f}")
+        cpu = next((r[3] for r in res.rows if r[0].startswith("CPU-s: client")), "?")
         lines.append(f"| {res.n:,} | {svc['total_s']:.1f} s | {floor:.1f} s | "
-                     f"{svc['total_s'] / floor:.2f}x | {rss:.0f} ({parts}) | "
+                     f"{svc['total_s'] / floor:.2f}x | {cpu} | {rss:.0f} ({parts}) | "
                      f"{svc['total_s'] / res.n * 1000:.2f} | {slope or '- | -'} | {load:.1f} |")
         prev = (res.n, svc["total_s"], rss)
     return "\n".join(lines)

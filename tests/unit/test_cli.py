@@ -231,3 +231,29 @@ def test_each_shard_has_its_own_lease_and_label_selectors() -> None:
     assert (cache_selector(None), child_selector(None)) == (None, owner)
     assert (cache_selector(""), child_selector("")) == (f"!{key}", f"{owner},!{key}")
     assert (cache_selector("b"), child_selector("b")) == (f"{key}=b", f"{owner},{key}=b")
+
+
+def test_a_shard_serving_the_webhook_still_watches_every_cache() -> None:
+    """The webhook is not sharded: it must find any cache a Pod names, while the shard's
+    reconciles see only its own caches and children."""
+    from sync.apply.kube import Kube  # noqa: PLC0415
+    from sync.cluster_service import SyncService  # noqa: PLC0415
+    from sync.options import Options  # noqa: PLC0415
+
+    def selectors(options: Options) -> tuple[bool, list[str | None], list[str | None]]:
+        service = SyncService(Kube(None), options)  # type: ignore[arg-type]
+        try:
+            return (service.webhook_caches is service.caches,
+                    [i.label_selector for i in service.caches.informers],
+                    [i.label_selector for i in service.webhook_caches.informers])
+        finally:
+            service.applier.close()
+            service.reconciler.events.close()
+
+    key = "sharding.cache.converged-computing.github.io/key"
+    assert selectors(Options(shard_key="a", webhook_addr="127.0.0.1:0", http_addr=None)) == (
+        False, [f"{key}=a"], [None])
+    assert selectors(Options(shard_key="a", http_addr=None)) == (True, [f"{key}=a"],
+                                                                 [f"{key}=a"])
+    assert selectors(Options(webhook_addr="127.0.0.1:0", http_addr=None)) == (True, [None],
+                                                                              [None])
