@@ -19,7 +19,7 @@ before each timed phase until the machine is quiet (at most 15% of its CPUs busy
 uses them: kube-controller-manager may keep working after a phase's Pods exist and land in
 the next phase; the apply stage's spread across runs, 0.8x-1.3x the loop, stayed anyway).
 
-Usage: JSII_NODE=... .venv/bin/python -m bench.git [N]
+Usage: JSII_NODE=... .venv/bin/python -m bench.git [N] [--sizes 1000,5000,10000]
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("JSII_NODE", str(REPO / ".tools" / "node_modules" / ".bin" / "node"))
@@ -46,7 +48,15 @@ node_runtime.prepare()  # before anything imports cdk8s
 import git  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.sync import QUIET_LIMIT, QUIET_TIMEOUT, spec_for, wait_quiet  # noqa: E402
+from bench.sync import (  # noqa: E402
+    QUIET_LIMIT,
+    QUIET_TIMEOUT,
+    comm,
+    descendants,
+    memory_mb,
+    spec_for,
+    wait_quiet,
+)
 from sync.apply.applier import FIELD_MANAGER, with_hash  # noqa: E402
 from sync.apply.applyset import ApplySet  # noqa: E402
 from sync.apply.kube import RESOURCES, Kube  # noqa: E402
@@ -59,6 +69,7 @@ from tests.harness import LocalCluster, ensure_binaries  # noqa: E402
 
 NS_BASE, NS_GIT, NS_BASE2 = "bench-git-baseline", "bench-git", "bench-git-baseline-2"
 NS_WARM = "bench-git-warm-up"
+QUIET = [QUIET_TIMEOUT]  # --quiet-timeout: how long each phase waits for an idle machine
 WRITE_VERBS = frozenset({"APPLY", "PATCH", "POST", "PUT", "DELETE", "DELETECOLLECTION"})
 # The git source writes members and the parent with server-side apply and DELETE only (its
 # Events are counted by listing them). A POST of a PersistentVolumeClaim is
@@ -134,7 +145,7 @@ def raw_loop(kube: Kube, tmp: Path, namespace: str, limit: int | None = None,
     desired = render_paths([tmp / "src" / "caches"], ApplySet("base", namespace), namespace)
     assert not desired.errors, desired.errors
     objects = [with_hash(o) for o in desired.objects][:limit]
-    wait_quiet(QUIET_LIMIT, QUIET_TIMEOUT)
+    wait_quiet(QUIET_LIMIT, QUIET[0])
     start = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda o: kube.apply(o, field_manager=FIELD_MANAGER, force=True),
@@ -191,6 +202,82 @@ def drift_phases(cluster: LocalCluster, kube: Kube, sync: RevisionSync,
     return writes, idle_s, drift_s, drift_writes
 
 
+@dataclass
+class FirstSync:
+    """Phases 0-2 on a fresh cluster: the raw loop, then commit -> applied."""
+
+    repo: git.Repo
+    sync: RevisionSync
+    result: Any
+    baseline: float
+    took: float
+    pods: int
+
+
+def first_sync(kube: Kube, tmp: str, n: int, distinct: bool) -> FirstSync:
+    namespaces = RESOURCES[("v1", "Namespace")]
+    for ns in (NS_WARM, NS_BASE, NS_GIT, NS_BASE2):
+        kube.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace",
+                                       "metadata": {"name": ns}})
+    source_repo = make_repo(Path(tmp) / "src", n, distinct)
+    log(f"repository with {n} caches" + (", distinct specs" * distinct))
+
+    # 0. warm-up: the API server's first applies of each kind are slow.
+    raw_loop(kube, Path(tmp), NS_WARM, limit=60)
+
+    # 1. baseline: raw SSA loop of the same objects.
+    baseline, pods = raw_loop(kube, Path(tmp), NS_BASE)
+
+    # 2. git: commit -> applied.
+    options = RevisionOptions(path="caches", namespace=NS_GIT, http_addr=None)
+    source = GitSource(f"file://{tmp}/src", "main", Path(tmp) / "clone")
+    sync = RevisionSync(kube, source, options)
+    wait_quiet(QUIET_LIMIT, QUIET[0])
+    start = time.monotonic()
+    result = sync.sync_once()
+    took = time.monotonic() - start
+    assert result.outcome == "Applied", result.message
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
+    log(f"git commit -> applied: {took:.2f} s ({result.changes.writes} writes; "
+        f"stages: {stages}); ratio {took / baseline:.2f}x the raw SSA loop")
+    return FirstSync(source_repo, sync, result, baseline, took, pods)
+
+
+def rss_mb() -> tuple[float, float]:
+    """(this process, jsii's Node below it) VmRSS in MB: the git source runs in here."""
+    node = sum(memory_mb(pid)[0] for pid, _ in descendants(os.getpid())
+               if comm(pid) == "node")
+    return memory_mb(os.getpid())[0], node
+
+
+def by_size(ns: list[int], distinct: bool) -> int:
+    """Phases 0-2 at each N on a fresh cluster; one table with the per-cache slope."""
+    rows = ["| caches | raw SSA loop | commit -> applied | ratio | render stage | "
+            "RSS bench process + Node (MB) | ms per cache | slope ms/cache | "
+            "slope KB/cache | load (1 min) |", "|" + "---|" * 10]
+    prev: tuple[int, float, float] | None = None
+    for n in ns:
+        with tempfile.TemporaryDirectory(prefix="bench-git-") as tmp, LocalCluster(
+                binaries=ensure_binaries()) as cluster, cluster.api_client() as api:
+            first = first_sync(Kube(api), tmp, n, distinct)
+            first.sync.applier.close()
+            python, node = rss_mb()
+        rss = python + node
+        slope = "- | -" if prev is None else (
+            f"{(first.took - prev[1]) / (n - prev[0]) * 1000:.2f} | "
+            f"{(rss - prev[2]) * 1024 / (n - prev[0]):.1f}")
+        rows.append(f"| {n:,} | {first.baseline:.1f} s | {first.took:.1f} s | "
+                    f"{first.took / first.baseline:.2f}x | "
+                    f"{first.result.timings.get('render', 0.0):.1f} s | "
+                    f"{rss:.0f} ({python:.0f} + {node:.0f}) | {first.took / n * 1000:.2f} | "
+                    f"{slope} | {os.getloadavg()[0]:.1f} |")
+        prev = (n, first.took, rss)
+        log(rows[-1])
+    print(f"git source, commit -> applied by size, {os.cpu_count()} CPUs\n")
+    print("\n".join(rows), flush=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,36 +285,24 @@ def main() -> int:
     parser.add_argument("--distinct-specs", action="store_true",
                         help="a port per cache: every cache its own construct render "
                              "(the default mix has 4 specs: see constructs_lib.render)")
+    parser.add_argument("--sizes", metavar="N,N,...",
+                        type=lambda t: sorted(int(n) for n in t.split(",")),
+                        help="phases 0-2 only at each N (fresh control plane each), then "
+                        "one table: time, ratio to the raw loop, RSS, per-cache slope")
+    parser.add_argument("--quiet-timeout", type=float, default=QUIET_TIMEOUT,
+                        help="before each timed phase, wait at most this long (s) for the "
+                        f"machine to be idle (default {QUIET_TIMEOUT:g})")
     args = parser.parse_args()
+    QUIET[0] = args.quiet_timeout
+    if args.sizes:
+        return by_size(args.sizes, args.distinct_specs)
     n = args.n
     with tempfile.TemporaryDirectory(prefix="bench-git-") as tmp, LocalCluster(
             binaries=ensure_binaries()) as cluster, cluster.api_client() as api:
         kube = Kube(api)
-        namespaces = RESOURCES[("v1", "Namespace")]
-        for ns in (NS_WARM, NS_BASE, NS_GIT, NS_BASE2):
-            kube.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace",
-                                           "metadata": {"name": ns}})
-        source_repo = make_repo(Path(tmp) / "src", n, args.distinct_specs)
-        log(f"repository with {n} caches" + (", distinct specs" * args.distinct_specs))
-
-        # 0. warm-up: the API server's first applies of each kind are slow.
-        raw_loop(kube, Path(tmp), NS_WARM, limit=60)
-
-        # 1. baseline: raw SSA loop of the same objects.
-        baseline, pods = raw_loop(kube, Path(tmp), NS_BASE)
-
-        # 2. git: commit -> applied.
-        options = RevisionOptions(path="caches", namespace=NS_GIT, http_addr=None)
-        source = GitSource(f"file://{tmp}/src", "main", Path(tmp) / "clone")
-        sync = RevisionSync(kube, source, options)
-        wait_quiet(QUIET_LIMIT, QUIET_TIMEOUT)
-        start = time.monotonic()
-        result = sync.sync_once()
-        took = time.monotonic() - start
-        assert result.outcome == "Applied", result.message
-        stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
-        log(f"git commit -> applied: {took:.2f} s ({result.changes.writes} writes; "
-            f"stages: {stages}); ratio {took / baseline:.2f}x the raw SSA loop")
+        first = first_sync(kube, tmp, n, args.distinct_specs)
+        source_repo, sync, result = first.repo, first.sync, first.result
+        baseline, took, pods = first.baseline, first.took, first.pods
         wait_pods(kube, NS_GIT, pods)
 
         # 1b. the baseline again, after (the cluster is warmer, etcd bigger).

@@ -607,8 +607,10 @@ class Bench:
                          f"{seen_s:.2f} s)")
             self.table("baseline SSA loop", s0, s1)
             self.required_writes(owners, rendered)
-            log(f"waiting for kube-controller-manager to create {self.pods} Pods in {NS_BASE}")
-            log(f"... done in {wait_pods(self.kube, NS_BASE, self.pods):.0f} s")
+            if self.args.pod_wait:
+                log(f"waiting for kube-controller-manager to create {self.pods} Pods in "
+                    f"{NS_BASE}")
+                log(f"... done in {wait_pods(self.kube, NS_BASE, self.pods):.0f} s")
         finally:
             for informer in informers:
                 informer.stop()
@@ -994,10 +996,66 @@ def report(res: Results) -> str:
     return "\n".join([*lines, "", *res.tables, ""])
 
 
+def sizes(text: str) -> list[int]:
+    return sorted(int(n) for n in text.split(","))
+
+
+def run_one(args: argparse.Namespace) -> Results:
+    """One fresh control plane, one Bench at args.n; the report printed as it ends."""
+    with contextlib.ExitStack() as stack:
+        logdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-sync-")))
+        if args.keep_logs:
+            def keep() -> None:
+                args.keep_logs.mkdir(parents=True, exist_ok=True)
+                for f in logdir.glob("*.log"):
+                    (args.keep_logs / f"{args.n}-{f.name}").write_bytes(f.read_bytes())
+            stack.callback(keep)
+        log("starting a local control plane")
+        cluster = stack.enter_context(LocalCluster(crds=[CRD]))
+        log(f"control plane up in {cluster.timings.get('start_total', 0):.1f} s")
+        bench = Bench(cluster, args, logdir, stack)
+        try:
+            bench.run()
+        except BaseException as err:
+            bench.res.row("BENCHMARK FAILED", f"{type(err).__name__}: {err}"[:300])
+            raise
+        finally:
+            print(report(bench.res), flush=True)
+        return bench.res
+
+
+def size_table(results: list[Results], loads: list[float]) -> str:
+    """Start-up at each N: time, ratio to the floor, RSS, and the slope per cache from
+    the previous size (what one more cache costs in time and memory)."""
+    lines = ["| caches | start-up (children + status) | floor (SSA loop + status + Event) "
+             "| ratio | CPU-s ratio to the SSA loop (client + kube-apiserver + etcd) "
+             "| RSS Python + Node (MB) | ms per cache | slope ms/cache | "
+             "slope KB/cache | load (1 min) |", "|" + "---|" * 10]
+    prev: tuple[int, float, float] | None = None
+    for res, load in zip(results, loads, strict=True):
+        svc, base = res.data["service"], res.data["baseline"]
+        floor = base["seconds"] + base.get("required_writes_s", 0.0)
+        mem = svc["memory_mb"]
+        rss = mem["total"][0]
+        parts = " + ".join(f"{v[0]:.0f}" for k, v in mem.items() if k != "total")
+        slope = ("" if prev is None else
+                 f"{(svc['total_s'] - prev[1]) / (res.n - prev[0]) * 1000:.2f} | "
+                 f"{(rss - prev[2]) * 1024 / (res.n - prev[0]):.1f}")
+        cpu = next((r[3] for r in res.rows if r[0].startswith("CPU-s: client")), "?")
+        lines.append(f"| {res.n:,} | {svc['total_s']:.1f} s | {floor:.1f} s | "
+                     f"{svc['total_s'] / floor:.2f}x | {cpu} | {rss:.0f} ({parts}) | "
+                     f"{svc['total_s'] / res.n * 1000:.2f} | {slope or '- | -'} | {load:.1f} |")
+        prev = (res.n, svc["total_s"], rss)
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.sync", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("n", nargs="?", type=int, default=1000, help="caches (default 1000)")
+    p.add_argument("--sizes", metavar="N,N,...", type=sizes,
+                   help="start-up only (phases 1-2) at each N, each on a fresh control "
+                   "plane, then one table: time, ratio to the floor, RSS, per-cache slope")
     p.add_argument("--workers", type=int, default=8,
                    help="service --workers and baseline threads (default 8)")
     p.add_argument("--create-workers", type=int, default=8,
@@ -1020,6 +1078,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="py-spy the service's start-up into this file (collapsed stacks; "
                    "needs py-spy in .venv)")
     p.add_argument("--keep-logs", type=Path, help="copy the service logs to this directory")
+    p.add_argument("--no-pod-wait", dest="pod_wait", action="store_false",
+                   help="do not wait for the baseline's Pods before the service starts "
+                   "(on a loaded machine kube-controller-manager may take half an hour for "
+                   "10,000; its work then lands in the service's phase: a pessimistic ratio)")
     p.add_argument("--before", metavar="REV",
                    help="also restart the service of git revision REV and of this tree "
                    "alternately on the converged caches (start-up cost of a change)")
@@ -1042,29 +1104,23 @@ def terminate_as_exit() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with terminate_as_exit(), contextlib.ExitStack() as stack:
-        logdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-sync-")))
-        if args.keep_logs:
-            def keep() -> None:
-                args.keep_logs.mkdir(parents=True, exist_ok=True)
-                for f in logdir.glob("*.log"):
-                    (args.keep_logs / f.name).write_bytes(f.read_bytes())
-            stack.callback(keep)
-        log("starting a local control plane")
-        cluster = stack.enter_context(LocalCluster(crds=[CRD]))
-        log(f"control plane up in {cluster.timings.get('start_total', 0):.1f} s")
-        bench = Bench(cluster, args, logdir, stack)
-        try:
-            bench.run()
-        except BaseException as err:
-            bench.res.row("BENCHMARK FAILED", f"{type(err).__name__}: {err}"[:300])
-            raise
-        finally:
-            print(report(bench.res), flush=True)
+    with terminate_as_exit():
+        if not args.sizes:
+            res = run_one(args)
             if args.json:
                 args.json.write_text(json.dumps(
-                    {"n": bench.res.n, "rows": bench.res.rows, **bench.res.data},
-                    indent=1, default=str))
+                    {"n": res.n, "rows": res.rows, **res.data}, indent=1, default=str))
+            return 0
+        results, loads = [], []
+        for n in args.sizes:
+            results.append(run_one(argparse.Namespace(**{**vars(args), "n": n,
+                                                         "startup_only": True})))
+            loads.append(os.getloadavg()[0])
+        print(f"sync service start-up by size, {os.cpu_count()} CPUs\n\n"
+              f"{size_table(results, loads)}\n", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps([{"n": r.n, "rows": r.rows, **r.data}
+                                             for r in results], indent=1, default=str))
     return 0
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+import zlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +19,7 @@ from constructs_lib import OrasCache, SpecError, parse_oras_cache, render, schem
 from constructs_lib.annotations import PREFIX
 from sync.apply.applier import Applier, ChangeSet, ObjectRef
 from sync.apply.kube import RESOURCES, ApiError, Kube, Obj
+from sync.options import SHARD_LABEL
 from sync.report.events import EventRecorder
 from sync.report.metrics import Metrics
 from sync.report.status import Outcome, desired_status, needs_write
@@ -28,6 +30,9 @@ log = logging.getLogger(__name__)
 
 OWNER_LABEL = "cache.converged-computing.github.io/cache"
 CHILD_KINDS = (("v1", "Service"), ("apps/v1", "StatefulSet"), ("v1", "PersistentVolumeClaim"))
+# The only status fields of a child that a decision reads (`_health`): the watch cache
+# keeps these and drops the rest.
+HEALTH_STATUS = ("observedGeneration", "readyReplicas")
 CACHES = RESOURCES[(schema.API_VERSION, schema.KIND)]
 # How long a watch event waits for the status write in flight to be recorded: the write
 # is one request, its answer normally a few ms behind its own echo.
@@ -59,12 +64,38 @@ def _rv(obj: Obj) -> int:
         return 0
 
 
+def cache_selector(shard_key: str | None) -> str | None:
+    """The server-side label selector of one shard's caches (None: every cache)."""
+    if shard_key is None:
+        return None
+    return f"{SHARD_LABEL}={shard_key}" if shard_key else f"!{SHARD_LABEL}"
+
+
+def child_selector(shard_key: str | None) -> str:
+    """One shard's children: ours (owner label) and labelled with the shard's key, as
+    `decorate` labels them; other shards' children never reach this process."""
+    shard = cache_selector(shard_key)
+    return f"{OWNER_LABEL},{shard}" if shard else OWNER_LABEL
+
+
+def shard_of(obj: Obj) -> str | None:
+    labels: dict[str, str] = obj["metadata"].get("labels") or {}
+    return labels.get(SHARD_LABEL)
+
+
 def decorate(manifest: Obj, cache_obj: Obj) -> Obj:
-    """Owner label and controller ownerReference on a rendered child."""
+    """Owner label, the cache's shard label (if any) and controller ownerReference on a
+    rendered child. A cache moved to another shard gets its children relabelled by the
+    new shard's apply; one moved to the unlabelled shard loses the label (server-side
+    apply removes a label this field manager set before and no longer sets)."""
     meta = cache_obj["metadata"]
     child_meta = dict(manifest["metadata"])
     child_meta["namespace"] = meta["namespace"]
-    child_meta["labels"] = {**child_meta.get("labels", {}), OWNER_LABEL: meta["name"]}
+    labels = {**child_meta.get("labels", {}), OWNER_LABEL: meta["name"]}
+    shard = shard_of(cache_obj)
+    if shard is not None:
+        labels[SHARD_LABEL] = shard
+    child_meta["labels"] = labels
     child_meta["ownerReferences"] = [{
         "apiVersion": schema.API_VERSION, "kind": schema.KIND, "name": meta["name"],
         "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
@@ -96,12 +127,14 @@ class Reconciler:
         self.events = events
         self.metrics = metrics
         self._lock = threading.Lock()
-        # key -> (uid, generation) and its decorated manifests as compact JSON: a tenth of
-        # the memory of the dictionaries (2 kB against 12 kB per cache).
-        self._rendered: dict[str, tuple[tuple[str, int], bytes]] = {}
+        # key -> (uid, generation, shard) and its decorated manifests as compact JSON,
+        # zlib-compressed (level 1: microseconds per cache): less than half the memory
+        # of the plain JSON, a tenth of the dictionaries' (docs/performance.md).
+        self._rendered: dict[str, tuple[tuple[str, int, str | None], bytes]] = {}
         # key -> (resourceVersion, status) of our last status write: the watch cache may
-        # still hold the object from before it, which must not look like a change.
-        self._written: dict[str, tuple[int, Obj]] = {}
+        # still hold the object from before it, which must not look like a change. The
+        # status is dropped (None) once its echo is in the watch cache.
+        self._written: dict[str, tuple[int, Obj | None]] = {}
         # key -> set once the status write in flight for it is recorded in _written: its
         # watch event can arrive before the reconcile thread gets to record it.
         self._writing: dict[str, threading.Event] = {}
@@ -112,13 +145,13 @@ class Reconciler:
         valid: list[tuple[Work, OrasCache]] = []
         for key in keys:
             obj = self.caches.get(key)
-            # Deleted, or being deleted: kube-controller-manager collects the children.
-            # With foreground deletion (kubectl --cascade=foreground, Argo CD's prune) the
-            # cache stays until they are gone: applying them again would keep it forever.
+            # Deleted, moved to another shard, or being deleted: kube-controller-manager
+            # collects the children of a deleted cache; a moved cache's new shard relabels
+            # them. With foreground deletion (kubectl --cascade=foreground, Argo CD's
+            # prune) the cache stays until they are gone: applying them again would keep
+            # it forever.
             if obj is None or obj["metadata"].get("deletionTimestamp"):
-                with self._lock:
-                    self._rendered.pop(key, None)
-                    self._written.pop(key, None)
+                self._forget(key)
                 continue
             work = Work(key, obj)
             parsed = parse_oras_cache(obj, f"{CACHES.plural}/{key}")
@@ -131,17 +164,29 @@ class Reconciler:
         fresh = [(w, c) for w, c in valid if self._cached_render(w) is None]
         for (work, _), rendered in zip(fresh, render(c for _, c in fresh), strict=True):
             manifests = [decorate(m, work.obj) for m in rendered.manifests]
-            blob = json.dumps(manifests, separators=(",", ":")).encode()
+            blob = zlib.compress(json.dumps(manifests, separators=(",", ":")).encode(), 1)
             with self._lock:
                 self._rendered[work.key] = (self._render_key(work.obj), blob)
         for work, _ in valid:
             work.manifests = self._cached_render(work)
         return works
 
+    def _forget(self, key: str) -> None:
+        """Drop what this process holds for a cache it no longer reconciles, its
+        children's apply records too: should the cache come back (moved back to this
+        shard), they are checked afresh."""
+        with self._lock:
+            cached = self._rendered.pop(key, None)
+            self._written.pop(key, None)
+        if cached is not None:
+            self.applier.forget(ObjectRef.of(m) for m in json.loads(zlib.decompress(cached[1])))
+
     @staticmethod
-    def _render_key(obj: Obj) -> tuple[str, int]:
+    def _render_key(obj: Obj) -> tuple[str, int, str | None]:
+        """Labels are not in the generation: the shard label is part of the key, as the
+        children carry it."""
         meta = obj["metadata"]
-        return meta.get("uid", ""), int(meta.get("generation", 0))
+        return meta.get("uid", ""), int(meta.get("generation", 0)), shard_of(obj)
 
     def _cached_render(self, work: Work) -> list[Obj] | None:
         """Manifests depend only on the spec (generation) and owner (uid): render once.
@@ -153,7 +198,7 @@ class Reconciler:
             cached = self._rendered.get(work.key)
         if cached is None or cached[0] != self._render_key(work.obj):
             return None
-        manifests: list[Obj] = json.loads(cached[1])
+        manifests: list[Obj] = json.loads(zlib.decompress(cached[1]))
         return manifests
 
     # ----- any thread: API calls ---------------------------------------------------------
@@ -279,14 +324,23 @@ class Reconciler:
             recording.wait(timeout=ECHO_WAIT)
         with self._lock:
             written = self._written.get(key)
-        return written is not None and written[0] == _rv(obj)
+            echo = written is not None and written[0] == _rv(obj)
+            if echo and written is not None and written[1] is not None:
+                # The watch cache holds our write now: the copy is no longer needed
+                # (about 4 kB per cache), only its resourceVersion.
+                self._written[key] = (written[0], None)
+        return echo
 
     def _current_status(self, work: Work) -> Obj | None:
         """The cached object's status, unless our own later write is not in it yet."""
         status: Obj | None = work.obj.get("status")
         with self._lock:
             written = self._written.get(work.key)
-        if written is not None and written[0] > _rv(work.obj):
+        if written is None or written[0] <= _rv(work.obj):
+            return status
+        if written[1] is not None:
             return written[1]
-        return status
+        # The copy was dropped: the watch cache has our write by now (work.obj is older).
+        latest = self.caches.get(work.key)
+        return (latest or work.obj).get("status")
 

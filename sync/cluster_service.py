@@ -22,12 +22,21 @@ from constructs_lib import schema
 from sync.apply.applier import Applier
 from sync.apply.kube import RESOURCES, ApiError, Kube, Obj, Unreachable
 from sync.apply.leader import LeaderElector
-from sync.cluster_reconcile import CACHES, CHILD_KINDS, OWNER_LABEL, Reconciler, Work
+from sync.cluster_reconcile import (
+    CACHES,
+    CHILD_KINDS,
+    HEALTH_STATUS,
+    OWNER_LABEL,
+    Reconciler,
+    Work,
+    cache_selector,
+    child_selector,
+)
 from sync.options import Options
 from sync.report.events import EventRecorder
 from sync.report.metrics import Metrics
 from sync.serve.health import HealthServer
-from sync.sources.informer import Informer, InformerSet, key_of
+from sync.sources.informer import Informer, InformerSet, keep_status, key_of
 from sync.sources.workqueue import WorkQueue
 from sync.webhook.admission import NamespaceScope, make_mutator
 from sync.webhook.certs import CertDir, CertDirError, CertRotator, CertSource
@@ -79,6 +88,21 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     libc.mallopt(m_arena_max, arenas)
 
 
+def release_free_memory() -> None:
+    """Hand glibc's free heap memory back to the kernel (malloc_trim): the initial lists
+    and the start-up's renders and requests leave tens of MB freed but still resident,
+    which counts against the container's memory limit."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
+
+
+# After a burst of work (the queue drained), release free memory at most this often.
+TRIM_EVERY = 60.0
+
+
 class SyncService:
     def __init__(self, kube: Kube, options: Options) -> None:
         self.kube = kube
@@ -89,31 +113,49 @@ class SyncService:
         self.applier = Applier(kube, concurrency=options.workers, drift=options.drift)
         self.metrics.drifted.set_function(self.applier.drifted_count)
         namespaces: list[str | None] = list(options.namespaces) if options.namespaces else [None]
+        # A shard lists and watches only its own caches and children (server-side label
+        # selectors): a cache relabelled away leaves as a DELETED event.
+        # Every store is compact JSON, and children keep only the status fields that
+        # Ready reads (their spec stays: the applier compares the fields it set).
         self.caches = InformerSet([
-            Informer(kube, CACHES, namespace=ns, on_event=self._on_cache) for ns in namespaces
+            Informer(kube, CACHES, namespace=ns, label_selector=cache_selector(options.shard_key),
+                     on_event=self._on_cache, compact=True)
+            for ns in namespaces
         ])
         self.metrics.watch_stalled(self.caches.items)
         self.children = {
             kind: InformerSet([
-                Informer(kube, RESOURCES[kind], namespace=ns, label_selector=OWNER_LABEL,
-                         index_label=OWNER_LABEL, on_event=self._on_child)
+                Informer(kube, RESOURCES[kind], namespace=ns,
+                         label_selector=child_selector(options.shard_key),
+                         index_label=OWNER_LABEL, on_event=self._on_child,
+                         transform=keep_status(HEALTH_STATUS), compact=True)
                 for ns in namespaces
             ])
             for kind in CHILD_KINDS
         }
+        # The webhook is not sharded: a shard serving it also holds every cache a Pod may
+        # name (its own informer, feeding no reconcile).
+        self.webhook_caches = self.caches
+        if options.shard_key is not None and options.webhook_addr:
+            self.webhook_caches = InformerSet([
+                Informer(kube, CACHES, namespace=ns, compact=True) for ns in namespaces])
         self.reconciler = Reconciler(
             kube=kube, applier=self.applier, caches=self.caches, children=self.children,
             events=EventRecorder(kube), metrics=self.metrics,
         )
+        # Prepared works waiting for a worker, at most two batches: each holds its cache
+        # and manifests decoded (~30 kB); unbounded, the main thread would render the
+        # whole start-up's caches into the pool's queue (150 MB at 5000 caches).
+        self._in_flight = threading.Semaphore(2 * options.batch + options.workers)
         self.elector: LeaderElector | None = None
         self.health = HealthServer(options.http_addr, self) if options.http_addr else None
         self.webhook: WebhookServer | None = None
         self.ca_keeper: CaBundleKeeper | None = None
         if options.webhook_addr:
             certs = self._webhook_certs(options)
+            scope = NamespaceScope.of(options.namespaces, options.own_namespace)
             self.webhook = WebhookServer(options.webhook_addr, certs,
-                                         make_mutator(kube, self.caches.get, NamespaceScope.of(
-                                             options.namespaces, options.own_namespace)),
+                                         make_mutator(kube, self.webhook_caches.get, scope),
                                          WebhookMetrics(self.metrics.registry))
             self.ca_keeper = CaBundleKeeper(kube, certs, options.webhook_config)
 
@@ -164,7 +206,7 @@ class SyncService:
             self.health.start()
         if self.webhook and self.ca_keeper:
             # Every replica admits, leader or not: it needs the caches in memory now.
-            self.caches.start()
+            self.webhook_caches.start()
             self.ca_keeper.start()
             self.webhook.start()
         lost = threading.Event()
@@ -179,7 +221,7 @@ class SyncService:
                     return self._shutdown(0)
             self.metrics.leader.set(1)
             log.info("became leader", extra={"identity": o.lease.identity})
-        if not self.webhook:
+        if self.webhook_caches is not self.caches or not self.webhook:
             self.caches.start()
         for informer in self.children.values():
             informer.start()
@@ -193,6 +235,7 @@ class SyncService:
     def _loop(self, lost: threading.Event) -> int:
         pool = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="reconcile")
         next_resync = time.monotonic() + self.options.resync_period
+        busy, trimmed = False, 0.0
         try:
             while not self.stopping.is_set():
                 if lost.is_set():
@@ -208,7 +251,11 @@ class SyncService:
                 keys = self.queue.get_batch(self.options.batch, timeout=0.5)
                 self.metrics.queue_depth.set(self.queue.depth())
                 if not keys:
+                    if busy and time.monotonic() - trimmed >= TRIM_EVERY:
+                        release_free_memory()
+                        busy, trimmed = False, time.monotonic()
                     continue
+                busy = True
                 works = self.reconciler.prepare(keys)
                 prepared = {w.key for w in works}
                 for key in keys:
@@ -216,6 +263,7 @@ class SyncService:
                         self.queue.forget(key)
                         self.queue.done(key)
                 for work in works:
+                    self._in_flight.acquire()
                     pool.submit(self._finish, work)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -223,16 +271,19 @@ class SyncService:
 
     def _finish(self, work: Work) -> None:
         try:
-            ok = self.reconciler.finish(work)
-        except Exception:  # a bug must not kill the worker; retry with backoff
-            log.exception("reconcile %s crashed", work.key)
-            ok = False
-        if ok:
-            self.queue.forget(work.key)
-        else:
-            delay = self.queue.retry(work.key)
-            log.info("retrying %s in %.2fs", work.key, delay)
-        self.queue.done(work.key)
+            try:
+                ok = self.reconciler.finish(work)
+            except Exception:  # a bug must not kill the worker; retry with backoff
+                log.exception("reconcile %s crashed", work.key)
+                ok = False
+            if ok:
+                self.queue.forget(work.key)
+            else:
+                delay = self.queue.retry(work.key)
+                log.info("retrying %s in %.2fs", work.key, delay)
+            self.queue.done(work.key)
+        finally:
+            self._in_flight.release()
 
     def _shutdown(self, code: int) -> int:
         if self.elector is not None:  # first: a standby leads at once (no more reconciles here)
@@ -240,7 +291,8 @@ class SyncService:
             self.metrics.leader.set(0)
         if self.webhook:  # while the caches still answer admissions
             self.webhook.drain(self.options.webhook_drain)
-        for informer in [self.caches, *self.children.values()]:
+        for informer in {id(i): i for i in [self.caches, self.webhook_caches,
+                                            *self.children.values()]}.values():
             informer.stop()
         self.applier.close()
         self.reconciler.events.close()  # pending events still go out

@@ -13,6 +13,9 @@ DriftMode = Literal["correct", "report"]
 DRIFT_MODES: tuple[DriftMode, ...] = ("correct", "report")
 DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
 WEEK = 7 * 24 * 3600.0
+# The label `--shard-key` selects caches on (Flux's sharding.fluxcd.io/key, in the
+# project's label domain); the cluster source copies it onto each cache's children.
+SHARD_LABEL = "sharding.cache.converged-computing.github.io/key"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,15 @@ class Options:
     # webhook still refuses it and kube-system, as the install's namespaceSelector does.
     own_namespace: str | None = None
     drift: DriftMode = "correct"  # hand edits of fields we set: reverted, or only reported
+    # Reconcile only the caches whose shard label has this value ('' : only unlabelled
+    # caches); None: every cache, whatever its label (one instance, no sharding).
+    shard_key: str | None = None
+
+
+def shard_lease_name(shard_key: str | None, base: str = LeaseOptions.name) -> str:
+    """Each shard elects its own leader: the base name for the unlabelled shard (so an
+    unsharded instance hands over to it when an install becomes sharded), base-KEY else."""
+    return f"{base}-{shard_key}" if shard_key else base
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,10 @@ LiveLookup = Callable[["ObjectRef"], Obj | None]
 AbsentCheck = Callable[["ObjectRef"], bool]
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class ObjectRef:
+    """One object's identity; slots: the applier holds two records per child."""
+
     api_version: str
     kind: str
     namespace: str

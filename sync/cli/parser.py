@@ -16,7 +16,14 @@ from constructs_lib.mounts import (
 )
 from constructs_lib.render import CACHES_PER_CHART
 from sync.cli import EXIT_CODES
-from sync.options import DEFAULT_HTTP_ADDR, DRIFT_MODES, LeaseOptions, Options, RevisionOptions
+from sync.options import (
+    DEFAULT_HTTP_ADDR,
+    DRIFT_MODES,
+    SHARD_LABEL,
+    LeaseOptions,
+    Options,
+    RevisionOptions,
+)
 from sync.render.parallel import MIN_CHUNKS
 
 DESCRIPTION = """\
@@ -122,10 +129,14 @@ def cluster_arguments(sync: argparse.ArgumentParser) -> None:
     cluster.add_argument("--resync-period", type=float, default=defaults.resync_period,
                          metavar="SECONDS", help="re-check every cache this often "
                          f"(default {defaults.resync_period:g})")
+    cluster.add_argument("--shard-key", metavar="KEY",
+                         help="reconcile only the caches labelled "
+                         f"{SHARD_LABEL}=KEY ('' : only unlabelled ones); the lease name "
+                         f"defaults to {lease.name}-KEY (default: every cache, no sharding)")
     elect = sync.add_argument_group("leader election (cluster source)")
     elect.add_argument("--leader-elect", action="store_true",
                        help="run as one of several replicas; only the Lease holder writes")
-    elect.add_argument("--lease-name", default=lease.name)
+    elect.add_argument("--lease-name", help=f"default {lease.name} (-KEY with --shard-key KEY)")
     elect.add_argument("--lease-namespace", help="default: $POD_NAMESPACE or default")
     elect.add_argument("--identity", help="leader identity (default: $POD_NAME or host-pid)")
     elect.add_argument("--lease-duration", type=int, default=lease.duration,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 from sync.apply.kube import Kube, load_api_client
 from sync.cli.common import default_namespace, git_source, registry_client
 from sync.cluster_service import StartupError, SyncService, preflight
-from sync.options import LeaseOptions, Options, RevisionOptions
+from sync.options import LeaseOptions, Options, RevisionOptions, shard_lease_name
 from sync.report import logs
 from sync.revision_service import RevisionService
 from sync.revision_sync import RevisionSync
@@ -21,6 +22,9 @@ from sync.sources.git import GitSourceError
 from sync.sources.oci import OciSource
 from sync.sources.oras import OciError, Reference
 from sync.sources.revision import RevisionSource
+
+# A label value that also fits a Lease name (a DNS subdomain) after "oras-cache-sync-".
+SHARD_KEY = re.compile(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?")
 
 
 class UsageError(Exception):
@@ -47,9 +51,14 @@ def cluster_options(args: argparse.Namespace) -> Options:
         raise UsageError("POST /trigger is served by --source git and oci only")
     if args.webhook_cert_dir and not args.webhook_addr:
         raise UsageError("--webhook-cert-dir needs --webhook-addr")
+    shard_key = args.shard_key
+    if shard_key and not SHARD_KEY.fullmatch(shard_key):
+        raise UsageError(f"--shard-key {shard_key!r}: use lower-case letters, digits and '-' "
+                         "(at most 50, starting and ending with a letter or digit): it is a "
+                         "label value and part of the Lease name")
     pod_namespace = os.environ.get("POD_NAMESPACE")
     lease = LeaseOptions(
-        name=args.lease_name,
+        name=args.lease_name or shard_lease_name(shard_key),
         namespace=args.lease_namespace or pod_namespace or LeaseOptions.namespace,
         identity=args.identity or os.environ.get("POD_NAME")
         or f"{socket.gethostname()}-{os.getpid()}",
@@ -62,8 +71,7 @@ def cluster_options(args: argparse.Namespace) -> Options:
         webhook_addr=args.webhook_addr, webhook_hosts=tuple(args.webhook_host or ()),
         webhook_config=args.webhook_config, webhook_cert_validity=args.webhook_cert_validity,
         webhook_cert_dir=args.webhook_cert_dir, webhook_drain=args.webhook_drain,
-        drift=args.drift,
-        own_namespace=pod_namespace or None)
+        drift=args.drift, own_namespace=pod_namespace or None, shard_key=shard_key)
 
 
 def sync_cluster(args: argparse.Namespace) -> int:

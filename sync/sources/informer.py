@@ -7,9 +7,10 @@ relist replaces the store and re-announces every key, so nothing is missed.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
@@ -23,8 +24,25 @@ log = logging.getLogger(__name__)
 # server to end each watch after WATCH_TIMEOUT seconds (it resumes from the last version).
 RETRY_FIRST, RETRY_MAX = 0.2, 10.0
 WATCH_TIMEOUT = 300
+# Objects per list request, as client-go's pager: a list of thousands of objects is
+# never in memory whole, as JSON text and decoded, at once.
+LIST_PAGE = 500
 
 OnEvent = Callable[[str, Obj], None]  # (event type, object)
+Transform = Callable[[Obj], Obj]  # what the store keeps of each object (client-go's)
+
+
+def keep_status(fields: Collection[str]) -> Transform:
+    """A transform keeping only these status fields (e.g. the few that Ready reads):
+    metadata and spec stay whole, as the applier compares the fields it set with them."""
+    def transform(obj: Obj) -> Obj:
+        status = obj.get("status")
+        if status is None:
+            return obj
+        kept = {k: v for k, v in status.items() if k in fields}
+        return {k: v for k, v in obj.items() if k != "status"} | ({"status": kept} if kept
+                                                                    else {})
+    return transform
 
 
 def key_of(obj: Obj) -> str:
@@ -43,7 +61,12 @@ class Informer:
         index_label: str | None = None,
         on_event: OnEvent | None = None,
         watch_timeout: int = WATCH_TIMEOUT,
+        transform: Transform | None = None,
+        compact: bool = False,
     ) -> None:
+        """`transform` shapes each object before it is stored and announced; `compact`
+        stores each as compact JSON, decoded on every read: a fifth of the memory of the
+        dictionaries, for a few tens of microseconds per read."""
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
@@ -52,10 +75,13 @@ class Informer:
         self._list_fn = kube.list_function(resource, namespace)
         self.watch_timeout = watch_timeout
         self.synced = threading.Event()
-        self._store: dict[str, Obj] = {}
-        # (namespace, value of `index_label`) -> keys: a cache's children without a scan
+        self.transform = transform
+        self.compact = compact
+        self._store: dict[str, Obj | bytes] = {}
+        # "namespace/value of `index_label`" -> sorted keys: a cache's children without a
+        # scan. Tuples, not sets: a cache has one to three children (48 bytes against 216).
         self.index_label = index_label
-        self._index: dict[tuple[str, str], set[str]] = {}
+        self._index: dict[str, tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._watch: watch.Watch | None = None
@@ -64,32 +90,48 @@ class Informer:
     # ----- store -------------------------------------------------------------------------
     def get(self, key: str) -> Obj | None:
         with self._lock:
-            return self._store.get(key)
+            stored = self._store.get(key)
+        return None if stored is None else _decoded(stored)
 
     def items(self) -> list[Obj]:
         with self._lock:
-            return list(self._store.values())
+            stored = list(self._store.values())
+        return [_decoded(s) for s in stored]
 
     def by_index(self, namespace: str, value: str) -> list[Obj]:
         with self._lock:
-            keys = self._index.get((namespace, value), set())
-            return [self._store[k] for k in sorted(keys)]
+            keys = self._index.get(f"{namespace}/{value}", ())
+            stored = [self._store[k] for k in keys]
+        return [_decoded(s) for s in stored]
 
-    def _index_key(self, obj: Obj) -> tuple[str, str] | None:
+    def _shaped(self, obj: Obj) -> Obj:
+        obj = _with_kind(obj, self.resource)
+        return obj if self.transform is None else self.transform(obj)
+
+    def _index_key(self, obj: Obj) -> str | None:
         value = (obj["metadata"].get("labels") or {}).get(self.index_label or "")
-        return None if value is None else (obj["metadata"].get("namespace", ""), value)
+        return None if value is None else f"{obj['metadata'].get('namespace', '')}/{value}"
+
+    def _stored(self, obj: Obj) -> Obj | bytes:
+        return json.dumps(obj, separators=(",", ":")).encode() if self.compact else obj
 
     def _put(self, key: str, obj: Obj | None) -> None:
         """Replace (or, with None, remove) one stored object and its index entry."""
         old = self._store.pop(key, None)
-        old_index = self._index_key(old) if old is not None else None
+        old_index = None
+        if old is not None and self.index_label is not None:
+            old_index = self._index_key(_decoded(old))
         if old_index is not None:
-            self._index.get(old_index, set()).discard(key)
+            kept = tuple(k for k in self._index.get(old_index, ()) if k != key)
+            if kept:
+                self._index[old_index] = kept
+            else:
+                self._index.pop(old_index, None)
         if obj is not None:
-            self._store[key] = obj
+            self._store[key] = self._stored(obj)
             new_index = self._index_key(obj)
             if new_index is not None:
-                self._index.setdefault(new_index, set()).add(key)
+                self._index[new_index] = tuple(sorted({*self._index.get(new_index, ()), key}))
 
     # ----- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -103,18 +145,32 @@ class Informer:
             self._watch.stop()  # type: ignore[no-untyped-call]
 
     def list_now(self) -> str:
-        """List, replace the store, announce every object; returns the resourceVersion."""
-        listing = self._list_fn(label_selector=self.label_selector)
-        fresh = {key_of(o): _with_kind(o, self.resource) for o in listing.get("items") or []}
+        """List (by pages), replace the store, announce every object; returns the
+        resourceVersion of the list."""
+        fresh: dict[str, tuple[Obj | bytes, str | None]] = {}  # key -> (stored, index)
+        token: str | None = None
+        while True:
+            listing = self._list_fn(label_selector=self.label_selector, limit=LIST_PAGE,
+                                    **{"continue": token})
+            for item in listing.get("items") or []:
+                obj = self._shaped(item)
+                fresh[key_of(obj)] = (self._stored(obj), self._index_key(obj))
+            token = listing["metadata"].get("continue")
+            if not token:
+                break
         with self._lock:
-            gone = [o for k, o in self._store.items() if k not in fresh]
-            self._store, self._index = {}, {}
-            for key, obj in fresh.items():
-                self._put(key, obj)
+            gone = [_decoded(o) for k, o in self._store.items() if k not in fresh]
+            self._store = {key: stored for key, (stored, _) in fresh.items()}
+            self._index = {}
+            for key, (_, index) in fresh.items():
+                if index is not None:
+                    self._index[index] = (*self._index.get(index, ()), key)
+            for index, keys in self._index.items():
+                self._index[index] = tuple(sorted(keys))
         for obj in gone:
             self.on_event("DELETED", obj)
-        for obj in fresh.values():
-            self.on_event("ADDED", obj)
+        for stored, _ in fresh.values():
+            self.on_event("ADDED", _decoded(stored))
         self.synced.set()
         rv: str = listing["metadata"]["resourceVersion"]
         return rv
@@ -166,7 +222,7 @@ class Informer:
             rv = obj.get("metadata", {}).get("resourceVersion") or rv
             if kind == "BOOKMARK":
                 continue
-            obj = _with_kind(obj, self.resource)
+            obj = self._shaped(obj)
             key = key_of(obj)
             with self._lock:
                 self._put(key, None if kind == "DELETED" else obj)
@@ -175,6 +231,13 @@ class Informer:
         # reset; resume from what it saw last.
         seen: str | None = self._watch.resource_version
         return seen or rv
+
+
+def _decoded(stored: Obj | bytes) -> Obj:
+    if isinstance(stored, bytes):
+        obj: Obj = json.loads(stored)
+        return obj
+    return stored
 
 
 def _with_kind(obj: Obj, resource: Resource) -> Obj:

@@ -343,9 +343,9 @@ def test_survives_an_apiserver_restart(
         assert get_cache(api, namespace, "before")["status"]["observedGeneration"] == 1
 
 
-def lease_holder(api: ApiClient, ns: str) -> str | None:
+def lease_holder(api: ApiClient, ns: str, name: str = "oras-cache-sync") -> str | None:
     try:
-        lease = client.CoordinationV1Api(api).read_namespaced_lease("oras-cache-sync", ns)
+        lease = client.CoordinationV1Api(api).read_namespaced_lease(name, ns)
     except ApiException:
         return None
     return lease.spec.holder_identity if lease.spec else None
@@ -611,9 +611,113 @@ def test_watch_expired_by_compaction_relists_and_converges(
         wait_for(converged(api, namespace, "w2"), timeout=40, what="w2 converged")
         wait_for(lambda: (svc(fresh, namespace, "w1") or {}).get("spec", {}).get(
             "ports", [{}])[0].get("port") == 6000, timeout=40, what="w1 on port 6000")
-        assert get_cache(api, namespace, "w1")["status"]["observedGeneration"] == 2
+        # The status write follows the applies: seeing the Service first is no failure.
+        wait_for(lambda: get_cache(api, namespace, "w1")["status"]["observedGeneration"] == 2,
+                 timeout=10, what="w1's status for generation 2")
         syncproc.report_fault(
             "6. watch expired: etcd compacted to its current revision, kube-apiserver "
             "restarted, changes made meanwhile", "410 Gone on resume, relisted, reconciled "
             "the edited and the new cache", time.monotonic() - began,
             "the changes' own", 0)
+
+
+SHARD = "sharding.cache.converged-computing.github.io/key"
+
+
+def label_cache(api: ApiClient, ns: str, name: str, shard: str | None) -> None:
+    """`kubectl label orascache NAME KEY=SHARD --overwrite` (or `KEY-` for None)."""
+    custom(api).patch_namespaced_custom_object(
+        schema.GROUP, schema.VERSION, ns, schema.PLURAL, name,
+        {"metadata": {"labels": {SHARD: shard}}})
+
+
+def children_of(kube: Kube, ns: str, name: str) -> list[dict[str, Any]]:
+    """Every StatefulSet and Service labelled as `name`'s, whoever applied it."""
+    query = {"labelSelector": f"cache.converged-computing.github.io/cache={name}"}
+    return [o for path in (f"/apis/apps/v1/namespaces/{ns}/statefulsets",
+                           f"/api/v1/namespaces/{ns}/services")
+            for o in kube.request("GET", path, query=query)["items"]]
+
+
+def moved(api: ApiClient, kube: Kube, ns: str, name: str, shard: str | None,
+          ) -> Callable[[], bool]:
+    """The cache's two children carry its shard label (or none) and exactly one owner,
+    the cache itself."""
+    def check() -> bool:
+        uid = get_cache(api, ns, name)["metadata"]["uid"]
+        children = children_of(kube, ns, name)
+        return len(children) == 2 and all(
+            (c["metadata"].get("labels") or {}).get(SHARD) == shard
+            and [(r["uid"], r.get("controller")) for r in c["metadata"]["ownerReferences"]]
+            == [(uid, True)] for c in children)
+    return check
+
+
+def test_shards_reconcile_their_own_caches_and_take_over_moved_ones(
+    start_sync: Start, api_client: ApiClient, kube: Kube, namespace: str
+) -> None:
+    """Two shards (Flux style): `--shard-key a` and `--shard-key ''` (unlabelled caches),
+    each with its own Lease. Caches moved between them with a label change keep their
+    children (same uids, one owner), and only the new shard acts on them afterwards."""
+    lease = [*LEASE, "--lease-namespace", namespace]
+    shard_a = start_sync("--shard-key", "a", *lease, "--identity", "a")
+    rest = start_sync("--shard-key", "", *lease, "--identity", "rest")
+    wait_for(lambda: lease_holder(api_client, namespace, "oras-cache-sync-a") == "a",
+             what="shard a's own Lease")
+    wait_for(lambda: lease_holder(api_client, namespace) == "rest",
+             what="the unlabelled shard's Lease")
+    custom(api_client).create_namespaced_custom_object(
+        schema.GROUP, schema.VERSION, namespace, schema.PLURAL,
+        {**cache_body("ca", {}), "metadata": {"name": "ca", "labels": {SHARD: "a"}}})
+    create_cache(api_client, namespace, "cu", {})
+    for name, shard in (("ca", "a"), ("cu", None)):
+        wait_for(converged(api_client, namespace, name), what=f"{name} converged")
+        wait_for(moved(api_client, kube, namespace, name, shard), what=f"{name}'s children")
+    uids = {c["metadata"]["uid"] for name in ("ca", "cu")
+            for c in children_of(kube, namespace, name)}
+    assert len(uids) == 4
+    a_first = syncproc.settled(lambda: shard_a.metric("orascache_reconciles_total"))
+    assert syncproc.settled(lambda: rest.metric("orascache_reconciles_total")) > 0
+    assert a_first > 0
+
+    # Swap them: ca to the unlabelled shard, cu to shard a.
+    label_cache(api_client, namespace, "ca", None)
+    label_cache(api_client, namespace, "cu", "a")
+    wait_for(moved(api_client, kube, namespace, "ca", None), what="ca's children relabelled")
+    wait_for(moved(api_client, kube, namespace, "cu", "a"), what="cu's children relabelled")
+    assert {c["metadata"]["uid"] for name in ("ca", "cu")
+            for c in children_of(kube, namespace, name)} == uids, \
+        "children kept, not recreated or pruned"
+    assert shard_a.metric("orascache_reconciles_total") > a_first, "shard a took cu"
+
+    # The new owner applies the next generation and writes its status.
+    for name, port, owner in (("cu", 6000, shard_a), ("ca", 7000, rest)):
+        writes = owner.metric("orascache_status_writes_total")
+        patch_spec(api_client, namespace, name, {"port": port})
+        wait_for(lambda n=name: get_cache(api_client, namespace, n)["status"].get(
+            "observedGeneration") == 2, what=f"{name} observedGeneration 2")
+        obj = get_cache(api_client, namespace, name)
+        assert condition(obj, "Ready")["observedGeneration"] == 2
+        assert condition(obj, "Ready")["reason"] == "Progressing"
+        assert svc(kube, namespace, name)["spec"]["ports"][0]["port"] == port
+        assert owner.metric("orascache_status_writes_total") > writes
+
+    # The new owner holds the moved children: it prunes them.
+    for name in ("cu", "ca"):
+        patch_spec(api_client, namespace, name, {"deploy": False, "registry": "r.example.com"})
+    for name in ("cu", "ca"):
+        wait_for(lambda n=name: children_of(kube, namespace, n) == [],
+                 what=f"{name}'s children pruned")
+
+    # Without children (whose status kube-controller-manager keeps updating), reconciles
+    # can be counted exactly: a change to one shard's cache is no work for the other.
+    for name, owner, other in (("cu", shard_a, rest), ("ca", rest, shard_a)):
+        before = syncproc.settled(lambda o=other: o.metric("orascache_reconciles_total"))
+        writes = owner.metric("orascache_status_writes_total")
+        patch_spec(api_client, namespace, name, {"registry": f"{name}.example.com"})
+        wait_for(lambda n=name: get_cache(api_client, namespace, n)["status"].get(
+            "endpoint") == f"{n}.example.com", what=f"{name}'s new endpoint")
+        assert owner.metric("orascache_status_writes_total") == writes + 1
+        time.sleep(1.0)
+        assert other.metric("orascache_reconciles_total") == before, f"{name}: owner only"
+    assert not shard_a.exited() and not rest.exited()

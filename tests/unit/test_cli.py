@@ -174,6 +174,8 @@ def test_crd_output_never_replaces_a_device_or_fifo(tmp_path: Path,
      "--source git takes one --namespace"),
     (["--trigger-secret", "t"], "POST /trigger is served by --source git and oci only"),
     (["--webhook-cert-dir", "/d"], "--webhook-cert-dir needs --webhook-addr"),
+    (["--shard-key", "Shard_1"], "--shard-key 'Shard_1': use lower-case letters"),
+    (["--shard-key", "a-"], "--shard-key 'a-': use lower-case letters"),
 ])
 def test_sync_option_combinations_are_usage_errors_before_any_connection(
         args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -207,3 +209,51 @@ def test_drift_mode_option_for_both_sources() -> None:
     assert Options().drift == "correct" and RevisionOptions().drift == "correct"
     with pytest.raises(SystemExit):
         parser.parse_args(["sync", "--drift", "ignore"])
+
+
+def test_each_shard_has_its_own_lease_and_label_selectors() -> None:
+    from sync.cli.parser import build_parser  # noqa: PLC0415
+    from sync.cli.service import cluster_options  # noqa: PLC0415
+    from sync.cluster_reconcile import cache_selector, child_selector  # noqa: PLC0415
+
+    parser = build_parser()
+
+    def options(*args: str) -> tuple[str | None, str]:
+        opts = cluster_options(parser.parse_args(["sync", *args]))
+        return opts.shard_key, opts.lease.name
+
+    assert options() == (None, "oras-cache-sync")
+    assert options("--shard-key", "") == ("", "oras-cache-sync")
+    assert options("--shard-key", "b-2") == ("b-2", "oras-cache-sync-b-2")
+    assert options("--shard-key", "b", "--lease-name", "x") == ("b", "x")
+    key = "sharding.cache.converged-computing.github.io/key"
+    owner = "cache.converged-computing.github.io/cache"
+    assert (cache_selector(None), child_selector(None)) == (None, owner)
+    assert (cache_selector(""), child_selector("")) == (f"!{key}", f"{owner},!{key}")
+    assert (cache_selector("b"), child_selector("b")) == (f"{key}=b", f"{owner},{key}=b")
+
+
+def test_a_shard_serving_the_webhook_still_watches_every_cache() -> None:
+    """The webhook is not sharded: it must find any cache a Pod names, while the shard's
+    reconciles see only its own caches and children."""
+    from sync.apply.kube import Kube  # noqa: PLC0415
+    from sync.cluster_service import SyncService  # noqa: PLC0415
+    from sync.options import Options  # noqa: PLC0415
+
+    def selectors(options: Options) -> tuple[bool, list[str | None], list[str | None]]:
+        service = SyncService(Kube(None), options)  # type: ignore[arg-type]
+        try:
+            return (service.webhook_caches is service.caches,
+                    [i.label_selector for i in service.caches.informers],
+                    [i.label_selector for i in service.webhook_caches.informers])
+        finally:
+            service.applier.close()
+            service.reconciler.events.close()
+
+    key = "sharding.cache.converged-computing.github.io/key"
+    assert selectors(Options(shard_key="a", webhook_addr="127.0.0.1:0", http_addr=None)) == (
+        False, [f"{key}=a"], [None])
+    assert selectors(Options(shard_key="a", http_addr=None)) == (True, [f"{key}=a"],
+                                                                 [f"{key}=a"])
+    assert selectors(Options(webhook_addr="127.0.0.1:0", http_addr=None)) == (True, [None],
+                                                                              [None])

@@ -541,3 +541,29 @@ def test_install_git_files() -> None:
     assert yaml.safe_load(files["kustomization.yaml"])["resources"] == ["git-sync-service.yaml"]
     assert (REPO_ROOT / "dist/install-git/git-sync-service.yaml").read_text() == files[
         "git-sync-service.yaml"]
+
+
+def test_the_sharding_example_is_the_install_deployment_with_a_shard_key() -> None:
+    """examples/sharding/shard-b.yaml is a copy of dist/install/'s Deployment (docs/
+    sync-service.md, "Sharding"): it must follow every change but its name, labels,
+    shard key and the webhook it does not serve."""
+    install = next(d for d in yaml.safe_load_all(
+        (REPO_ROOT / "dist/install/sync-service.yaml").read_text())
+        if d and d["kind"] == "Deployment")
+    shard = yaml.safe_load((REPO_ROOT / "examples/sharding/shard-b.yaml").read_text())
+    container, shard_container = (d["spec"]["template"]["spec"]["containers"][0]
+                                  for d in (install, shard))
+    args = container["args"]
+    assert shard_container.pop("args") == [*args[:args.index("--webhook-addr")],
+                                           "--shard-key=b"]
+    assert shard_container.pop("ports") == [p for p in container.pop("ports")
+                                            if p["name"] != "webhook"]
+    del container["args"]
+    assert shard["metadata"]["name"] == "oras-cache-sync-shard-b"
+    for d in (install, shard):
+        for labels in (d["metadata"]["labels"], d["spec"]["selector"]["matchLabels"],
+                       d["spec"]["template"]["metadata"]["labels"]):
+            assert labels.pop("app.kubernetes.io/component") == (
+                "sync" if d is install else "sync-shard-b")
+        del d["metadata"]["name"]
+    assert shard == install
