@@ -12,6 +12,7 @@ a file lock (two pytest workers, or make + pytest, may race) and checked with
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import json
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.harness.versions import K8sVersion, etcd_version, k8s_version
 
@@ -49,6 +51,24 @@ KUBELET_PACKAGE = f"{K8S_MODULE}/cmd/kubelet"
 KUBE_SCHEDULER_PACKAGE = f"{K8S_MODULE}/cmd/kube-scheduler"
 KUBE_PROXY_PACKAGE = f"{K8S_MODULE}/cmd/kube-proxy"
 NODE_PACKAGES = (KUBELET_PACKAGE, KUBE_SCHEDULER_PACKAGE, KUBE_PROXY_PACKAGE)
+
+
+def build_command(module: str, what: str, ensure: Callable[[], Any],
+                  paths: Callable[[Any], dict[str, object]],
+                  argv: list[str] | None = None) -> int:
+    """`python -m tests.harness.<module> build`, as make calls it: build (or verify) the
+    tools, print NAME=path lines, exit 1 with the build's error."""
+    parser = argparse.ArgumentParser(prog=f"python -m tests.harness.{module}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help=f"build (or verify) {what}")
+    parser.parse_args(argv)
+    try:
+        tools = ensure()
+    except BuildError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print("\n".join(f"{name}={value}" for name, value in paths(tools).items()))
+    return 0
 
 
 class BuildError(RuntimeError):

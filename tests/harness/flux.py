@@ -31,7 +31,6 @@ generated from) into the same directory's ``crds/``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -58,6 +57,7 @@ from tests.harness.build import (
     _log,
     _progress,
     _tools_go,
+    build_command,
     cache_root,
 )
 from tests.harness.ports import HOST, free_ports
@@ -409,21 +409,13 @@ def crd_paths(binaries: FluxBinaries, kinds: Sequence[str] = ()) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.flux")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or verify) source-controller and kustomize-controller")
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        try:
-            flux = ensure_flux()
-        except BuildError as err:
-            print(err, file=sys.stderr)
-            return 1
-        print(f"SOURCE_CONTROLLER={flux.source_controller}\n"
-              f"KUSTOMIZE_CONTROLLER={flux.kustomize_controller}\n"
-              f"FLUX_CRDS={' '.join(str(p) for p in flux.crds)}")
-    return 0
+    def paths(flux: FluxBinaries) -> dict[str, object]:
+        return {"SOURCE_CONTROLLER": flux.source_controller,
+                "KUSTOMIZE_CONTROLLER": flux.kustomize_controller,
+                "FLUX_CRDS": " ".join(str(p) for p in flux.crds)}
 
+    return build_command("flux", "source-controller and kustomize-controller", ensure_flux,
+                         paths, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

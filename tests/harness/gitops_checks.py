@@ -20,7 +20,6 @@ used once its ``-version`` output names the pinned modules.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -36,7 +35,16 @@ from typing import Any
 
 import yaml
 
-from tests.harness.build import BuildError, _build_lock, _go, _go_env, _log, _progress, cache_root
+from tests.harness.build import (
+    BuildError,
+    _build_lock,
+    _go,
+    _go_env,
+    _log,
+    _progress,
+    build_command,
+    cache_root,
+)
 
 SOURCE = Path(__file__).resolve().parent / "gitops"
 PROGRAMS = ("argocd-health", "kstatus")
@@ -157,19 +165,9 @@ def kstatus(tools: GitopsChecks, objects: Sequence[Obj]) -> list[dict[str, str]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.gitops_checks")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or verify) argocd-health and kstatus")
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        try:
-            tools = ensure_gitops_checks()
-        except BuildError as err:
-            print(err, file=sys.stderr)
-            return 1
-        print(f"ARGOCD_HEALTH={tools.argocd_health}\nKSTATUS={tools.kstatus}")
-    return 0
-
+    return build_command("gitops_checks", "argocd-health and kstatus", ensure_gitops_checks,
+                         lambda t: {"ARGOCD_HEALTH": t.argocd_health, "KSTATUS": t.kstatus},
+                         argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,6 @@ a dev dependency).
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import shutil
@@ -28,7 +27,16 @@ from types import TracebackType
 
 import bcrypt
 
-from tests.harness.build import BuildError, _build_lock, _go, _go_env, _log, _progress, cache_root
+from tests.harness.build import (
+    BuildError,
+    _build_lock,
+    _go,
+    _go_env,
+    _log,
+    _progress,
+    build_command,
+    cache_root,
+)
 from tests.harness.ports import HOST, free_ports
 
 REGISTRY_VERSION = os.environ.get("ORAS_CACHE_REGISTRY_VERSION") or "v3.1.2"
@@ -239,19 +247,8 @@ class LocalRegistry:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.oras_tools")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or verify) the registry and oras binaries")
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        try:
-            tools = ensure_oras_tools()
-        except BuildError as err:
-            print(err, file=sys.stderr)
-            return 1
-        print(f"REGISTRY={tools.registry}\nORAS={tools.oras}")
-    return 0
-
+    return build_command("oras_tools", "the registry and oras binaries", ensure_oras_tools,
+                         lambda t: {"REGISTRY": t.registry, "ORAS": t.oras}, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

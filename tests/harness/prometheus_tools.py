@@ -25,7 +25,6 @@ API server that validates them.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -38,7 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.harness.build import BuildError, _build_lock, _go, _go_env, _log, _progress, cache_root
+from tests.harness.build import (
+    BuildError,
+    _build_lock,
+    _go,
+    _go_env,
+    _log,
+    _progress,
+    build_command,
+    cache_root,
+)
 
 SOURCE = Path(__file__).resolve().parent / "prometheus"
 MODULE = "github.com/prometheus/prometheus"
@@ -180,19 +188,9 @@ def operator_crds() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.harness.prometheus_tools")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or verify) promtool and promql-selectors")
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        try:
-            tools = ensure_prometheus_tools()
-        except BuildError as err:
-            print(err, file=sys.stderr)
-            return 1
-        print(f"PROMTOOL={tools.promtool}\nPROMQL_SELECTORS={tools.promql_selectors}")
-    return 0
-
+    return build_command(
+        "prometheus_tools", "promtool and promql-selectors", ensure_prometheus_tools,
+        lambda t: {"PROMTOOL": t.promtool, "PROMQL_SELECTORS": t.promql_selectors}, argv)
 
 if __name__ == "__main__":
     sys.exit(main())
