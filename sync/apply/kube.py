@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 from kubernetes import client, config
@@ -76,6 +77,16 @@ METADATA_WATCH = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 POOL_SIZE = 64
 
 
+def user_agent() -> str:
+    """Names the service in kube-apiserver's audit log, as kubectl/v1.x does: the client's
+    default ("OpenAPI-Generator/...") is the same for every Python client."""
+    try:
+        release = metadata.version("oras-cache")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        release = "dev"
+    return f"orascache/{release}"
+
+
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
     """In-cluster config inside a Pod (no kubeconfig given), else the kubeconfig."""
     api: client.ApiClient | None = None
@@ -92,6 +103,7 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
             config_file=kubeconfig, context=context
         )
     assert api is not None
+    api.user_agent = user_agent()
     api.configuration.connection_pool_maxsize = POOL_SIZE
     api.rest_client = rest.RESTClientObject(api.configuration)
     return api

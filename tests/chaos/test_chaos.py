@@ -115,13 +115,10 @@ def wait_converged(kube: Kube, ns: str, names: list[str], timeout: float = 300.0
                          f"{timeout:.0f} s: {last.problems[:10]}")
 
 
-def child_writes(cluster: LocalCluster) -> float:
-    """kube-apiserver's count of writes to children and OrasCache status (not the
-    kube-controller-manager's StatefulSet status updates, not dry-runs)."""
-    counts = syncproc.api_requests(
-        cluster, {*CHILD_KINDS, "orascaches"},
-        lambda r, s: (r, s) == ("statefulsets", "status"))
-    return sum(counts.values())
+def child_writes(cluster: LocalCluster, namespace: str) -> float:
+    """The service's writes to children and OrasCache status (not dry-runs)."""
+    return sum(syncproc.service_requests(cluster, namespace, {*CHILD_KINDS, "orascaches"})
+               .values())
 
 
 def service_writes(proc: SyncProcess) -> float:
@@ -162,7 +159,7 @@ def test_service_sigkilled_during_start_up_of_300_caches(
     """Fault 1: SIGKILL at a random moment of the start-up, then a new process."""
     rng = random.Random(seed)
     names = create_caches(kube, namespace, 300)
-    before = syncproc.settled(lambda: child_writes(cluster))
+    before = child_writes(cluster, namespace)
     first = start_sync(ready=False)
     kill_at = rng.uniform(1.0, 15.0)
     time.sleep(kill_at)
@@ -172,7 +169,7 @@ def test_service_sigkilled_during_start_up_of_300_caches(
     second = start_sync()
     took = wait_converged(kube, namespace, names)
     time.sleep(2.0)
-    writes = child_writes(cluster) - before
+    writes = child_writes(cluster, namespace) - before
     redone = {a: second.metric(f'orascache_objects_total{{action="{a}"}}')
               for a in ("created", "configured", "unchanged")}
     final = audit(kube, namespace, names)
@@ -190,7 +187,7 @@ def test_leader_sigkilled_during_start_up_standby_converges(
 ) -> None:
     """Fault 2: two replicas with leader election; the leader killed mid start-up."""
     names = create_caches(kube, namespace, 300)
-    before = syncproc.settled(lambda: child_writes(cluster))
+    before = child_writes(cluster, namespace)
     lease = [*LEASE, "--lease-namespace", namespace]
     a = start_sync(*lease, "--identity", "a")
     b = start_sync(*lease, "--identity", "b")
@@ -206,7 +203,7 @@ def test_leader_sigkilled_during_start_up_standby_converges(
     failover = time.monotonic() - killed
     took = wait_converged(kube, namespace, names)
     time.sleep(2.0)
-    writes = child_writes(cluster) - before
+    writes = child_writes(cluster, namespace) - before
     final = audit(kube, namespace, names)
     record(fault=f"2. leader SIGKILL mid start-up of 300 caches ({at_kill.converged} "
                  "converged at the kill), 2 replicas, 4 s lease",

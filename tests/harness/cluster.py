@@ -107,6 +107,11 @@ class LocalCluster:
         return self.workdir / "logs"
 
     @property
+    def audit_log(self) -> Path:
+        """kube-apiserver's audit log (JSON lines; see flags.AUDIT_POLICY)."""
+        return self.logs_dir / "audit.jsonl"
+
+    @property
     def kubectl_path(self) -> Path:
         if self.binaries is not None:
             return self.binaries.kubectl
@@ -179,8 +184,11 @@ class LocalCluster:
         self._launch("etcd", argv, [etcd_port, peer_port])
         self._wait("etcd", f"http://127.0.0.1:{etcd_port}/health", None)
 
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(flags.AUDIT_POLICY)
         argv = flags.kube_apiserver(
-            self.binaries.kube_apiserver, pki, etcd_port, self.apiserver_port
+            self.binaries.kube_apiserver, pki, etcd_port, self.apiserver_port,
+            policy, self.audit_log,
         )
         self._launch("kube-apiserver", argv, [self.apiserver_port])
         self._wait_apiserver()

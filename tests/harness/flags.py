@@ -26,7 +26,31 @@ def etcd(binary: Path, data_dir: Path, client_port: int, peer_port: int) -> list
     ]
 
 
-def kube_apiserver(binary: Path, pki: Pki, etcd_port: int, port: int) -> list[str]:
+# Who made which request, for tests that count one client's requests in one namespace:
+# kube-apiserver's request metrics are cluster-wide and have no client label, so they also
+# count kube-controller-manager cleaning up after earlier tests. Watches are left out
+# (long-running, and no test counts them); "blocking" mode writes each event before the
+# response goes out, so a test reads its own requests as soon as it has the answers.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  verbs: [watch]
+- level: Metadata
+  resources:
+  - group: ""
+    resources: [services, configmaps, persistentvolumeclaims, events]
+  - group: apps
+    resources: [statefulsets]
+  - group: cache.converged-computing.github.io
+- level: None
+"""
+
+
+def kube_apiserver(binary: Path, pki: Pki, etcd_port: int, port: int,
+                   audit_policy: Path, audit_log: Path) -> list[str]:
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
@@ -51,6 +75,10 @@ def kube_apiserver(binary: Path, pki: Pki, etcd_port: int, port: int) -> list[st
         # On SIGTERM, stop waiting for open watches after 2 s instead of --request-timeout
         # (60 s): otherwise every stop and restart ends in a SIGKILL.
         "--shutdown-send-retry-after=true",
+        f"--audit-policy-file={audit_policy}",
+        f"--audit-log-path={audit_log}",
+        "--audit-log-mode=blocking",
+        "--audit-log-maxsize=1024",  # MB: one file per session, never rotated under a test
     ]
 
 

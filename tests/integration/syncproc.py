@@ -149,33 +149,35 @@ def svc(kube: Kube, ns: str, name: str) -> dict[str, Any] | None:
     return get(kube, f"/api/v1/namespaces/{ns}/services/{name}")
 
 
-WRITE_VERBS = ("APPLY", "PATCH", "POST", "PUT")
+WRITE_VERBS = ("create", "update", "patch")
 
 
-def api_requests(cluster: LocalCluster, resources: Container[str],
-                   ignore: Callable[[str, str], bool] = lambda r, s: False,
-                   verbs: Container[str] = WRITE_VERBS, dry_run: bool = False,
-                   ) -> dict[str, float]:
-    """kube-apiserver's own count of writes (apply, patch, create, update; or `verbs`) to
-    `resources`, by verb and resource/subresource, leaving out those `ignore(resource,
-    subresource)` names (e.g. kube-controller-manager's status updates). DELETEs are left
-    out: earlier tests' namespaces are still being emptied by the namespace controller.
-    Dry-run requests write nothing and are left out too, or (`dry_run`) counted alone."""
-    code, text = cluster.admin_get("/metrics")
-    assert code == 200
-    counts: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1:line.index("}")]
-                      .replace('"', "").split(","))
-        if labels.get("verb") not in verbs or bool(labels.get("dry_run")) != dry_run:
-            continue
-        resource, subresource = labels.get("resource", ""), labels.get("subresource", "")
-        if resource not in resources or ignore(resource, subresource):
-            continue
-        key = f"{labels['verb']} {resource}/{subresource}"
-        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+def service_requests(cluster: LocalCluster, namespace: str, resources: Container[str],
+                     ignore: Callable[[str, str], bool] = lambda r, s: False,
+                     verbs: Container[str] = WRITE_VERBS, dry_run: bool = False,
+                     ) -> dict[str, int]:
+    """The sync service's requests (writes, or `verbs`) to `resources` in `namespace`, by
+    verb and resource/subresource, from kube-apiserver's audit log; leaving out those
+    `ignore(resource, subresource)` names. Dry-run requests write nothing and are left out,
+    or (`dry_run`) counted alone. Only the service's own requests count (its User-Agent), so
+    kube-controller-manager cleaning up after earlier tests never shows, and the log
+    outlives kube-apiserver restarts."""
+    counts: dict[str, int] = {}
+    with cluster.audit_log.open() as lines:
+        for line in lines:
+            if f'"{namespace}"' not in line or '"userAgent":"orascache/' not in line:
+                continue
+            event = json.loads(line)
+            ref = event.get("objectRef", {})
+            if ref.get("namespace") != namespace or event["verb"] not in verbs:
+                continue
+            if ("dryRun=All" in event["requestURI"]) != dry_run:
+                continue
+            resource, subresource = ref.get("resource", ""), ref.get("subresource", "")
+            if resource not in resources or ignore(resource, subresource):
+                continue
+            key = f"{event['verb']} {resource}/{subresource}"
+            counts[key] = counts.get(key, 0) + 1
     return counts
 
 

@@ -486,14 +486,10 @@ def test_diff_exit_codes(
     assert orascache("diff", str(repo.path / "caches"), *base).returncode == 2
 
 
-def write_requests(cluster: LocalCluster) -> dict[str, float]:
-    """Writes to the kinds the git source writes (members and the parent), but any
-    subresource (kube-controller-manager's status updates), with the verbs the git source
-    uses: kube-controller-manager also creates ConfigMaps (kube-root-ca.crt in new
-    namespaces) and updates PVCs (the volume binder)."""
-    return syncproc.api_requests(
-        cluster, {"statefulsets", "services", "configmaps", "persistentvolumeclaims"},
-        lambda _r, s: bool(s), verbs=("APPLY", "PATCH"))
+def write_requests(cluster: LocalCluster, namespace: str) -> dict[str, int]:
+    """The service's writes to the kinds the git source writes (members and the parent)."""
+    return syncproc.service_requests(
+        cluster, namespace, {"statefulsets", "services", "configmaps", "persistentvolumeclaims"})
 
 
 def our_events(kube: Kube, ns: str) -> list[dict[str, Any]]:
@@ -530,11 +526,11 @@ def test_drift_corrected_every_interval_zero_writes_when_clean(
 
     # 1. Nothing drifted: a drift pass (list the members, compare), zero writes.
     drift_pass(proc, "clean")  # the first one after applying may only warm the caches
-    writes, events = write_requests(cluster), len(our_events(kube, namespace))
+    writes, events = write_requests(cluster, namespace), len(our_events(kube, namespace))
     applied = proc.metric("orascache_objects_total")
     for _ in range(3):
         drift_pass(proc, "clean")
-    after = write_requests(cluster)
+    after = write_requests(cluster, namespace)
     assert after == writes, {k: after[k] - writes.get(k, 0) for k in after}
     assert len(our_events(kube, namespace)) == events
     assert proc.metric("orascache_objects_total") - applied == 3 * objects
@@ -820,10 +816,10 @@ def test_restart_with_nothing_drifted_makes_zero_writes(
         "resources"]
     assert resources["requests"] == {"cpu": "1", "memory": "1Gi"}  # normalised
 
-    before = syncproc.settled(lambda: write_requests(cluster))
+    before = write_requests(cluster, namespace)
     proc = start_sync(repo.url)
     wait_for(lambda: drift_passes(proc, "clean") == 1, what="a clean drift pass")
-    after = write_requests(cluster)
+    after = write_requests(cluster, namespace)
     assert after == before, {k: after[k] - before.get(k, 0) for k in after}
     assert proc.metric('orascache_objects_total{action="unchanged"}') == 4
 
@@ -848,11 +844,11 @@ def test_drift_report_mode_leaves_members_and_reports_on_the_parent(
 
     # After a restart, the first sight reports the same drift, and writes nothing.
     edit_by_hand(cluster, namespace, "a")
-    before = syncproc.settled(lambda: write_requests(cluster))
+    before = write_requests(cluster, namespace)
     proc = start_sync(repo.url, "--drift", "report")
     wait_for(lambda: drift_passes(proc, "drifted") == 1, what="a drifted pass")
     assert replicas_and_image(kube, namespace, "a") == (4, "evil:1")
-    assert write_requests(cluster) == before
+    assert write_requests(cluster, namespace) == before
     assert f"StatefulSet/{namespace}/a: spec.replicas, spec.template.spec.containers[0]" \
         ".image" in proc.output()
 
