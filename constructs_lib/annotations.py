@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from constructs_lib.workflow import (
+from constructs_lib.workflow_params import (
     DEFAULT_CACHE,
     DEFAULT_ORAS_IMAGE,
     Output,

@@ -58,219 +58,34 @@ from __future__ import annotations
 
 import copy
 import posixpath
-import re
-import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from constructs_lib.model import OrasCache, registry_address
-from constructs_lib.schema import DEFAULT_PORT, OBJECT_NAME_PATTERN
+from constructs_lib.workflow_params import (
+    INPUTS_DIR,
+    ORAS_ROOT,
+    OUT_DIR,
+    PULL_CONTAINER,
+    PUSH_CONTAINER,
+    RUN_TIME_HINT,
+    STAGE_DIR,
+    STATE_DIR,
+    VOLUME,
+    Output,
+    WiringError,
+    WorkflowParams,
+)
+from constructs_lib.workflow_scripts import (
+    Push,
+    app_script,
+    inputs_script,
+    pull_script,
+    push_script,
+)
 
-DEFAULT_ORAS_IMAGE = "ghcr.io/oras-project/oras:v1.3.6"
-"""The oras release the integration tests run (the CLI built from the Go proxy)."""
-DEFAULT_CACHE = "oras"
-PULL_CONTAINER = "oras-pull"
-PUSH_CONTAINER = "oras-push"
-VOLUME = "oras-workflow"
-ORAS_ROOT = "/mnt/oras"
-STATE_DIR = f"{ORAS_ROOT}/state"
-INPUTS_DIR = f"{ORAS_ROOT}/inputs"
-STAGE_DIR = f"{ORAS_ROOT}/stage"
-OUT_DIR = f"{ORAS_ROOT}/out"
-RUN_TIME_HINT = "a relative one is resolved in the image's WORKDIR when the Pod runs"
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
-_EXPANDED = re.compile(r"\$[($]")  # Kubernetes' $(VAR) expansion and $$ escape
-# A leading '-' would read as an option wherever the value reaches a command line.
-_REGISTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]+)?(/[A-Za-z0-9._/-]+)?$")
-_SECRET_NAME = re.compile(OBJECT_NAME_PATTERN)
-
-
-def valid_reference(uri: str) -> bool:
-    """``repo/name:tag`` (or ``@digest``), relative to the registry."""
-    return bool(_REFERENCE.fullmatch(uri)) and "//" not in uri
-
-
-def valid_name(name: str) -> bool:
-    return bool(_DNS_LABEL.fullmatch(name))
-
-
-def valid_registry(registry: str) -> bool:
-    return bool(_REGISTRY.fullmatch(registry))
-
-
-class WiringError(ValueError):
-    """The spec or the parameters cannot be wired; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class Output:
-    """One artifact to push: ``path`` (file or directory; default: the working dir)."""
-
-    uri: str
-    path: str | None = None
-
-
-@dataclass(frozen=True)
-class WorkflowParams:
-    """Typed wiring parameters (see constructs_lib.annotations for the annotation form).
-
-    ``namespace`` is the cache's namespace; when None the Pod's own namespace is used
-    (passed to `wire_pod_spec`), else the short name ``<cache>-0.<cache>`` that resolves
-    in the Pod's namespace. ``registry`` (a remote registry, TLS) replaces the in-cluster
-    cache. ``output_pipe`` receives the app's stdout (stderr stays in the log) and is
-    pushed with the first output.
-    ``entrypoint`` is the app command to use when the container has no ``command``.
-    """
-
-    inputs: tuple[str, ...] = ()
-    outputs: tuple[Output, ...] = ()
-    input_path: str | None = None
-    output_pipe: str | None = None
-    cache: str = DEFAULT_CACHE
-    namespace: str | None = None
-    port: int = DEFAULT_PORT
-    registry: str | None = None
-    container: str | None = None
-    oras_image: str = DEFAULT_ORAS_IMAGE
-    oras_env: str | None = None
-    entrypoint: tuple[str, ...] | None = None
-    unpack: bool = True
-    debug: bool = False
-    plain_http: bool | None = None
-    """None: plain HTTP for the in-cluster cache, TLS for a remote registry."""
-
-    @classmethod
-    def for_cache(cls, cache: OrasCache, **kwargs: Any) -> WorkflowParams:
-        """Parameters pointing at `cache` (its port, remote registry and orasEnv secret)."""
-        spec = cache.spec
-        base: dict[str, Any] = {
-            "cache": cache.name,
-            "namespace": cache.namespace,
-            "port": spec.port,
-            "registry": None if spec.deploy else spec.registry,
-            "oras_env": spec.secrets.oras_env,
-        }
-        base.update(kwargs)
-        _require_registry(cache, base["registry"])
-        return cls(**base)
-
-    def with_cache(self, cache: OrasCache) -> WorkflowParams:
-        """These parameters resolved against the named cache (port, remote registry, secret).
-
-        What the parameters set explicitly (``registry``, ``oras_env``) wins.
-        """
-        spec = cache.spec
-        registry = self.registry or (None if spec.deploy else spec.registry)
-        _require_registry(cache, registry)
-        return replace(
-            self,
-            cache=cache.name,
-            namespace=cache.namespace or self.namespace,
-            port=spec.port,
-            registry=registry,
-            oras_env=self.oras_env or spec.secrets.oras_env,
-        )
-
-    def endpoint(self, pod_namespace: str | None = None) -> str:
-        """``<cache>-0.<cache>.<ns>.svc.cluster.local:<port>``, or the remote registry."""
-        if self.registry:
-            return self.registry
-        return registry_address(self.cache, self.namespace or pod_namespace, self.port)
-
-    def uses_plain_http(self) -> bool:
-        return self.plain_http if self.plain_http is not None else not self.registry
-
-    def validate(self) -> list[str]:
-        """Every problem with the parameters themselves (not with a spec)."""
-        return [*_name_errors(self), *_artifact_errors(self), *_usable_path_errors(self),
-                *_path_errors(self)]
-
-
-def _name_errors(params: WorkflowParams) -> list[str]:
-    """Names and addresses: cache, namespace, port, registry, oras image and Secret."""
-    errors: list[str] = []
-    if not _DNS_LABEL.fullmatch(params.cache):
-        errors.append(f"cache {params.cache!r} is not a valid OrasCache name")
-    if params.namespace is not None and not _DNS_LABEL.fullmatch(params.namespace):
-        errors.append(f"namespace {params.namespace!r} is not a valid namespace name")
-    if not 1 <= params.port <= 65535:
-        errors.append(f"port {params.port} is not in 1..65535")
-    if params.registry is not None and not _REGISTRY.fullmatch(params.registry):
-        errors.append(f"registry {params.registry!r} is not host[:port][/path]")
-    if params.entrypoint is not None and not params.entrypoint:
-        errors.append("entrypoint is empty")
-    if not _REFERENCE.fullmatch(params.oras_image) or len(params.oras_image) > 512:
-        errors.append(f"oras image {params.oras_image!r} is not an image reference")
-    if params.oras_env is not None and (
-            not _SECRET_NAME.fullmatch(params.oras_env) or len(params.oras_env) > 253):
-        errors.append(f"oras-env {params.oras_env!r} is not a Secret name")
-    return errors
-
-
-def _artifact_errors(params: WorkflowParams) -> list[str]:
-    """Artifact references: valid, no input twice, no two outputs to one reference."""
-    errors = [f"artifact {uri!r} is not a repo/name:tag reference"
-              for uri in [*params.inputs, *(o.uri for o in params.outputs)]
-              if not valid_reference(uri)]
-    seen: set[str] = set()
-    for uri in params.inputs:
-        if uri in seen:
-            errors.append(f"input {uri!r} is listed twice")
-        seen.add(uri)
-    pushed: set[str] = set()
-    for out in params.outputs:
-        if out.uri in pushed:
-            errors.append(f"two outputs push to {out.uri!r}")
-        pushed.add(out.uri)
-    if params.output_pipe is not None and not params.outputs:
-        errors.append("output-pipe is pushed with an output: set output-uri too")
-    return errors
-
-
-def _usable_path_errors(params: WorkflowParams) -> list[str]:
-    """Paths that cannot go into the wired commands as they are."""
-    errors = []
-    for name, value in (("input-path", params.input_path), ("output-pipe", params.output_pipe),
-                        *(("output-path", o.path) for o in params.outputs)):
-        if value is not None and (not value or "\n" in value or "\0" in value):
-            errors.append(f"{name} {value!r} is not a usable path")
-        elif value is not None and _EXPANDED.search(value):
-            errors.append(
-                f"{name} {value!r} contains $( or $$, which Kubernetes would expand in "
-                "the wired commands: rename it"
-            )
-    return errors
-
-
-def _path_errors(params: WorkflowParams) -> list[str]:
-    """Paths that a command would read as an option, or that the wrapper writes to and
-    that climb out of the working directory (possibly into the reserved ORAS_ROOT)."""
-    errors = []
-    for name, value in (("input-path", params.input_path), ("output-pipe", params.output_pipe),
-                        *(("output-path", o.path) for o in params.outputs)):
-        if not value:
-            continue
-        if any(part.startswith("-") for part in value.split("/")):
-            errors.append(f"{name} {value!r}: a name starting with '-' would read as an "
-                          "option in the wired commands: rename it")
-        elif (name != "output-path" and not value.startswith("/")
-              and posixpath.normpath(value).split("/")[0] == ".."):
-            # Written to at run time, wherever the image's WORKDIR is.
-            errors.append(f"{name} {value!r} climbs out of the working directory: give an "
-                          "absolute path")
-    return errors
-
-
-def _require_registry(cache: OrasCache, registry: str | None) -> None:
-    """A `deploy: false` cache without spec.registry (the original operator's remote form)
-    leaves the address to each pod: without one there is nothing to pull from."""
-    if not cache.spec.deploy and not registry:
-        raise WiringError(
-            f"OrasCache {cache.name!r} runs no registry (deploy: false) and names none "
-            "(spec.registry): give this workflow its remote registry")
+__all__ = ["Output", "WiringError", "WorkflowParams", "is_wired", "restart_warning",
+           "wire_pod_spec"]
 
 
 def is_wired(spec: Mapping[str, Any]) -> bool:
@@ -350,23 +165,6 @@ class _Plan:
         return _Source(VOLUME, sub_path)
 
 
-@dataclass
-class _Push:
-    """One output as the push container sees it.
-
-    ``copy``: paths (as the wrapper's shell sees them) that the wrapper copies into
-    ``cwd/<attempt>`` after the app succeeded; empty when the output is mounted.
-    ``pipe``: where the app's stdout goes (the first output only).
-    """
-
-    ref: str
-    cwd: str
-    names: list[str]
-    mount: dict[str, Any]
-    copy: tuple[str, ...] = ()
-    pipe: str | None = None
-
-
 def wire_pod_spec(
     spec: Mapping[str, Any], params: WorkflowParams, *, namespace: str | None = None
 ) -> dict[str, Any]:
@@ -444,7 +242,7 @@ def _check_app_mounts(app: Mapping[str, Any]) -> None:
 
 
 def _app_mounts(app: Mapping[str, Any], plan: _Plan, copy_in: str | None,
-                pushes: Sequence[_Push]) -> list[dict[str, Any]]:
+                pushes: Sequence[Push]) -> list[dict[str, Any]]:
     """The app's mounts: its own, the volume where the plan put data, and the wrapper's."""
     mounts = list(app.get("volumeMounts") or [])
     for path, sub_path in plan.new_mounts.items():
@@ -510,7 +308,7 @@ def _shell_path(path: str) -> str:
 
 def _plan_push(
     plan: _Plan, params: WorkflowParams, index: int, output: Output, *, registry: str, app: str
-) -> _Push:
+) -> Push:
     raw_pipe = params.output_pipe if index == 0 else None
     raw_path = output.path if output.path is not None or raw_pipe is None else raw_pipe
     if plan.at_run_time(raw_path) or (raw_pipe is not None and plan.at_run_time(raw_pipe)):
@@ -546,13 +344,13 @@ def _plan_push(
     mount: dict[str, Any] = {"name": source.volume, "mountPath": mount_path, "readOnly": True}
     if source.sub_path:
         mount["subPath"] = source.sub_path
-    return _Push(f"{registry}/{output.uri}", cwd, names, mount, pipe=pipe)
+    return Push(f"{registry}/{output.uri}", cwd, names, mount, pipe=pipe)
 
 
 def _plan_copied_push(
     index: int, output: Output, raw_path: str | None,
     raw_pipe: str | None, *, registry: str, app: str,
-) -> _Push:
+) -> Push:
     """An output (and pipe) resolved at run time: the wrapper copies it to the volume."""
     if raw_path is None:
         raise WiringError(
@@ -584,198 +382,7 @@ def _plan_copied_push(
             names.append(posixpath.basename(pipe))
     base = f"{OUT_DIR}/{index}"
     mount = {"name": VOLUME, "mountPath": base, "readOnly": True, "subPath": f"out/{index}"}
-    return _Push(f"{registry}/{output.uri}", base, names, mount, tuple(copy), pipe)
-
-
-# --- scripts ---------------------------------------------------------------------------
-# Kubernetes expands $(VAR) in command and args and turns $$ into $: the scripts below
-# contain neither (a unit test checks), so they reach the shell exactly as written.
-
-_NEXT_ATTEMPT = 'n=0\nwhile [ -e "$s/attempt-$n" ]; do n=$((n+1)); done\n'
-
-
-def _q(value: str) -> str:
-    return shlex.quote(value)
-
-
-def _auth(password_var: str, command: str) -> str:
-    """`command` with credentials from the environment when ORAS_USER is set."""
-    return (
-        'if [ -n "${ORAS_USER:-}" ]; then\n'
-        f'  printf \'%s\' "{password_var}" | {command} -u "$ORAS_USER" --password-stdin\n'
-        f"else\n  {command}\nfi"
-    )
-
-
-def _flags(params: WorkflowParams) -> str:
-    return "--no-tty" + (" --plain-http" if params.uses_plain_http() else "")
-
-
-def pull_script(params: WorkflowParams, registry: str, target: str, shown: str) -> str:
-    """Pull every input into `target`; `shown` is where the app sees them (for the log)."""
-    lines = ["set -u", f"out={_q(target)}"]
-    if params.debug:
-        lines.append(f"echo {_q(f'oras-pull: registry {registry}, inputs into {shown}')}")
-    for uri in params.inputs:
-        ref = _q(f"{registry}/{uri}")
-        command = f'oras pull {_flags(params)} -o "$out" {ref}'
-        lines += [
-            f"echo {_q(f'oras-pull: pulling {registry}/{uri}')}",
-            _auth("${ORAS_PULL_PASS:-${ORAS_PUSH_PASS:-}}", command)
-            + f" || {{ echo {_q(f'oras-pull: pulling {registry}/{uri} failed')} >&2; exit 1; }}",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def _copy_in(copy_in: str, fail: str) -> str:
-    """Copy the pulled inputs into `copy_in` (relative to the wrapper's directory)."""
-    copy = f"cp -R {_q(INPUTS_DIR + '/.')} {_q(copy_in)}"
-    shown = "the working directory" if copy_in == "." else copy_in
-    message = _q(f"oras-wrapper: copying the inputs into {shown} failed")
-    if copy_in != ".":
-        copy = f"{{ mkdir -p {_q(copy_in)} && {copy}; }}"
-    return f"{copy} || {{ echo {message} >&2; {fail}; }}"
-
-
-def inputs_script(copy_in: str, debug: bool) -> str:
-    """Copy the inputs into the (run-time) input path, then become the app."""
-    lines = ["set -u"]
-    if debug:
-        lines.append(f"echo {_q(f'oras-wrapper: copying the inputs into {copy_in} in')} "
-                     '"$PWD:" >&2')
-        lines.append(f"ls -A {_q(INPUTS_DIR)} >&2")
-    lines += [_copy_in(copy_in, "exit 1"), 'exec "$@"']
-    return "\n".join(lines) + "\n"
-
-
-def app_script(
-    pipe: str | None, debug: bool, *, copy_in: str | None = None,
-    copies: Sequence[tuple[str, Sequence[str]]] = (), make_pipe_dir: bool = False,
-) -> str:
-    """Run "$@" (the original command), keep its exit code, mark completion.
-
-    Only for paths resolved at run time: `copy_in` (copy the inputs there first),
-    `copies` ((stage directory, paths) to copy after the app exited 0) and
-    `make_pipe_dir` (create the pipe's directory before the app starts).
-    """
-    redirect = f" >{_q(pipe)}" if pipe else ""
-    lines = [
-        # Traps first: a signal that arrives before the app has started is held and
-        # passed on as soon as it has (otherwise it would kill this wrapper, not the app).
-        "child= pending=",
-        "trap 'if [ -n \"$child\" ]; then kill -TERM \"$child\" 2>/dev/null; "
-        "else pending=TERM; fi' TERM",
-        "trap 'if [ -n \"$child\" ]; then kill -INT \"$child\" 2>/dev/null; "
-        "else pending=INT; fi' INT",
-        f"s={_q(STATE_DIR)}",
-        _NEXT_ATTEMPT.rstrip("\n"),
-        ': >"$s/attempt-$n"',
-    ]
-    # Failing before the app ran: recorded like an app exiting 1, so nothing is pushed.
-    fail = "printf '1\\n' >\"$s/exit-$n\"; : >\"$s/done-$n\"; exit 1"
-    if debug and (copy_in is not None or copies):
-        lines.append('echo "oras-wrapper: relative paths are resolved in $PWD" >&2')
-    if copy_in is not None:
-        lines.append(_copy_in(copy_in, fail))
-    pipe_dir = posixpath.dirname(pipe) if pipe and make_pipe_dir else ""
-    if pipe_dir not in ("", ".", "/"):
-        message = _q(f"oras-wrapper: creating {pipe_dir} for the output-pipe failed")
-        lines.append(f"mkdir -p {_q(pipe_dir)} || {{ echo {message} >&2; {fail}; }}")
-    if debug:
-        lines.append('echo "oras-wrapper: attempt $n: running $*" >&2')
-    lines += [
-        # stdin stays the container's (a background job would get /dev/null).
-        "exec 3<&0",
-        f'"$@" <&3 3<&-{redirect} &',
-        "child=$!",
-        "exec 3<&-",
-        '[ -n "$pending" ] && kill "-$pending" "$child" 2>/dev/null',
-        "while :; do",
-        '  wait "$child"',
-        "  code=$?",
-        # wait returns early when a trap ran; the child is still there then.
-        '  kill -0 "$child" 2>/dev/null || break',
-        "done",
-    ]
-    for stage, paths in copies:
-        target = f'{_q(stage)}/"$n"'
-        shown = " ".join(paths)
-        message = _q(f"oras-wrapper: the app exited 0 but copying {shown} to {stage} "
-                     "failed: nothing is pushed")
-        sources = " ".join(_q(p) for p in paths)
-        lines += [
-            'if [ "$code" = 0 ]; then',
-            f"  {{ mkdir -p {target} && cp -R {sources} {target}/; }} || "
-            f"{{ echo {message} >&2; code=1; }}",
-            "fi",
-        ]
-    lines += [
-        "printf '%s\\n' \"$code\" >\"$s/exit-$n\"",
-        ': >"$s/done-$n"',
-        'exit "$code"',
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def push_script(params: WorkflowParams, pushes: Sequence[_Push], restart: str) -> str:
-    """Wait for the app's run to finish and push its outputs if it exited 0.
-
-    Never: one run. OnFailure: runs until one succeeds, whose outputs are pushed.
-    Always: the app runs again after every exit, so this container never exits (kubelet
-    would restart it too, as a crash loop): it pushes after each successful run and
-    waits for the next. Restarted after a failed push, it starts at the latest finished
-    run, so the push is retried and older runs are not pushed again.
-    """
-    steps = _push_steps(params, pushes)
-    wait = ['  while [ ! -e "$s/done-$n" ]; do sleep 1; done', '  read -r code <"$s/exit-$n"']
-    skipped = 'echo "oras-push: the app exited with $code (attempt $n): nothing pushed" >&2'
-    lines = ["set -u", f"s={_q(STATE_DIR)}", "n=0"]
-    if restart == "Always":
-        return "\n".join([
-            *lines, "push() {", *(f"  {line}" for step in steps for line in step.split("\n")),
-            "}",
-            'while [ -e "$s/done-$((n+1))" ]; do n=$((n+1)); done',
-            "while :; do", *wait,
-            f'  if [ "$code" = 0 ]; then push; else {skipped}; fi',
-            "  n=$((n+1))", "done",
-        ]) + "\n"
-    lines += [
-        "while :; do", *wait,
-        '  [ "$code" = 0 ] && break',
-        f"  {skipped}",
-        "  n=$((n+1))" if restart == "OnFailure" else "  exit 0",
-        "done",
-    ]
-    return "\n".join(lines + steps) + "\n"
-
-
-def _push_steps(params: WorkflowParams, pushes: Sequence[_Push]) -> list[str]:
-    """Push every output of run "$n"; exit 1 on the first failure."""
-    lines: list[str] = []
-    for index, push in enumerate(pushes):
-        if params.debug:
-            shown = " ".join(push.names)
-            lines.append(f"echo {_q(f'oras-push: {push.ref} <- {shown} in {push.cwd}')}")
-        names = " ".join(_q(n) for n in push.names)
-        fail = f"{{ echo {_q(f'oras-push: pushing {push.ref} failed')} >&2; exit 1; }}"
-        attempt = '/"$n"' if push.copy else ""  # copied per attempt by the wrapper
-        lines.append(f"cd {_q(push.cwd)}{attempt} || {fail}")
-        if not params.unpack:  # directories as plain .tar.gz files, never unpacked on pull
-            stage = _q(f"{STAGE_DIR}/{index}")
-            lines += [f"rm -rf {stage} && mkdir -p {stage} || {fail}", "set --"]
-            for name in push.names:
-                archive = _q(name + ".tar.gz")
-                lines.append(
-                    f"if [ -d {_q(name)} ]; then tar -czf {stage}/{archive} {_q(name)} && "
-                    f"set -- \"$@\" {archive}; else cp -p {_q(name)} {stage}/ && "
-                    f"set -- \"$@\" {_q(name)}; fi || {fail}"
-                )
-            lines.append(f"cd {stage} || {fail}")
-            names = '"$@"'
-        command = f"oras push {_flags(params)} {_q(push.ref)} {names}"
-        lines.append(_auth("${ORAS_PUSH_PASS:-}", command) + f" || {fail}")
-    lines.append("echo 'oras-push: done'")
-    return lines
+    return Push(f"{registry}/{output.uri}", base, names, mount, tuple(copy), pipe)
 
 
 def _oras_container(
@@ -813,7 +420,7 @@ def _pull_container(
 
 
 def _push_container(
-    params: WorkflowParams, pushes: Sequence[_Push], restart: str,
+    params: WorkflowParams, pushes: Sequence[Push], restart: str,
     env_from: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
     mounts = [{"name": VOLUME, "mountPath": STATE_DIR, "subPath": "state", "readOnly": True}]
@@ -826,7 +433,7 @@ def _push_container(
 
 
 def _wrap_app(
-    app: dict[str, Any], params: WorkflowParams, pushes: Sequence[_Push], copy_in: str | None
+    app: dict[str, Any], params: WorkflowParams, pushes: Sequence[Push], copy_in: str | None
 ) -> None:
     command = list(app.get("command") or params.entrypoint or [])
     if not command:

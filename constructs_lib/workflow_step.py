@@ -17,12 +17,12 @@ from cdk8s_plus_34 import k8s
 
 from constructs_lib.model import OrasCache
 from constructs_lib.schema import DEFAULT_PORT
-from constructs_lib.workflow import (
+from constructs_lib.workflow import wire_pod_spec
+from constructs_lib.workflow_params import (
     DEFAULT_ORAS_IMAGE,
     Output,
     WiringError,
     WorkflowParams,
-    wire_pod_spec,
 )
 
 APP_CONTAINER = "step"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from constructs_lib.annotations import KEYS, PREFIX, AnnotationError, parse_annotations
-from constructs_lib.workflow import DEFAULT_ORAS_IMAGE, Output, WorkflowParams
+from constructs_lib.workflow_params import DEFAULT_ORAS_IMAGE, Output, WorkflowParams
 
 
 def parse(annotations: dict[str, str]) -> WorkflowParams:

@@ -10,14 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from constructs_lib import OrasCache, parse_oras_cache
 from constructs_lib.annotations import parse_annotations
-from constructs_lib.workflow import (
-    PULL_CONTAINER,
-    PUSH_CONTAINER,
-    WiringError,
-    WorkflowParams,
-    restart_warning,
-    wire_pod_spec,
-)
+from constructs_lib.workflow import WiringError, WorkflowParams, restart_warning, wire_pod_spec
+from constructs_lib.workflow_params import PULL_CONTAINER, PUSH_CONTAINER
 from sync.webhook.server import Mutation, WebhookMetrics, review
 from tests.original_examples import (
     BREAKFAST_JOB,

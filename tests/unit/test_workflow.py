@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 
 from constructs_lib import OrasCache, parse_oras_cache
 from constructs_lib.annotations import PREFIX, parse_annotations
-from constructs_lib.workflow import (
+from constructs_lib.workflow import is_wired, restart_warning, wire_pod_spec
+from constructs_lib.workflow_example import pipeline_yaml
+from constructs_lib.workflow_params import (
     DEFAULT_ORAS_IMAGE,
     PULL_CONTAINER,
     PUSH_CONTAINER,
@@ -29,14 +31,10 @@ from constructs_lib.workflow import (
     Output,
     WiringError,
     WorkflowParams,
-    is_wired,
-    restart_warning,
     valid_name,
     valid_reference,
     valid_registry,
-    wire_pod_spec,
 )
-from constructs_lib.workflow_example import pipeline_yaml
 
 GOLDEN = Path(__file__).parent / "golden" / "workflow"
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))

@@ -9,8 +9,9 @@ import kubernetes_validate
 import pytest
 
 from constructs_lib import OrasCache, OrasWorkflowStep, Output, WiringError, parse_oras_cache
-from constructs_lib.workflow import PULL_CONTAINER, PUSH_CONTAINER, WorkflowParams, wire_pod_spec
+from constructs_lib.workflow import wire_pod_spec
 from constructs_lib.workflow_example import ARTIFACT, render_pipeline
+from constructs_lib.workflow_params import PULL_CONTAINER, PUSH_CONTAINER, WorkflowParams
 
 
 def cache(spec: dict[str, Any]) -> OrasCache:
