@@ -107,8 +107,12 @@ prometheus-tools-build: bootstrap ## build promtool and the PromQL selector list
 flux-build: bootstrap ## build Flux's source-controller and kustomize-controller, with their CRDs (cached)
 	$(PY) -m tests.harness.flux build
 
+.PHONY: helm-build
+helm-build: bootstrap ## build helm (v4) for the chart's tests (cached)
+	$(PY) -m tests.harness.helm_tool build
+
 .PHONY: test
-test: lint cluster-build oras-tools-build gitops-checks-build prometheus-tools-build flux-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
+test: lint cluster-build oras-tools-build gitops-checks-build prometheus-tools-build flux-build helm-build node-build ## lint, unit, integration (control plane), then end-to-end (real node) tests
 	$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 	$(PY) -m pytest tests/e2e -q $(PYTEST_ARGS)

@@ -210,6 +210,14 @@ def argocd_files() -> dict[str, str]:
     return {"argocd-cm.yaml": HEADER + ARGOCD_NOTE + text}
 
 
+def chart_files() -> dict[str, str]:
+    """dist/chart/: the Helm chart rendered from the install constructs
+    (constructs_lib.helm_chart), each file under the render header."""
+    from constructs_lib.helm_chart import chart_files as files  # noqa: PLC0415 - see dist_files
+
+    return {path: HEADER + text for path, text in files().items()}
+
+
 PIPELINE_CACHE = ("workflows", "shared")  # the example cache the example pipeline uses
 
 
@@ -248,6 +256,7 @@ def dist_files() -> dict[str, str] | list[SpecError]:
         **{f"install/{k}": v for k, v in install_files().items()},
         **{f"install-git/{k}": v for k, v in install_git_files().items()},
         **{f"install-oci/{k}": v for k, v in install_oci_files().items()},
+        **{f"chart/{k}": v for k, v in chart_files().items()},
         **{f"argocd/{k}": v for k, v in argocd_files().items()},
         **{f"monitoring/{k}": v for k, v in monitoring_files().items()},
     }

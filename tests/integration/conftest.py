@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from sync.apply.kube import Kube
 from tests.harness import LocalCluster, ensure_binaries
 from tests.harness.flux import ensure_flux
+from tests.harness.helm_tool import ensure_helm
 from tests.harness.oras_tools import LocalRegistry, OrasTools, ensure_oras_tools
 from tests.harness.ports import free_ports
 from tests.harness.prometheus_tools import ensure_prometheus_tools
@@ -54,6 +55,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             ensure_prometheus_tools()  # promtool: about 13 minutes when cold
         if any("flux" in getattr(item, "fixturenames", ()) for item in session.items):
             ensure_flux()
+        if any("helm" in getattr(item, "fixturenames", ()) for item in session.items):
+            ensure_helm()  # about 4 minutes when cold
 
 
 def _yaml_files(directory: Path) -> list[Path]:

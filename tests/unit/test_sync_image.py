@@ -102,9 +102,13 @@ def apt_installed(stage: Stage) -> list[str]:
 
 
 def sync_deployments() -> list[tuple[str, dict[str, Any]]]:
-    """(file, container) of every Deployment in dist/ that runs the sync service image."""
+    """(file, container) of every Deployment in dist/ that runs the sync service image.
+    Not the chart's templates (Helm's, not YAML): `helm template` prints dist/install/'s
+    and dist/install-git/'s (tests/integration/test_helm_chart.py)."""
     found = []
     for path in sorted((REPO / "dist").rglob("*.yaml")):
+        if (REPO / "dist/chart/templates") in path.parents:
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc.get("kind") != "Deployment":
                 continue
