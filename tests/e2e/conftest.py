@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.harness import LocalCluster, ensure_binaries
 from tests.harness.build import BuildError
 from tests.harness.flux import ensure_flux
+from tests.harness.helm_tool import ensure_helm
 from tests.harness.node import Node, NodeError, ensure_all
 from tests.integration.conftest import repo_crds
 from tests.integration.syncproc import SyncProcess
@@ -51,6 +52,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             ensure_all()
             if any("flux" in getattr(item, "fixturenames", ()) for item in session.items):
                 ensure_flux()
+            if any("helm" in getattr(item, "fixturenames", ()) for item in session.items):
+                ensure_helm()
         except (BuildError, NodeError, OSError) as err:
             _SETUP_ERROR.append(f"node set-up failed: {err}")
 

@@ -104,6 +104,18 @@ class Network:
 
 
 NETWORK = Network()
+# README's kustomize overlay points the install at this name ("a mirror"): the mirror serves
+# the sync service's image under it too, so tests/e2e/test_install.py applies the overlay
+# word for word (its registry gets a hosts.toml like the others).
+OVERLAY_REGISTRY = "registry.example.com"
+OVERLAY_IMAGE_NAME = f"{OVERLAY_REGISTRY}/mirror/oras-cache-sync"
+
+
+def mirror_aliases() -> dict[str, tuple[str, ...]]:
+    """More names for the node's images: `images.ALIASES`, and the overlay's name of the
+    sync service's image (same tag)."""
+    name = sync_image.image_name()
+    return {**ALIASES, name: (f"{OVERLAY_IMAGE_NAME}:{name.rsplit(':', 1)[1]}",)}
 NODE_NAME = "oras-cache-node"
 CGROUP_ROOT = "/oras-cache-node"
 CLUSTER_DOMAIN = "cluster.local"
@@ -786,7 +798,7 @@ class Node:
         t0 = time.monotonic()
         pushes = ThreadPoolExecutor(max_workers=1)
         pushed = pushes.submit(mirror.push_all, binaries.oras, net.mirror,
-                               self._start_mirror(binaries), self.images, ALIASES)
+                               self._start_mirror(binaries), self.images, mirror_aliases())
         self._start_apiserver_listener(cluster)
         self.timings["mirror_and_listener"] = time.monotonic() - t0
 
@@ -891,7 +903,7 @@ class Node:
     def _mirror_catalogue(self) -> dict[str, Path]:
         """Every name the mirror serves (aliases included) -> its archive."""
         names = dict(self.images)
-        for name, aliases in ALIASES.items():
+        for name, aliases in mirror_aliases().items():
             names.update(dict.fromkeys(aliases, self.images[name]))
         return names
 

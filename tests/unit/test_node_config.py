@@ -12,6 +12,7 @@ from tests.harness.node import (
     apiserver_endpoint_slice,
     containerd_config,
     kube_proxy_config,
+    mirror_aliases,
 )
 
 
@@ -19,9 +20,9 @@ def test_every_image_name_is_mirrored_without_upstream_fallback(tmp_path: Path) 
     names = {n: Path("x.tar") for n in [images.PAUSE_IMAGE, images.BUSYBOX_IMAGE,
                                         images.REGISTRY_IMAGE, images.ORAS_IMAGE,
                                         "ghcr.io/converged-computing/oras-cache-sync:0.1.0",
-                                        *[a for al in images.ALIASES.values() for a in al]]}
+                                        *[a for al in mirror_aliases().values() for a in al]]}
     hosts = mirror.registry_hosts(names)
-    assert hosts == ["docker.io", "ghcr.io", "registry.k8s.io"]
+    assert hosts == ["docker.io", "ghcr.io", "registry.example.com", "registry.k8s.io"]
     directory = mirror.write_hosts_dir(tmp_path / "certs.d", NETWORK.mirror, hosts)
     for host in hosts:
         parsed = tomllib.loads((directory / host / "hosts.toml").read_text())
@@ -32,6 +33,9 @@ def test_every_image_name_is_mirrored_without_upstream_fallback(tmp_path: Path) 
             "capabilities": ["pull", "resolve"], "override_path": True}}}
     assert "ubuntu:latest" in " ".join(images.ALIASES[images.BUSYBOX_IMAGE])
     assert "ghcr.io/oras-project/registry:latest" in images.ALIASES[images.REGISTRY_IMAGE]
+    # README's overlay names this image; the e2e test applies it as written.
+    assert mirror_aliases()["ghcr.io/converged-computing/oras-cache-sync:0.1.0"] == (
+        "registry.example.com/mirror/oras-cache-sync:0.1.0",)
 
 
 def test_containerd_reads_the_hosts_dir(tmp_path: Path) -> None:
