@@ -160,7 +160,9 @@ def test_uninstall_leaves_nothing_but_the_crd(
     left = kubectl(cluster, "get", kinds, "-l", PART_OF, "-o", "name").split()
     assert left == [f"customresourcedefinition.apiextensions.k8s.io/{schema.PLURAL}."
                     f"{schema.GROUP}"]
-    assert helm("list", "--all", "-q").strip() == ""
+    assert helm("list", "-q").strip() == ""
+    status = run(helm.helm, "status", RELEASE, home=helm.home, kubeconfig=cluster.kubeconfig)
+    assert status.returncode != 0 and "not found" in status.stderr, status
     # The caches stay (the CRD does): no controller reconciles them any more.
     assert cache_ready(admin, workflows, "orascache-sample")
     pod = _annotated_pod(1)
