@@ -140,6 +140,43 @@ def values_yaml() -> str:
     return "\n".join(out).lstrip("\n") + "\n"
 
 
+# Constraints beyond the default's type, by path (values.schema.json).
+SCHEMA_EXTRA: dict[str, dict[str, Any]] = {
+    "namespace.name": {"pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+    "image.repository": {"minLength": 1},
+    "image.digest": {"pattern": "^(sha256:[0-9a-f]{64})?$"},
+    "replicas": {"minimum": 1},
+    "watchNamespaces": {"items": {"type": "string",
+                                  "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+                        "uniqueItems": True},
+    "webhook.failurePolicy": {"enum": ["Fail", "Ignore"]},
+    "resources": {"properties": {"limits": {"type": "object"},
+                                 "requests": {"type": "object"}},
+                  "additionalProperties": False},
+    "git.targetNamespace": {"pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"},
+}
+
+
+def values_schema() -> dict[str, Any]:
+    """values.schema.json: each value's type (its default's) and `SCHEMA_EXTRA`, and no
+    key the chart does not know, so that a misspelt `--set` fails instead of being
+    ignored (Helm validates values against it on lint, template, install and upgrade)."""
+    types = {bool: "boolean", int: "integer", str: "string", list: "array", dict: "object"}
+    root: dict[str, Any] = {"$schema": "https://json-schema.org/draft-07/schema#",
+                            "type": "object", "properties": {},
+                            "additionalProperties": False}
+    for value in values():
+        *parents, leaf = value.path.split(".")
+        node = root
+        for key in parents:
+            node = node["properties"].setdefault(key, {
+                "type": "object", "properties": {}, "additionalProperties": False})
+        node["properties"][leaf] = {"description": value.meaning,
+                                    "type": types[type(value.default)],
+                                    **SCHEMA_EXTRA.get(value.path, {})}
+    return root
+
+
 def values_table() -> str:
     """The Markdown table of the values (docs/sync-service.md, "Helm")."""
     rows = ["| value | default | meaning |", "|---|---|---|"]

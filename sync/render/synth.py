@@ -214,8 +214,10 @@ def chart_files() -> dict[str, str]:
     """dist/chart/: the Helm chart rendered from the install constructs
     (constructs_lib.helm_chart), each file under the render header."""
     from constructs_lib.helm_chart import chart_files as files  # noqa: PLC0415 - see dist_files
+    from constructs_lib.helm_chart import values_schema  # noqa: PLC0415
 
-    return {path: HEADER + text for path, text in files().items()}
+    return {**{path: HEADER + text for path, text in files().items()},
+            "values.schema.json": json_file(values_schema())}
 
 
 PIPELINE_CACHE = ("workflows", "shared")  # the example cache the example pipeline uses

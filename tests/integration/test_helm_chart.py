@@ -225,7 +225,7 @@ def test_digest_resources_and_metrics(helm: Helm, home: Path) -> None:
 def test_strings_that_yaml_would_misread_stay_strings(helm: Helm, home: Path) -> None:
     objs = objects(template(helm, home, "--set", "git.enabled=true",
                             "--set-string", "git.ref=true", "--set", "git.path=a: b #c",
-                            "--set", "watchNamespaces={123}"))
+                            "--set-string", "watchNamespaces={123}"))
     env = {e["name"]: e.get("value") for e in container(objs, "oras-cache-git-sync")["env"]}
     assert env["ORASCACHE_GIT_REF"] == "true" and env["ORASCACHE_GIT_PATH"] == "a: b #c"
     assert "123" in container(objs)["args"]
@@ -254,3 +254,18 @@ def test_non_default_values_pass_a_real_api_server(helm: Helm, home: Path,
     assert proc.returncode == 0, proc.stderr
     assert "role.rbac.authorization.k8s.io/oras-cache-sync created (server dry run)" \
         in proc.stdout
+
+
+@pytest.mark.parametrize("values,message", [
+    (["--set", "replica=3"], "additional properties 'replica' not allowed"),
+    (["--set", "webhook.failurePolicy=Bogus"], "failurePolicy"),
+    (["--set", "replicas=0"], "replicas"),
+    (["--set", "image.digest=latest"], "digest"),
+    (["--set", "watchNamespaces={Team_A}"], "watchNamespaces"),
+], ids=["misspelt", "failurePolicy", "replicas", "digest", "watchNamespaces"])
+def test_the_schema_refuses_what_would_not_work(helm: Helm, home: Path, values: list[str],
+                                                message: str) -> None:
+    """values.schema.json: a misspelt key or a value the service cannot run with fails
+    the render, instead of being ignored or failing in the cluster."""
+    proc = run(helm, "template", "x", str(CHART), *values, home=home)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
