@@ -624,6 +624,44 @@ def apiserver_endpoint_slice(net: Network, port: int) -> dict[str, object]:
     }
 
 
+STORAGE_CLASS = "standard"
+STORAGE_LABEL = {"app.kubernetes.io/managed-by": "oras-cache-node"}
+VOLUMES = 4  # enough for examples/ (persistent: one claim, ha: one shared claim) and tests
+VOLUME_SIZE = "20Gi"  # the largest claim in examples/ (ha.yaml)
+
+
+def storage_objects(volumes_dir: Path) -> list[dict[str, object]]:
+    """The node's storage, as a bare-metal cluster's local volumes: a default StorageClass
+    ``standard`` (the name kind and minikube use, and examples/persistent.yaml) with no
+    provisioner, and ``VOLUMES`` pre-created hostPath PersistentVolumes below the node's work
+    dir (removed with it), each offering ReadWriteOnce and ReadWriteMany: on one node a
+    directory is shared by every Pod that mounts it. Retain: a released volume is not reused
+    (a hostPath volume has no deleter); the node is thrown away after a run anyway."""
+    meta: dict[str, object] = {"labels": dict(STORAGE_LABEL)}
+    objects: list[dict[str, object]] = [{
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {**meta, "name": STORAGE_CLASS, "annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "kubernetes.io/no-provisioner",
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "Immediate",
+    }]
+    for index in range(VOLUMES):
+        name = f"{NODE_NAME}-volume-{index}"
+        objects.append({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {**meta, "name": name},
+            "spec": {
+                "capacity": {"storage": VOLUME_SIZE},
+                "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": STORAGE_CLASS,
+                "hostPath": {"path": str(volumes_dir / name), "type": "DirectoryOrCreate"},
+            },
+        })
+    return objects
+
+
 def corefile(kubeconfig: Path, net: Network, health_port: int) -> str:
     # No `cache` (a cached NXDOMAIN right after a Pod becomes Ready is a flake), no
     # `forward` (nothing leaves this host): names outside the cluster get SERVFAIL/NXDOMAIN.
@@ -751,6 +789,7 @@ class Node:
             atexit.register(self.stop)
         try:
             self._start(binaries)
+            self._apply_storage(self.cluster)
         except BaseException:
             self.stop(check=False)
             raise
@@ -852,6 +891,13 @@ class Node:
         finally:
             pushes.shutdown()
         self.timings["all_ready"] = time.monotonic() - t0
+
+    def _apply_storage(self, cluster: LocalCluster) -> None:
+        began = time.monotonic()
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "List",
+             "items": storage_objects(self.workdir / "volumes")}))
+        self.timings["storage"] = time.monotonic() - began
 
     def _start_mirror(self, binaries: NodeBinaries) -> Path:
         """The mirror registry on the bridge address; returns its storage directory."""
@@ -993,6 +1039,10 @@ class Node:
                 self.cluster.kubectl("delete", "node", NODE_NAME, "--ignore-not-found",
                                      "--wait=false", check=False, timeout=10)
                 self.cluster.kubectl("delete", "endpointslice", "kubernetes", "-n", "default",
+                                     "--ignore-not-found", "--wait=false", check=False,
+                                     timeout=10)
+                self.cluster.kubectl("delete", "storageclasses,persistentvolumes", "-l",
+                                     ",".join(f"{k}={v}" for k, v in STORAGE_LABEL.items()),
                                      "--ignore-not-found", "--wait=false", check=False,
                                      timeout=10)
         if check and (left or still):
