@@ -197,6 +197,10 @@ bench-webhook: bootstrap cluster-build ## admission latency at 50 Pod creations 
 bench-git: bootstrap cluster-build ## git source benchmark: a 1000-cache repository, commit -> applied
 	$(PY) -m bench.git 1000
 
+.PHONY: bench-node
+bench-node: bootstrap cluster-build ## on a real node (root): sync Pod start to /readyz, a wired step's cost, push+pull vs cp, memory at 1000 caches (bench/node.py)
+	$(PY) -m bench.node
+
 .PHONY: demo-git
 demo-git: cluster-up ## follow a local git repo made from examples/: commit a change, see it applied
 	@kubectl=$$($(PY) -m tests.harness build 2>/dev/null | sed -n 's/^KUBECTL=//p'); \
