@@ -21,11 +21,13 @@ One run, one fresh control plane plus the real node (root; ``tests/e2e/README.md
    previous one pending); reads come from the page cache in all three (the file was just
    written). Clock: ``/proc/uptime`` (10 ms).
 4. ``rss``: ``--caches`` OrasCaches (bench/sync.py's mix, pinned to a node label nobody has:
-   StatefulSets and Services are made, their Pods stay Pending) in one namespace; once every
-   cache has its status, each sync Pod's memory against its 384Mi limit, sampled every
-   second from its cgroup (working set = usage - inactive file, what the kubelet evicts on
-   and the limit's reclaim leaves; RSS = the processes' VmRSS, Python and jsii's Node), peak
-   during the convergence and after ``--settle`` seconds.
+   StatefulSets and Services are made, their Pods stay Pending) created in one namespace, 8
+   at a time; each sync Pod's memory against its 384Mi limit, sampled every second from its
+   cgroup (working set = usage - inactive file, what the kubelet evicts on; anonymous =
+   ``total_rss``, what reclaim cannot drop; the processes' VmRSS, Python and jsii's Node,
+   shared file pages included), peak until ``--settle`` seconds after every cache has its
+   status. Then the leader's Pod is deleted and the standby takes over all the caches at
+   once (the first pass after a failover or restart): its peak over ``--settle`` seconds.
 
 Usage (root): make bench-node   (or: .venv/bin/python -m bench.node [--only readyz,step,...])
 """
@@ -38,10 +40,12 @@ import os
 import re
 import statistics
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -359,57 +363,102 @@ def bench_throughput(api: ApiClient, endpoint: str, sizes: list[int],
 
 
 # ----- 4. memory at N caches --------------------------------------------------------------
+class Sampler:
+    """Every second, each sync container's memory; keeps the peaks (a thread)."""
+
+    def __init__(self, cgroups: dict[str, Path]) -> None:
+        self.cgroups = cgroups
+        self.peak: dict[str, dict[str, float]] = {k: {} for k in cgroups}
+        self.last: dict[str, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> dict[str, dict[str, float]]:
+        now = {}
+        for name, cgroup in self.cgroups.items():
+            try:
+                now[name] = memory_sample(cgroup)
+            except OSError:  # the container is gone (deleted)
+                continue
+            for field, value in now[name].items():
+                self.peak[name][field] = max(self.peak[name].get(field, 0.0), value)
+        self.last = now
+        return now
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.sample()
+
+    def __enter__(self) -> Sampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def sync_cgroups(core: client.CoreV1Api) -> dict[str, Path]:
+    found = {p.metadata.name: container_cgroup(p.status.container_statuses[0].container_id)
+             for p in sync_pods(core) if p.status.container_statuses
+             and p.status.container_statuses[0].container_id}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def leader(api: ApiClient) -> str:
+    lease = client.CoordinationV1Api(api).read_namespaced_lease("oras-cache-sync", SYSTEM)
+    return str(lease.spec.holder_identity) if lease.spec else ""
+
+
 def bench_rss(api: ApiClient, caches: int, settle: float) -> dict[str, Any]:
+    """N caches created (8 at a time) while both replicas are sampled; then the leader's
+    Pod deleted: the standby takes over all N at once (the first pass after a failover or
+    a restart, the peak that matters for the limit)."""
     core = client.CoreV1Api(api)
     objects = client.CustomObjectsApi(api)
     ns = "bench-rss"
     core.create_namespace({"metadata": {"name": ns}})
-    pods = {p.metadata.name: container_cgroup(p.status.container_statuses[0].container_id)
-            for p in sync_pods(core)}
-    if any(c is None for c in pods.values()):
-        raise RuntimeError(f"a sync Pod without a cgroup: {pods}")
-    cgroups = {k: v for k, v in pods.items() if v is not None}
-    peak: dict[str, dict[str, float]] = {k: {} for k in cgroups}
+    results: dict[str, Any] = {"caches": caches}
 
-    def sample() -> dict[str, dict[str, float]]:
-        now = {k: memory_sample(v) for k, v in cgroups.items()}
-        for k, values in now.items():
-            for field, value in values.items():
-                peak[k][field] = max(peak[k].get(field, 0.0), value)
-        return now
-
-    idle = sample()
-    began = time.monotonic()
-    for i in range(caches):
-        spec = {**spec_for(i), "nodeSelector": NOWHERE}
+    def create(i: int) -> None:
         objects.create_namespaced_custom_object(schema.GROUP, schema.VERSION, ns,
                                                 schema.PLURAL, {
             "apiVersion": schema.API_VERSION, "kind": schema.KIND,
-            "metadata": {"name": f"c{i:05d}"}, "spec": spec})
-        if i % 50 == 0:
-            sample()
-    log(f"{caches} caches created in {time.monotonic() - began:.1f} s")
+            "metadata": {"name": f"c{i:05d}"}, "spec": {**spec_for(i), "nodeSelector": NOWHERE}})
 
     def converged() -> bool:
-        sample()
         items = objects.list_namespaced_custom_object(schema.GROUP, schema.VERSION, ns,
                                                       schema.PLURAL)["items"]
-        done = sum(1 for c in items if c.get("status", {}).get("observedGeneration")
-                   == c["metadata"]["generation"])
-        return done == caches
+        return sum(1 for c in items if c.get("status", {}).get("observedGeneration")
+                   == c["metadata"]["generation"]) == caches
 
-    wait_for(converged, 1800, f"{caches} caches with a status", interval=1.0)
-    took = time.monotonic() - began
-    log(f"{caches} caches reconciled in {took:.1f} s after the first create")
-    deadline = time.monotonic() + settle
-    while time.monotonic() < deadline:
-        sample()
-        time.sleep(1.0)
-    settled = sample()
-    leader = client.CoordinationV1Api(api).read_namespaced_lease(
-        "oras-cache-sync", SYSTEM).spec.holder_identity
-    return {"caches": caches, "converged_s": took, "leader": leader, "idle": idle,
-            "peak": peak, "settled": settled}
+    with Sampler(sync_cgroups(core)) as sampler:
+        idle = sampler.sample()
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(create, range(caches)))
+        log(f"{caches} caches created in {time.monotonic() - began:.1f} s")
+        wait_for(converged, 1800, f"{caches} caches with a status", interval=2.0)
+        results["converged_s"] = time.monotonic() - began
+        log(f"{caches} caches reconciled in {results['converged_s']:.1f} s after the first "
+            "create")
+        time.sleep(settle)
+        results["created"] = {"leader": leader(api), "idle": idle, "peak": sampler.peak,
+                              "settled": sampler.sample()}
+
+    old_leader = results["created"]["leader"]
+    standby = next(k for k in sampler.cgroups if k != old_leader)
+    with Sampler({standby: sampler.cgroups[standby]}) as after:
+        before = after.sample()
+        core.delete_namespaced_pod(old_leader, SYSTEM)
+        wait_for(lambda: leader(api) == standby, TIMEOUT_S, f"{standby} leading", 0.2)
+        log(f"{standby} leads; sampling for {settle:.0f} s")
+        time.sleep(settle)
+        results["failover"] = {"leader": standby, "idle": before, "peak": after.peak,
+                               "settled": after.sample()}
+    return results
 
 
 # ----- report ---------------------------------------------------------------------------
@@ -436,25 +485,36 @@ def report(results: dict[str, Any]) -> str:
         for mib, r in results["throughput"].items():
             copy, push, pull = median(r["copy_s"]), median(r["push_s"]), median(r["pull_s"])
             mb = float(mib)
+            # each round's ratio: its copy ran right before its push and pull
+            ratios = [(u + d) / c for c, u, d in zip(r["copy_s"], r["push_s"], r["pull_s"],
+                                                     strict=True)]
             lines.append(
                 f"{mib} MiB (median of {len(r['copy_s'])}): cp {copy:.2f} s "
                 f"({mb / copy:.0f} MiB/s), push {push:.2f} s ({mb / push:.0f} MiB/s), "
-                f"pull {pull:.2f} s ({mb / pull:.0f} MiB/s); push+pull / cp = "
-                f"{(push + pull) / copy:.2f}x, push / cp {push / copy:.2f}x, "
-                f"pull / cp {pull / copy:.2f}x")
+                f"pull {pull:.2f} s ({mb / pull:.0f} MiB/s); push+pull / cp: median of the "
+                f"rounds {median(ratios):.1f}x ({', '.join(f'{x:.1f}' for x in ratios)}), "
+                f"of the medians {(push + pull) / copy:.1f}x; push / cp {push / copy:.1f}x, "
+                f"pull / cp {pull / copy:.1f}x")
     if "rss" in results:
         r = results["rss"]
-        for pod, peak in r["peak"].items():
-            role = "leader" if pod == r["leader"] else "standby"
-            s, idle = r["settled"][pod], r["idle"][pod]
-            lines.append(
-                f"{r['caches']} caches, {role} {pod}: working set idle {idle['working_set']:.0f}"
-                f" MiB, peak {peak['working_set']:.0f} MiB, settled {s['working_set']:.0f} MiB;"
-                f" RSS idle {idle['rss']:.0f}, peak {peak['rss']:.0f}, settled "
-                f"{s['rss']:.0f} MiB; anonymous (cgroup total_rss) idle {idle['cgroup_rss']:.0f},"
-                f" peak {peak['cgroup_rss']:.0f}, settled {s['cgroup_rss']:.0f} MiB;"
-                f" limit {s['limit']:.0f} MiB "
-                f"(peak working set {peak['working_set'] / s['limit']:.0%} of it)")
+        for phase, what in (("created", "created one by one"),
+                            ("failover", "the standby taking over all of them")):
+            if phase not in r:
+                continue
+            got = r[phase]
+            for pod, peak in got["peak"].items():
+                if pod not in got["settled"]:
+                    continue
+                role = "leader" if pod == got["leader"] else "standby"
+                settled, idle = got["settled"][pod], got["idle"][pod]
+                lines.append(
+                    f"{r['caches']} caches {what}, {role} {pod}: working set before "
+                    f"{idle['working_set']:.0f} MiB, peak {peak['working_set']:.0f}, settled "
+                    f"{settled['working_set']:.0f}; anonymous (cgroup total_rss) before "
+                    f"{idle['cgroup_rss']:.0f}, peak {peak['cgroup_rss']:.0f}, settled "
+                    f"{settled['cgroup_rss']:.0f}; processes' VmRSS peak {peak['rss']:.0f}; "
+                    f"limit {settled['limit']:.0f} MiB (peak working set "
+                    f"{peak['working_set'] / settled['limit']:.0%} of it)")
         lines.append(f"  converged in {r['converged_s']:.1f} s after the first create")
     return "\n".join(lines)
 
@@ -472,7 +532,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=60.0,
                         help="seconds of sampling after the caches converged")
     parser.add_argument("--json", type=Path, help="write the raw results here")
+    parser.add_argument("--report", type=Path, help="only print the report of a --json file")
     args = parser.parse_args(argv)
+    if args.report:
+        print(report(json.loads(args.report.read_text())))
+        return 0
     if os.geteuid() != 0:
         print("bench.node needs root (a real node)", file=sys.stderr)
         return 2
