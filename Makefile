@@ -134,7 +134,7 @@ DEMO_STOP_GIT = \
 demo: bootstrap ## a real node where the machine allows it (root): dist/install/, examples/, examples/pipeline/; else the control-plane demo
 	@if [ "$(NODE)" = "0" ]; then \
 	  echo "NODE=0: the control-plane-only demo."; $(MAKE) --no-print-directory demo-control-plane; \
-	elif why=$$($(PY) -m tests.harness.demo check); then \
+	elif why=$$($(PY) -m tests.harness.demo check --dir $(CLUSTER_DIR)); then \
 	  $(MAKE) --no-print-directory demo-node; \
 	else \
 	  echo "No real node here ($$why): the control-plane-only demo."; \

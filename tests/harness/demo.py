@@ -32,7 +32,7 @@ from pathlib import Path
 
 from tests.harness.build import BuildError
 from tests.harness.cluster import KubectlError, LocalCluster
-from tests.harness.node import NODE_NAME, NodeError, ensure_all
+from tests.harness.node import NODE_NAME, Node, NodeError, ensure_all
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM = "oras-cache-system"
@@ -149,11 +149,16 @@ class Demo:
                 self.say(f"(clean-up) {err}")
 
 
-def check() -> str | None:
+def check(cluster_dir: Path) -> str | None:
     """Why this machine cannot run the demo's node (one line), or None when it can. Builds
     and installs what the node needs (minutes when cold, a second or two when warm)."""
     if os.geteuid() != 0:
         return "a node needs root (bridge, iptables, mounts, cgroups)"
+    other = Node.attach()
+    if other is not None and other.is_running() and other.workdir != (
+            cluster_dir / "node").resolve():
+        return (f"another node runs on this machine ({other.workdir}; one at a time: "
+                "`python -m tests.harness.node down` stops it)")
     try:
         ensure_all()
     except (NodeError, BuildError, OSError) as err:
@@ -167,12 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.harness.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check", help="exit 0 when a node can run here; else print why, exit 1")
+    check_cmd = sub.add_parser("check", help="exit 0 when a node can run here; else print "
+                                             "why, exit 1")
     run = sub.add_parser("run", help="the demo on the node of a `make cluster-up NODE=1`")
-    run.add_argument("--dir", default=".cluster", help="the cluster's work dir")
+    for cmd in (check_cmd, run):
+        cmd.add_argument("--dir", default=".cluster", help="the cluster's work dir")
     args = parser.parse_args(argv)
     if args.command == "check":
-        why = check()
+        why = check(Path(args.dir))
         if why:
             print(why)
             return 1
