@@ -122,8 +122,45 @@ test: lint cluster-build oras-tools-build gitops-checks-build prometheus-tools-b
 chaos: cluster-build ## fault injection: the service, kube-apiserver, etcd killed or frozen during start-ups (docs/reliability.md)
 	ORAS_CACHE_CHAOS=1 $(PY) -m pytest tests/chaos -q $(PYTEST_ARGS)
 
+# make demo-git's host process and objects have the examples' names: stopped before a demo.
+DEMO_STOP_GIT = \
+	if [ -f $(CLUSTER_DIR)/sync-git.pid ]; then \
+	  echo "make demo-git's objects have the examples' names (the sync service would report"; \
+	  echo "them as conflicts, never take them over): stopping it and deleting its ApplySet"; \
+	  kill $$(cat $(CLUSTER_DIR)/sync-git.pid) 2>/dev/null || true; rm -f $(CLUSTER_DIR)/sync-git.pid; \
+	  k delete statefulsets,services,persistentvolumeclaims -A --wait=true \
+	    -l applyset.kubernetes.io/part-of ; \
+	  k delete configmap orascache-git -n default --ignore-not-found ; \
+	fi
+
+# NODE=0: the control-plane-only demo even where a real node could run.
 .PHONY: demo
-demo: cluster-up ## start the sync service on the local cluster, apply the examples, show status
+demo: bootstrap ## a real node where the machine allows it (root): dist/install/, examples/, examples/pipeline/; else the control-plane demo
+	@if [ "$(NODE)" = "0" ]; then \
+	  echo "NODE=0: the control-plane-only demo."; $(MAKE) --no-print-directory demo-control-plane; \
+	elif why=$$($(PY) -m tests.harness.demo check --dir $(CLUSTER_DIR)); then \
+	  $(MAKE) --no-print-directory demo-node; \
+	else \
+	  echo "No real node here ($$why): the control-plane-only demo."; \
+	  $(MAKE) --no-print-directory demo-control-plane; \
+	fi
+
+.PHONY: demo-node
+demo-node: cluster-build ## the demo on a real node: the install as users run it, the examples Ready, the pipeline's output (tests/harness/demo.py)
+	@if [ -f $(CLUSTER_DIR)/sync.pid ]; then \
+	  echo "stopping the control-plane demo's sync service (the in-cluster one replaces it)"; \
+	  kill $$(cat $(CLUSTER_DIR)/sync.pid) 2>/dev/null || true; rm -f $(CLUSTER_DIR)/sync.pid; fi
+	$(PY) -m tests.harness up --dir $(CLUSTER_DIR) --crds crds
+	$(PY) -m tests.harness.node up --dir $(CLUSTER_DIR)  # builds what it needs, as node-build
+	@kubectl=$$($(PY) -m tests.harness build 2>/dev/null | sed -n 's/^KUBECTL=//p'); \
+	k() { echo "+ kubectl $$*" >&2; "$$kubectl" --kubeconfig $(CLUSTER_DIR)/kubeconfig "$$@"; }; \
+	$(DEMO_STOP_GIT)
+	$(PY) -m tests.harness.demo run --dir $(CLUSTER_DIR)
+	@echo "kubectl: $$($(PY) -m tests.harness build 2>/dev/null | sed -n 's/^KUBECTL=//p') --kubeconfig $(CLUSTER_DIR)/kubeconfig"
+	@echo "Stop everything with: make cluster-down"
+
+.PHONY: demo-control-plane
+demo-control-plane: cluster-up ## the demo without a node: the sync service as a host process, the examples applied, their status (Pods stay Pending)
 	@kubectl=$$($(PY) -m tests.harness build 2>/dev/null | sed -n 's/^KUBECTL=//p'); \
 	k() { echo "+ kubectl $$*" >&2; "$$kubectl" --kubeconfig $(CLUSTER_DIR)/kubeconfig "$$@"; }; \
 	if [ -f $(CLUSTER_DIR)/sync.pid ] && kill -0 $$(cat $(CLUSTER_DIR)/sync.pid) 2>/dev/null; then \
@@ -133,14 +170,7 @@ demo: cluster-up ## start the sync service on the local cluster, apply the examp
 	    --http-addr 127.0.0.1:8089 > $(CLUSTER_DIR)/sync.log 2>&1 & echo $$! > $(CLUSTER_DIR)/sync.pid; \
 	  echo "sync service started (pid $$(cat $(CLUSTER_DIR)/sync.pid), log $(CLUSTER_DIR)/sync.log)"; \
 	fi; \
-	if [ -f $(CLUSTER_DIR)/sync-git.pid ]; then \
-	  echo "make demo-git's objects have the examples' names (the sync service would report"; \
-	  echo "them as conflicts, never take them over): stopping it and deleting its ApplySet"; \
-	  kill $$(cat $(CLUSTER_DIR)/sync-git.pid) 2>/dev/null || true; rm -f $(CLUSTER_DIR)/sync-git.pid; \
-	  k delete statefulsets,services,persistentvolumeclaims -A --wait=true \
-	    -l applyset.kubernetes.io/part-of ; \
-	  k delete configmap orascache-git -n default --ignore-not-found ; \
-	fi; \
+	$(DEMO_STOP_GIT); \
 	k create namespace workflows --dry-run=client -o yaml | k apply -f - ; \
 	k apply -f examples/ ; \
 	sleep 4; \
@@ -170,6 +200,10 @@ bench-webhook: bootstrap cluster-build ## admission latency at 50 Pod creations 
 .PHONY: bench-git
 bench-git: bootstrap cluster-build ## git source benchmark: a 1000-cache repository, commit -> applied
 	$(PY) -m bench.git 1000
+
+.PHONY: bench-node
+bench-node: bootstrap cluster-build ## on a real node (root): sync Pod start to /readyz, a wired step's cost, push+pull vs cp, memory at 1000 caches (bench/node.py)
+	$(PY) -m bench.node
 
 .PHONY: demo-git
 demo-git: cluster-up ## follow a local git repo made from examples/: commit a change, see it applied

@@ -41,7 +41,8 @@ def _usage(cluster: LocalCluster) -> str:
         f"  try:        {kubectl} --kubeconfig={kubeconfig} get namespaces\n"
         f"  logs:       {cluster.workdir / 'logs'}/\n"
         f"  stop:       python -m tests.harness down --dir {cluster.workdir}\n"
-        "  note:       there is no kubelet: Pods are created but stay Pending."
+        "  note:       no kubelet until a node joins (`python -m tests.harness.node up`, "
+        "`make cluster-up NODE=1`): Pods stay Pending."
     )
 
 

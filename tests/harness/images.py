@@ -16,7 +16,8 @@ The binaries come from the Go module proxy (``go install``) or from Debian packa
 Stand-ins: ``ubuntu:latest`` and ``perl:5.34.0`` (the images the original operator's
 examples name) are the busybox image under those names; ``registry.k8s.io/pause`` is our
 pause program. They do what the examples ask of them (``touch``, ``ls``, ``echo``), nothing
-more.
+more. ``registry:3.0.0`` (Docker's official distribution image, which examples/ pin) is our
+distribution v3.1.2 image under that name: same program, a newer patch release.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     BUSYBOX_IMAGE: ("docker.io/library/busybox:latest",
                     "docker.io/library/ubuntu:latest",  # stand-in
                     "docker.io/library/perl:5.34.0"),  # stand-in
-    REGISTRY_IMAGE: ("ghcr.io/oras-project/registry:latest",),  # OrasCache's spec.image default
+    REGISTRY_IMAGE: ("ghcr.io/oras-project/registry:latest",  # OrasCache's spec.image default
+                     "docker.io/library/registry:3.0.0"),  # stand-in: examples/ pin it
 }
 
 _PAUSE_GO = """package main

@@ -232,11 +232,23 @@ def node_images() -> dict[str, Path]:
 
 
 def ensure_all() -> NodeBinaries:
-    """Everything the node needs, built or installed (cached: seconds when warm)."""
+    """Everything the node needs, built or installed (cached: seconds when warm).
+
+    Cold, the sync image's Debian layer (mmdebstrap: mostly waiting on the archive and the
+    disk, 1-2.5 minutes) is made while the Go builds (CPU) run, not after them."""
     ensure_node_deps()
-    kubelet, scheduler, proxy = ensure_node_binaries()
-    return NodeBinaries(kubelet, scheduler, proxy, coredns_binary(), registry_binary(),
-                        oras_binary(), node_images())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        base = pool.submit(_sync_image_base) if os.geteuid() == 0 else None
+        kubelet, scheduler, proxy = ensure_node_binaries()
+        found = (coredns_binary(), registry_binary(), oras_binary())
+        if base is not None:
+            base.result()
+    return NodeBinaries(kubelet, scheduler, proxy, *found, node_images())
+
+
+def _sync_image_base() -> None:
+    sync_image.ensure_tools()
+    sync_image.ensure_base()
 
 
 # ----- small system helpers -------------------------------------------------------------
@@ -636,6 +648,44 @@ def apiserver_endpoint_slice(net: Network, port: int) -> dict[str, object]:
     }
 
 
+STORAGE_CLASS = "standard"
+STORAGE_LABEL = {"app.kubernetes.io/managed-by": "oras-cache-node"}
+VOLUMES = 4  # enough for examples/ (persistent: one claim, ha: one shared claim) and tests
+VOLUME_SIZE = "20Gi"  # the largest claim in examples/ (ha.yaml)
+
+
+def storage_objects(volumes_dir: Path) -> list[dict[str, object]]:
+    """The node's storage, as a bare-metal cluster's local volumes: a default StorageClass
+    ``standard`` (the name kind and minikube use, and examples/persistent.yaml) with no
+    provisioner, and ``VOLUMES`` pre-created hostPath PersistentVolumes below the node's work
+    dir (removed with it), each offering ReadWriteOnce and ReadWriteMany: on one node a
+    directory is shared by every Pod that mounts it. Retain: a released volume is not reused
+    (a hostPath volume has no deleter); the node is thrown away after a run anyway."""
+    meta: dict[str, object] = {"labels": dict(STORAGE_LABEL)}
+    objects: list[dict[str, object]] = [{
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {**meta, "name": STORAGE_CLASS, "annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "kubernetes.io/no-provisioner",
+        "reclaimPolicy": "Retain",
+        "volumeBindingMode": "Immediate",
+    }]
+    for index in range(VOLUMES):
+        name = f"{NODE_NAME}-volume-{index}"
+        objects.append({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {**meta, "name": name},
+            "spec": {
+                "capacity": {"storage": VOLUME_SIZE},
+                "accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": STORAGE_CLASS,
+                "hostPath": {"path": str(volumes_dir / name), "type": "DirectoryOrCreate"},
+            },
+        })
+    return objects
+
+
 def corefile(kubeconfig: Path, net: Network, health_port: int) -> str:
     # No `cache` (a cached NXDOMAIN right after a Pod becomes Ready is a flake), no
     # `forward` (nothing leaves this host): names outside the cluster get SERVFAIL/NXDOMAIN.
@@ -763,6 +813,7 @@ class Node:
             atexit.register(self.stop)
         try:
             self._start(binaries)
+            self._apply_storage(self.cluster)
         except BaseException:
             self.stop(check=False)
             raise
@@ -864,6 +915,13 @@ class Node:
         finally:
             pushes.shutdown()
         self.timings["all_ready"] = time.monotonic() - t0
+
+    def _apply_storage(self, cluster: LocalCluster) -> None:
+        began = time.monotonic()
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(
+            {"apiVersion": "v1", "kind": "List",
+             "items": storage_objects(self.workdir / "volumes")}))
+        self.timings["storage"] = time.monotonic() - began
 
     def _start_mirror(self, binaries: NodeBinaries) -> Path:
         """The mirror registry on the bridge address; returns its storage directory."""
@@ -1005,6 +1063,10 @@ class Node:
                 self.cluster.kubectl("delete", "node", NODE_NAME, "--ignore-not-found",
                                      "--wait=false", check=False, timeout=10)
                 self.cluster.kubectl("delete", "endpointslice", "kubernetes", "-n", "default",
+                                     "--ignore-not-found", "--wait=false", check=False,
+                                     timeout=10)
+                self.cluster.kubectl("delete", "storageclasses,persistentvolumes", "-l",
+                                     ",".join(f"{k}={v}" for k, v in STORAGE_LABEL.items()),
                                      "--ignore-not-found", "--wait=false", check=False,
                                      timeout=10)
         if check and (left or still):

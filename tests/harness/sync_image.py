@@ -263,9 +263,15 @@ def binary_layer(name: str, binary: Path, path: str) -> Path:
 _PACKAGE_DATA = ("py.typed", "node_runtime.js", "argocd_health.lua")  # = pyproject's package-data
 
 
+# pyproject's `readme`: the wheel's long description, which nothing in the image reads. The
+# image's wheel gets this text instead of README.md, so editing the README rebuilds nothing.
+WHEEL_README = "oras-cache: an in-cluster OCI registry for Kubernetes workflows.\n"
+
+
 def _project_files() -> list[Path]:
-    """What goes into the wheel: the two packages' modules and package data."""
-    files = [REPO / "pyproject.toml", REPO / "README.md"]
+    """What goes into the wheel: the two packages' modules and package data (README.md is
+    replaced by WHEEL_README)."""
+    files = [REPO / "pyproject.toml"]
     for package in ("constructs_lib", "sync"):
         for path in sorted((REPO / package).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and (
@@ -302,7 +308,7 @@ def _install_script() -> str:
 
 def venv_key(base: str) -> str:
     return _key("venv", 1, base, (REPO / CONSTRAINTS).read_text(), PIP_VERSION,
-                project_digest(), _install_script(), source_date_epoch())
+                project_digest(), WHEEL_README, _install_script(), source_date_epoch())
 
 
 def _pip_env() -> dict[str, str]:
@@ -321,6 +327,7 @@ def _project_wheel(dest: Path) -> None:
             target = Path(tmp) / path.relative_to(REPO)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
+        (Path(tmp) / "README.md").write_text(WHEEL_README)
         _run([*_PIP, "wheel", "-q", "--no-deps", "-w", str(dest), tmp],
              "pip wheel (the project)", env=_pip_env())
 

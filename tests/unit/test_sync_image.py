@@ -231,3 +231,21 @@ def test_a_dependency_missing_from_the_constraints_stops_the_build(tmp_path: Pat
     (tmp_path / "new_dep-1.0-py3-none-any.whl").touch()
     with pytest.raises(pins.BuildError, match=r"not pinned in .*constraints\.txt: new-dep"):
         pins._check_pinned(tmp_path)
+
+
+def test_the_readme_is_no_input_of_the_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    """Editing README.md (pyproject's `readme`) must not rebuild the image: the wheel gets a
+    fixed text instead. Anything else in the wheel's files still changes the key."""
+    repo = tmp_path / "repo"
+    for path in pins._project_files():
+        target = repo / path.relative_to(pins.REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    (repo / "README.md").write_text("one\n")
+    monkeypatch.setattr(pins, "REPO", repo)
+    before = pins.project_digest()
+    (repo / "README.md").write_text("two\n")
+    assert pins.project_digest() == before
+    (repo / "sync" / "__init__.py").write_text("# changed\n")
+    assert pins.project_digest() != before
