@@ -24,9 +24,11 @@ applier's pool talks to the API server; the HTTP thread only sets the trigger ev
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sync.apply.applier import AbsentCheck, Applier, ChangeSet, ObjectRef
@@ -74,6 +76,9 @@ DRIFTED = "Drifted"  # --drift=report: members left as found, reported
 # An annotation on the parent: enough for every error of a broken revision, far below
 # the 256 KiB all annotations of an object may hold.
 MAX_PARENT_MESSAGE = 2000
+# The applied revision's objects are kept for drift passes in compressed chunks of this
+# many, each decoded and applied in turn (see Kept).
+KEPT_CHUNK = 500
 
 
 @dataclass
@@ -119,6 +124,33 @@ class Stopwatch:
         self._clock = now
 
 
+@dataclass(frozen=True)
+class Kept:
+    """The objects rendered for the applied commit, for drift passes: zlib-compressed JSON
+    in chunks, decoded one chunk at a time (as dictionaries they would be the biggest
+    thing the service holds at thousands of caches); their kinds and namespaces apart."""
+
+    commit: str
+    chunks: tuple[bytes, ...]
+    gks: frozenset[str]
+    namespaces: frozenset[str]
+    errors: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, commit: str, desired: Desired) -> Kept:
+        refs = [ObjectRef.of(o) for o in desired.objects]
+        objs = desired.objects
+        return cls(commit, tuple(zlib.compress(json.dumps(objs[i:i + KEPT_CHUNK]).encode(), 1)
+                                 for i in range(0, len(objs), KEPT_CHUNK)),
+                   frozenset(group_kinds(refs)), frozenset(namespaces_of(refs)),
+                   tuple(desired.errors))
+
+    def objects(self) -> Iterator[list[Obj]]:
+        for chunk in self.chunks:
+            objs: list[Obj] = json.loads(zlib.decompress(chunk))
+            yield objs
+
+
 @dataclass
 class RevisionState:
     """What the pipeline remembers between passes."""
@@ -127,7 +159,7 @@ class RevisionState:
     last_good: str | None = None  # the last revision applied
     fetch_error: Result | None = None  # while fetches fail: reported once per outage
     recorded: tuple[str | None, str, str] | None = None  # last result written on the parent
-    rendered: tuple[str, Desired] | None = None  # the applied revision's objects, for drift
+    rendered: Kept | None = None  # the applied revision's objects, for drift
     drift_reported: str | None = None  # one Warning per distinct drift-pass failure
     drift_seen: str = ""  # report mode: one Warning per distinct set of drifted paths
 
@@ -313,8 +345,7 @@ class RevisionSync:
             desired = self._read_revision(commit, watch.lap)
             refs = [ObjectRef.of(o) for o in desired.objects]
             new_gks, new_ns = group_kinds(refs), namespaces_of(refs)
-            members = self.applyset.members(self.kube, parent, new_gks, new_ns)
-            live = {ObjectRef.of(m): m for m in members}
+            live = self.applyset.member_index(self.kube, parent, new_gks, new_ns)
             if not (new_gks <= gks and new_ns - {opts.namespace} <= namespaces) or (
                     parent is None):
                 # KEP-3659: the parent lists a superset of the kinds before members are
@@ -330,7 +361,8 @@ class RevisionSync:
             watch.lap("apply")
             doomed = set(stale(live, refs))
             pruned = prune_all(self.applier, self.metrics,
-                               [m for ref, m in live.items() if ref in doomed], changes)
+                               [m for ref in live if ref in doomed
+                                if (m := live.get(ref)) is not None], changes)
             watch.lap("prune")
         except StepFailed as failed:
             result = failure_result(commit, failed, f"keeping {self._keeping()}")
@@ -340,7 +372,7 @@ class RevisionSync:
         summary = (f"{desired.caches} cache(s), {len(refs)} object(s): "
                    f"{changes.summary()}; pruned: {pruned.summary()}")
         result = Result(APPLIED, commit, summary, changes, pruned, watch.laps)
-        self.state.rendered = (commit, desired)
+        self.state.rendered = Kept.of(commit, desired)
         self._record(result, parent, new_gks, new_ns)
         watch.lap("record")
         return result
@@ -364,29 +396,27 @@ class RevisionSync:
             self.revision_metrics.drift_checks.labels(result=label).inc()
         return result
 
-    def _desired_of(self, commit: str) -> Desired:
+    def _desired_of(self, commit: str) -> Kept:
         """The objects rendered for the applied `commit`: kept from its revision, or
         rendered once after a restart (the parent said it was applied)."""
-        if self.state.rendered is None or self.state.rendered[0] != commit:
+        if self.state.rendered is None or self.state.rendered.commit != commit:
             revision = self.source.checkout(commit)
-            self.state.rendered = (commit, render_tree(revision.worktree, self.options.path,
-                                                  self.applyset, self.options.namespace,
-                                                  self._memo))
-        desired = self.state.rendered[1]
-        if desired.errors:  # e.g. a newer orascache rejects what an older one applied
-            raise GitSourceError(f"{commit[:12]} no longer renders: "
-                                 + "; ".join(desired.errors))
-        return desired
+            self.state.rendered = Kept.of(commit, render_tree(
+                revision.worktree, self.options.path, self.applyset, self.options.namespace,
+                self._memo))
+        kept = self.state.rendered
+        if kept.errors:  # e.g. a newer orascache rejects what an older one applied
+            raise GitSourceError(f"{commit[:12]} no longer renders: " + "; ".join(kept.errors))
+        return kept
 
     def _drift(self, commit: str) -> Result:
         """Apply the applied commit's objects again: no write unless a member drifted;
         no prune; the parent is only written when it is gone or misses a kind."""
-        desired = self._desired_of(commit)
+        kept = self._desired_of(commit)
         parent = self.applyset.read_parent(self.kube)
         ann = (parent or {}).get("metadata", {}).get("annotations") or {}
         old_gks, old_ns = split(ann.get(GKS)), split(ann.get(NSS))
-        refs = [ObjectRef.of(o) for o in desired.objects]
-        gks, namespaces = group_kinds(refs), namespaces_of(refs)
+        gks, namespaces = set(kept.gks), set(kept.namespaces)
         repaired: list[str] = []
         if parent is None or not (gks <= old_gks
                                   and namespaces - {self.options.namespace} <= old_ns):
@@ -404,12 +434,13 @@ class RevisionSync:
             if parent is not None:
                 repaired.append(f"restored the ApplySet parent {self.applyset.namespace}/"
                                 f"{self.applyset.name}")
-        members = self.applyset.members(self.kube, parent, gks, namespaces)
-        live = {ObjectRef.of(m): m for m in members}
+        live = self.applyset.member_index(self.kube, parent, gks, namespaces)
         # No absence_check: drifted members are few, a GET each is cheaper than LISTs of
-        # every object at every interval.
-        changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
-                                     live=live.get)
+        # every object at every interval. One chunk of objects decoded at a time.
+        changes = ChangeSet()
+        for objects in kept.objects():
+            changes.changes += self.applier.apply(
+                objects, owner_labels=self.applyset.member_labels, live=live.get).changes
         self.metrics.record(changes)
         corrected = changes.of("created", "configured")
         self.revision_metrics.drift_corrected.inc(len(corrected))
