@@ -39,6 +39,7 @@ from sync.apply.applyset import (
     LAST_MESSAGE,
     LAST_RESULT,
     LAST_TIME,
+    LIST_PAGE,
     SOURCE,
     ApplySet,
     ApplySetError,
@@ -491,7 +492,13 @@ def absence_check(kube: Kube, refs: Sequence[ObjectRef]) -> AbsentCheck | None:
     existing: set[ObjectRef] = set()
     for api_version, kind, namespace in scopes:
         res = RESOURCES[(api_version, kind)]
-        listing = kube.list_function(res, namespace or None, metadata_only=True)()
-        existing.update(ObjectRef(api_version, kind, namespace, item["metadata"]["name"])
-                        for item in listing.get("items") or [])
+        list_fn = kube.list_function(res, namespace or None, metadata_only=True)
+        token: str | None = None
+        while True:  # by pages, as the members are listed
+            listing = list_fn(limit=LIST_PAGE, **{"continue": token})
+            existing.update(ObjectRef(api_version, kind, namespace, item["metadata"]["name"])
+                            for item in listing.get("items") or [])
+            token = (listing.get("metadata") or {}).get("continue")
+            if not token:
+                break
     return lambda ref: ref not in existing
