@@ -6,6 +6,7 @@ import base64
 import hashlib
 from typing import Any
 
+from sync import revision_sync
 from sync.apply.applier import ObjectRef
 from sync.apply.applyset import (
     GROUP_KINDS_ANNOTATION,
@@ -14,6 +15,7 @@ from sync.apply.applyset import (
     PART_OF_LABEL,
     TOOLING_ANNOTATION,
     ApplySet,
+    MemberIndex,
     applyset_id,
     group_kind,
     group_kinds,
@@ -22,6 +24,7 @@ from sync.apply.applyset import (
     stale,
 )
 from sync.apply.diff import exit_code, strip, unified
+from sync.render.tree import Desired
 
 
 def test_id_is_the_kep_3659_formula() -> None:
@@ -123,3 +126,35 @@ def test_render_memo_renders_only_changed_caches(monkeypatch: Any) -> None:
     assert rendered == ["a", "b", "b"]  # only the changed cache again
     assert second[0] == first[0] and second[1] != first[1]
     assert second[1] == real([cache("b", 6000)])[0].manifests
+
+
+def test_member_index_keeps_what_the_applier_and_prune_read() -> None:
+    live = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u-1",
+                         "resourceVersion": "7", "labels": {PART_OF_LABEL: "x"},
+                         "managedFields": [{"manager": "orascache"}]},
+            "spec": {"replicas": 1}, "status": {"readyReplicas": 1}}
+    index = MemberIndex([live])
+    ref = ObjectRef("apps/v1", "StatefulSet", "ns", "a")
+    assert list(index) == [ref] and len(index) == 1
+    got = index.get(ref)
+    assert got == {"apiVersion": "apps/v1", "kind": "StatefulSet",
+                   "metadata": {"name": "a", "namespace": "ns", "uid": "u-1",
+                                "resourceVersion": "7", "labels": {PART_OF_LABEL: "x"}},
+                   "spec": {"replicas": 1}}
+    assert index.get(ref) is not got  # decoded afresh: a caller may change its copy
+    assert index.get(ObjectRef("v1", "Service", "ns", "a")) is None
+    assert "managedFields" in live["metadata"] and "status" in live  # not changed
+
+
+def test_kept_objects_come_back_in_chunks_in_order(monkeypatch: Any) -> None:
+    monkeypatch.setattr(revision_sync, "KEPT_CHUNK", 2)
+    objects = [{"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": f"s{i}", "namespace": "a" if i % 2 else "b"}}
+               for i in range(5)]
+    kept = revision_sync.Kept.of("c0ffee", Desired(objects=objects, caches=5))
+    assert [len(chunk) for chunk in kept.objects()] == [2, 2, 1]
+    assert [o for chunk in kept.objects() for o in chunk] == objects
+    assert (kept.gks, kept.namespaces, kept.errors) == ({"Service"}, {"a", "b"}, ())
+    broken = revision_sync.Kept.of("c0ffee", Desired(errors=["x.yaml: bad"]))
+    assert broken.chunks == () and broken.errors == ("x.yaml: bad",)
