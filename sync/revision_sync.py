@@ -24,10 +24,8 @@ applier's pool talks to the API server; the HTTP thread only sets the trigger ev
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -51,7 +49,7 @@ from sync.apply.applyset import (
 from sync.apply.applyset import NAMESPACES_ANNOTATION as NSS
 from sync.apply.kube import RESOURCES, ApiError, Kube, KubeError, Obj, Unreachable
 from sync.options import RevisionOptions
-from sync.render.tree import Desired, RenderMemo, render_tree
+from sync.render.tree import Compact, RenderMemo, render_compact
 from sync.report.events import EventRecorder
 from sync.report.metrics import Metrics, RevisionMetrics
 from sync.report.status import now
@@ -63,7 +61,7 @@ from sync.steps import (
     InvalidSpec,
     PruneFailed,
     StepFailed,
-    apply_all,
+    apply_chunks,
     prune_all,
 )
 
@@ -77,9 +75,6 @@ DRIFTED = "Drifted"  # --drift=report: members left as found, reported
 # An annotation on the parent: enough for every error of a broken revision, far below
 # the 256 KiB all annotations of an object may hold.
 MAX_PARENT_MESSAGE = 2000
-# The applied revision's objects are kept for drift passes in compressed chunks of this
-# many, each decoded and applied in turn (see Kept).
-KEPT_CHUNK = 500
 
 
 @dataclass
@@ -127,9 +122,8 @@ class Stopwatch:
 
 @dataclass(frozen=True)
 class Kept:
-    """The objects rendered for the applied commit, for drift passes: zlib-compressed JSON
-    in chunks, decoded one chunk at a time (as dictionaries they would be the biggest
-    thing the service holds at thousands of caches); their kinds and namespaces apart."""
+    """The objects rendered for the applied commit, for drift passes: compressed chunks
+    (see `Compact`), their kinds and namespaces apart."""
 
     commit: str
     chunks: tuple[bytes, ...]
@@ -138,18 +132,12 @@ class Kept:
     errors: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, commit: str, desired: Desired) -> Kept:
-        refs = [ObjectRef.of(o) for o in desired.objects]
-        objs = desired.objects
-        return cls(commit, tuple(zlib.compress(json.dumps(objs[i:i + KEPT_CHUNK]).encode(), 1)
-                                 for i in range(0, len(objs), KEPT_CHUNK)),
-                   frozenset(group_kinds(refs)), frozenset(namespaces_of(refs)),
-                   tuple(desired.errors))
+    def of(cls, commit: str, compact: Compact) -> Kept:
+        return cls(commit, tuple(compact.chunks), frozenset(group_kinds(compact.refs)),
+                   frozenset(namespaces_of(compact.refs)), tuple(compact.errors))
 
     def objects(self) -> Iterator[list[Obj]]:
-        for chunk in self.chunks:
-            objs: list[Obj] = json.loads(zlib.decompress(chunk))
-            yield objs
+        return Compact(list(self.chunks)).objects()
 
 
 @dataclass
@@ -315,7 +303,7 @@ class RevisionSync:
         except (KubeError, ApplySetError) as exc:
             log.warning("cannot record the result: %s", exc)
 
-    def _read_revision(self, commit: str, lap: Callable[[str], None]) -> Desired:
+    def _read_revision(self, commit: str, lap: Callable[[str], None]) -> Compact:
         """Check out, parse and render `commit`; raises InvalidSpec or EmptyRefused.
         Nothing is written before this returns."""
         opts = self.options
@@ -326,12 +314,12 @@ class RevisionSync:
         if not self.source.path_exists(commit, opts.path):
             raise InvalidSpec([f"path {opts.path!r} does not exist in {commit[:12]}"])
         lap("checkout")
-        desired = render_tree(revision.worktree, opts.path, self.applyset, opts.namespace,
-                              self._memo)
+        desired = render_compact(revision.worktree, opts.path, self.applyset, opts.namespace,
+                                 self._memo)
         lap("render")
         if desired.errors:
             raise InvalidSpec(desired.errors)
-        if not desired.objects and not opts.allow_empty:
+        if not desired.refs and not opts.allow_empty:
             raise EmptyRefused([f"no OrasCache under {opts.path!r}: refusing to prune "
                                 "everything (use --allow-empty)"])
         return desired
@@ -344,7 +332,7 @@ class RevisionSync:
         gks, namespaces = split(ann.get(GKS)), split(ann.get(NSS))
         try:
             desired = self._read_revision(commit, watch.lap)
-            refs = [ObjectRef.of(o) for o in desired.objects]
+            refs = desired.refs
             new_gks, new_ns = group_kinds(refs), namespaces_of(refs)
             live = self.applyset.member_index(self.kube, parent, new_gks, new_ns)
             if not (new_gks <= gks and new_ns - {opts.namespace} <= namespaces) or (
@@ -356,9 +344,9 @@ class RevisionSync:
                                                     namespaces | new_ns, status)
             gks, namespaces = gks | new_gks, namespaces | new_ns
             watch.lap("inventory")
-            changes = apply_all(self.applier, self.metrics, desired.objects,
-                                owner_labels=self.applyset.member_labels, live=live.get,
-                                absent=absence_check(self.kube, refs))
+            changes = apply_chunks(self.applier, self.metrics, desired.objects(),
+                                   owner_labels=self.applyset.member_labels, live=live.get,
+                                   absent=absence_check(self.kube, refs))
             watch.lap("apply")
             doomed = set(stale(live, refs))
             pruned = prune_all(self.applier, self.metrics,
@@ -402,7 +390,7 @@ class RevisionSync:
         rendered once after a restart (the parent said it was applied)."""
         if self.state.rendered is None or self.state.rendered.commit != commit:
             revision = self.source.checkout(commit)
-            self.state.rendered = Kept.of(commit, render_tree(
+            self.state.rendered = Kept.of(commit, render_compact(
                 revision.worktree, self.options.path, self.applyset, self.options.namespace,
                 self._memo))
         kept = self.state.rendered

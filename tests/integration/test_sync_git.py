@@ -30,6 +30,7 @@ from sync.apply.applyset import (
 )
 from sync.apply.kube import Kube
 from sync.options import RevisionOptions
+from sync.render import tree
 from sync.revision_sync import RevisionSync
 from sync.sources.git import GitSource
 from tests.harness import LocalCluster
@@ -926,12 +927,14 @@ def test_members_by_pages_and_drift_by_chunks_find_every_member(
     repo: WorkRepo, kube: Kube, namespace: str, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """At thousands of caches the members are listed by pages and the applied objects
-    kept in compressed chunks (issue 24): with pages of 2 and chunks of 3, every member
-    is still compared, restored and pruned exactly once, in the service's own process."""
+    """At thousands of caches the members are listed by pages and the objects rendered,
+    applied and kept in compressed chunks (issue 24): with pages of 2, renders of 2
+    caches and chunks of 3 objects, every member is still applied, compared, restored and
+    pruned exactly once (RevisionSync in this process)."""
     monkeypatch.setattr(applyset, "LIST_PAGE", 2)
     monkeypatch.setattr(revision_sync, "LIST_PAGE", 2)
-    monkeypatch.setattr(revision_sync, "KEPT_CHUNK", 3)
+    monkeypatch.setattr(tree, "RENDER_CHUNK", 2)
+    monkeypatch.setattr(tree, "OBJECT_CHUNK", 3)
     for i in range(5):
         repo.write(f"caches/c{i}.yaml", cache_yaml(f"c{i}"))
     repo.commit()
@@ -941,11 +944,11 @@ def test_members_by_pages_and_drift_by_chunks_find_every_member(
         first = sync.sync_once()
         assert (first.outcome, first.changes.writes) == ("Applied", 10), first.message
         kept = sync.state.rendered
-        assert kept is not None and len(kept.chunks) == 4  # 10 objects by 3
+        assert kept is not None and len(kept.chunks) == 5  # 4 + 4 + 2 objects, by 3
         assert kept.gks == {"Service", "StatefulSet.apps"}
         assert sum(len(chunk) for chunk in kept.objects()) == 10
 
-        clean = sync.sync_once()  # 10 members over 5 pages, 4 chunks: nothing to do
+        clean = sync.sync_once()  # 10 members over 5 pages, 5 chunks: nothing to do
         assert (clean.outcome, clean.changes.writes) == ("UpToDate", 0), clean.message
         assert len(clean.changes.of("unchanged")) == 10
 
