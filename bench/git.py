@@ -301,6 +301,18 @@ def rss_mb() -> tuple[float, float]:
     return memory_mb(os.getpid())[0], node
 
 
+def store_sizes(sync: RevisionSync) -> str:
+    """The deep size (MB) of what the git source keeps between passes."""
+    from bench.memory import deep_size  # noqa: PLC0415 - bench.memory imports the service
+
+    kept = sync.state.rendered
+    parts = {"applied objects (for drift passes)": kept.chunks if kept else None,
+             "render memo": sync._memo._rendered,
+             "applier records": [sync.applier._applied, sync.applier._written_rv],
+             "last result (its change set)": sync.state.last}
+    return ", ".join(f"{k} {deep_size(v) / 2**20:.1f}" for k, v in parts.items())
+
+
 def by_size(ns: list[int], distinct: bool) -> int:
     """Phases 0-2 at each N on a fresh cluster; one table with the per-cache slope."""
     rows = ["| caches | raw SSA loop | commit -> applied | ratio | CPU-s ratio (client + "
@@ -313,6 +325,7 @@ def by_size(ns: list[int], distinct: bool) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-git-") as tmp, LocalCluster(
                 binaries=ensure_binaries()) as cluster, cluster.api_client() as api:
             first = first_sync(Kube(api), tmp, n, distinct, cluster)
+            log(f"kept after commit -> applied (MB): {store_sizes(first.sync)}")
             gc.collect()
             release_free_memory()  # as the service does after each pass
             python, node = rss_mb()
