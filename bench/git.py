@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import re
 import sys
@@ -52,6 +53,7 @@ from bench.sync import (  # noqa: E402
     QUIET_LIMIT,
     QUIET_TIMEOUT,
     comm,
+    cpu_seconds,
     descendants,
     memory_mb,
     spec_for,
@@ -60,6 +62,7 @@ from bench.sync import (  # noqa: E402
 from sync.apply.applier import FIELD_MANAGER, with_hash  # noqa: E402
 from sync.apply.applyset import ApplySet  # noqa: E402
 from sync.apply.kube import RESOURCES, Kube  # noqa: E402
+from sync.cluster_service import release_free_memory  # noqa: E402
 from sync.options import RevisionOptions  # noqa: E402
 from sync.publish.git import push_branch, render_commit  # noqa: E402
 from sync.render.tree import render_paths  # noqa: E402
@@ -70,6 +73,7 @@ from tests.harness import LocalCluster, ensure_binaries  # noqa: E402
 NS_BASE, NS_GIT, NS_BASE2 = "bench-git-baseline", "bench-git", "bench-git-baseline-2"
 NS_WARM = "bench-git-warm-up"
 QUIET = [QUIET_TIMEOUT]  # --quiet-timeout: how long each phase waits for an idle machine
+POD_WAIT = [True]  # --no-pod-wait: do not wait for the loop's Pods before the next phase
 WRITE_VERBS = frozenset({"APPLY", "PATCH", "POST", "PUT", "DELETE", "DELETECOLLECTION"})
 # The git source writes members and the parent with server-side apply and DELETE only (its
 # Events are counted by listing them). A POST of a PersistentVolumeClaim is
@@ -139,22 +143,41 @@ def write_keys(before: Counter[tuple[str, str, str]],
             if k[0] in WRITE_VERBS and k[1] in OURS and not k[2] and after[k] > before[k]}
 
 
+def work_cpu(cluster: LocalCluster | None) -> float:
+    """CPU-seconds so far of this process (the loop's client, or the git source), its
+    jsii Node kernel, kube-apiserver and etcd: unlike wall time, their difference over a
+    phase hardly depends on other load on the machine."""
+    own = cpu_seconds(os.getpid()) + sum(cpu_seconds(pid) for pid, _ in
+                                         descendants(os.getpid()) if comm(pid) == "node")
+    if cluster is None:
+        return own
+    return own + sum(cpu_seconds(cluster.components[name].pid)
+                     for name in ("kube-apiserver", "etcd"))
+
+
 def raw_loop(kube: Kube, tmp: Path, namespace: str, limit: int | None = None,
-             ) -> tuple[float, int]:
-    """Apply the rendered objects with a bare SSA loop; (seconds, StatefulSets)."""
+             cluster: LocalCluster | None = None) -> tuple[float, int, float]:
+    """Apply the rendered objects with a bare SSA loop; (seconds, StatefulSets, CPU-s of
+    client + kube-apiserver + etcd)."""
     desired = render_paths([tmp / "src" / "caches"], ApplySet("base", namespace), namespace)
     assert not desired.errors, desired.errors
     objects = [with_hash(o) for o in desired.objects][:limit]
+    del desired
     wait_quiet(QUIET_LIMIT, QUIET[0])
+    cpu = work_cpu(cluster)
     start = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda o: kube.apply(o, field_manager=FIELD_MANAGER, force=True),
                       objects))
     took = time.monotonic() - start
-    log(f"baseline raw SSA loop in {namespace}: {len(objects)} objects in {took:.2f} s")
+    cpu = work_cpu(cluster) - cpu
+    log(f"baseline raw SSA loop in {namespace}: {len(objects)} objects in {took:.2f} s, "
+        f"{cpu:.1f} CPU-s (client + kube-apiserver + etcd), load "
+        f"{os.getloadavg()[0]:.1f}")
     pods = sum(1 for o in objects if o["kind"] == "StatefulSet")
-    wait_pods(kube, namespace, pods)
-    return took, pods
+    if POD_WAIT[0]:
+        wait_pods(kube, namespace, pods)
+    return took, pods, cpu
 
 
 def our_events(kube: Kube, namespace: str) -> int:
@@ -212,9 +235,13 @@ class FirstSync:
     baseline: float
     took: float
     pods: int
+    baseline_cpu: float = 0.0
+    cpu: float = 0.0  # CPU-s of the git source + kube-apiserver + etcd, commit -> applied
+    peak: float = 0.0  # peak RSS (MB) of Python + Node, commit -> applied
 
 
-def first_sync(kube: Kube, tmp: str, n: int, distinct: bool) -> FirstSync:
+def first_sync(kube: Kube, tmp: str, n: int, distinct: bool,
+               cluster: LocalCluster | None = None) -> FirstSync:
     namespaces = RESOURCES[("v1", "Namespace")]
     for ns in (NS_WARM, NS_BASE, NS_GIT, NS_BASE2):
         kube.create(namespaces, None, {"apiVersion": "v1", "kind": "Namespace",
@@ -226,21 +253,47 @@ def first_sync(kube: Kube, tmp: str, n: int, distinct: bool) -> FirstSync:
     raw_loop(kube, Path(tmp), NS_WARM, limit=60)
 
     # 1. baseline: raw SSA loop of the same objects.
-    baseline, pods = raw_loop(kube, Path(tmp), NS_BASE)
+    baseline, pods, baseline_cpu = raw_loop(kube, Path(tmp), NS_BASE, cluster=cluster)
 
     # 2. git: commit -> applied.
     options = RevisionOptions(path="caches", namespace=NS_GIT, http_addr=None)
     source = GitSource(f"file://{tmp}/src", "main", Path(tmp) / "clone")
     sync = RevisionSync(kube, source, options)
     wait_quiet(QUIET_LIMIT, QUIET[0])
+    reset_peaks()
+    cpu = work_cpu(cluster)
     start = time.monotonic()
     result = sync.sync_once()
     took = time.monotonic() - start
+    cpu = work_cpu(cluster) - cpu
+    peak = peak_mb()
     assert result.outcome == "Applied", result.message
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())
     log(f"git commit -> applied: {took:.2f} s ({result.changes.writes} writes; "
-        f"stages: {stages}); ratio {took / baseline:.2f}x the raw SSA loop")
-    return FirstSync(source_repo, sync, result, baseline, took, pods)
+        f"stages: {stages}); ratio {took / baseline:.2f}x the raw SSA loop; "
+        f"{cpu:.1f} CPU-s, {cpu / baseline_cpu if baseline_cpu else 0:.2f}x the loop's; "
+        f"load {os.getloadavg()[0]:.1f}; peak RSS Python + Node {peak:.0f} MB")
+    return FirstSync(source_repo, sync, result, baseline, took, pods, baseline_cpu, cpu, peak)
+
+
+def node_pids() -> list[int]:
+    return [pid for pid, _ in descendants(os.getpid()) if comm(pid) == "node"]
+
+
+def reset_peaks() -> None:
+    """Start a phase's peak RSS afresh: the bench's own garbage (the loop's render) given
+    back to the kernel, as the service does after each pass (malloc_trim), then VmHWM
+    reset to VmRSS for this process and jsii's Node (clear_refs 5, Linux 4.0+)."""
+    gc.collect()
+    release_free_memory()
+    for pid in [os.getpid(), *node_pids()]:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def peak_mb() -> float:
+    """VmHWM of this process plus jsii's Node since the last reset_peaks()."""
+    return memory_mb(os.getpid())[1] + sum(memory_mb(pid)[1] for pid in node_pids())
 
 
 def rss_mb() -> tuple[float, float]:
@@ -250,28 +303,56 @@ def rss_mb() -> tuple[float, float]:
     return memory_mb(os.getpid())[0], node
 
 
+def store_sizes(sync: RevisionSync) -> str:
+    """The deep size (MB) of what the git source keeps between passes."""
+    from bench.memory import deep_size  # noqa: PLC0415 - bench.memory imports the service
+
+    kept = sync.state.rendered
+    parts = {"applied objects (for drift passes)": kept.chunks if kept else None,
+             "render memo": sync._memo._rendered,
+             "applier records": [sync.applier._applied, sync.applier._written_rv],
+             "last result (its change set)": sync.state.last}
+    return ", ".join(f"{k} {deep_size(v) / 2**20:.1f}" for k, v in parts.items())
+
+
 def by_size(ns: list[int], distinct: bool) -> int:
     """Phases 0-2 at each N on a fresh cluster; one table with the per-cache slope."""
-    rows = ["| caches | raw SSA loop | commit -> applied | ratio | render stage | "
-            "RSS bench process + Node (MB) | ms per cache | slope ms/cache | "
-            "slope KB/cache | load (1 min) |", "|" + "---|" * 10]
-    prev: tuple[int, float, float] | None = None
+    rows = ["| caches | raw SSA loop | commit -> applied | ratio | CPU-s ratio (client + "
+            "kube-apiserver + etcd) | render stage | peak RSS Python + Node, commit -> "
+            "applied (MB) | RSS after, trimmed (MB) | drift pass (no drift): time, peak RSS "
+            "| ms per cache | slope ms/cache | slope KB/cache (peak) | load (1 min) |",
+            "|" + "---|" * 13]
+    prev: tuple[int, float, float] | None = None  # (N, seconds, peak MB)
     for n in ns:
         with tempfile.TemporaryDirectory(prefix="bench-git-") as tmp, LocalCluster(
                 binaries=ensure_binaries()) as cluster, cluster.api_client() as api:
-            first = first_sync(Kube(api), tmp, n, distinct)
-            first.sync.applier.close()
+            first = first_sync(Kube(api), tmp, n, distinct, cluster)
+            log(f"kept after commit -> applied (MB): {store_sizes(first.sync)}")
+            gc.collect()
+            release_free_memory()  # as the service does after each pass
             python, node = rss_mb()
+            # One pass with no new commit: the drift check of every member, as each
+            # interval makes (its peak, too, must fit the memory limit).
+            reset_peaks()
+            start = time.monotonic()
+            idle = first.sync.sync_once()
+            idle_s = time.monotonic() - start
+            assert idle.outcome == "UpToDate", idle.message
+            drift_peak = peak_mb()
+            log(f"drift pass: {idle_s:.1f} s, peak RSS Python + Node {drift_peak:.0f} MB")
+            first.sync.applier.close()
         rss = python + node
         slope = "- | -" if prev is None else (
             f"{(first.took - prev[1]) / (n - prev[0]) * 1000:.2f} | "
-            f"{(rss - prev[2]) * 1024 / (n - prev[0]):.1f}")
+            f"{(first.peak - prev[2]) * 1024 / (n - prev[0]):.1f}")
         rows.append(f"| {n:,} | {first.baseline:.1f} s | {first.took:.1f} s | "
                     f"{first.took / first.baseline:.2f}x | "
+                    f"{first.cpu / first.baseline_cpu:.2f}x | "
                     f"{first.result.timings.get('render', 0.0):.1f} s | "
-                    f"{rss:.0f} ({python:.0f} + {node:.0f}) | {first.took / n * 1000:.2f} | "
+                    f"{first.peak:.0f} | {rss:.0f} ({python:.0f} + {node:.0f}) | "
+                    f"{idle_s:.1f} s, {drift_peak:.0f} MB | {first.took / n * 1000:.2f} | "
                     f"{slope} | {os.getloadavg()[0]:.1f} |")
-        prev = (n, first.took, rss)
+        prev = (n, first.took, first.peak)
         log(rows[-1])
     print(f"git source, commit -> applied by size, {os.cpu_count()} CPUs\n")
     print("\n".join(rows), flush=True)
@@ -292,21 +373,26 @@ def main() -> int:
     parser.add_argument("--quiet-timeout", type=float, default=QUIET_TIMEOUT,
                         help="before each timed phase, wait at most this long (s) for the "
                         f"machine to be idle (default {QUIET_TIMEOUT:g})")
+    parser.add_argument("--no-pod-wait", dest="pod_wait", action="store_false",
+                        help="do not wait for kube-controller-manager to make the loop's "
+                        "Pods (10,000 took over 900 s here): its work then lands in the "
+                        "git phase, a pessimistic ratio")
     args = parser.parse_args()
     QUIET[0] = args.quiet_timeout
+    POD_WAIT[0] = args.pod_wait
     if args.sizes:
         return by_size(args.sizes, args.distinct_specs)
     n = args.n
     with tempfile.TemporaryDirectory(prefix="bench-git-") as tmp, LocalCluster(
             binaries=ensure_binaries()) as cluster, cluster.api_client() as api:
         kube = Kube(api)
-        first = first_sync(kube, tmp, n, args.distinct_specs)
+        first = first_sync(kube, tmp, n, args.distinct_specs, cluster)
         source_repo, sync, result = first.repo, first.sync, first.result
         baseline, took, pods = first.baseline, first.took, first.pods
         wait_pods(kube, NS_GIT, pods)
 
         # 1b. the baseline again, after (the cluster is warmer, etcd bigger).
-        baseline2, _ = raw_loop(kube, Path(tmp), NS_BASE2)
+        baseline2, _, _ = raw_loop(kube, Path(tmp), NS_BASE2)
         apply_s, render_s = result.timings["apply"], result.timings["render"]
         # The loop before runs on a smaller etcd than the sync, the loop after on a bigger
         # one (each adds 2050 objects and their Pods): their mean is the fairest baseline.

@@ -10,7 +10,15 @@ until every cache has its status. Printed:
 - tracemalloc's total and its biggest allocation sites;
 - this process's RSS and jsii's Node kernel's RSS.
 
+`--soak SECONDS`: instead, N caches of the benchmark's mix (`bench.sync.spec_for`), the
+service converged, then left running with `--resync` (default 5 s) for SECONDS while
+RSS (Python and Node) is sampled every `--sample` seconds: is memory flat over many
+resync rounds? Printed: the samples, first / last / max and the least-squares slope,
+with the reconciles and writes made meanwhile (resyncs of converged caches write nothing).
+A benchmark, never a test: 10,000 caches for 30 minutes.
+
 Usage: JSII_NODE=... .venv/bin/python -m bench.memory [--sizes 1000,5000]
+       JSII_NODE=... .venv/bin/python -m bench.memory --sizes 10000 --soak 1800 --resync 5
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from bench.sync import (
     descendants,
     log,
     memory_mb,
+    spec_for,
 )
 from sync.apply.kube import Kube
 from sync.cluster_service import SyncService
@@ -128,6 +137,84 @@ def measure(n: int, top: int, trace: bool) -> None:
         thread.join(30)
 
 
+def counter_total(counter: Any, actions: frozenset[str] | None = None) -> float:
+    """The sum of a prometheus_client Counter's `_total` samples over every label (or
+    only those whose `action` label is one of `actions`)."""
+    return sum(s.value for m in counter.collect() for s in m.samples
+               if s.name.endswith("_total")
+               and (actions is None or s.labels.get("action") in actions))
+
+
+WRITES = frozenset({"created", "configured", "deleted"})
+
+
+def slope_per_hour(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MB) points, in MB per hour."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return 0.0 if var == 0 else sum((t - mt) * (v - mv) for t, v in points) / var * 3600
+
+
+def soak(n: int, seconds: float, resync: float, sample: float) -> None:
+    """N caches converged, then `seconds` of `resync` s resyncs with RSS sampled."""
+    with LocalCluster(crds=[CRD]) as cluster:
+        kube = Kube(cluster.api_client())
+        kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NS}})
+        log(f"creating {n} caches (the benchmark's mix)")
+        create_caches(kube, NS, [cache_doc(NS, f"c{i:05d}", spec_for(i)) for i in range(n)],
+                      8)
+        gc.collect()
+        base = memory_mb(os.getpid())[0]
+        service = SyncService(kube, Options(namespaces=[NS], http_addr=None,
+                                            resync_period=resync))
+        thread = threading.Thread(target=service.run, daemon=True)
+        started = time.monotonic()
+        thread.start()
+        while converged(service) < n:
+            time.sleep(0.5)
+        took = time.monotonic() - started
+        log(f"{n} caches converged in {took:.1f} s; soaking {seconds:.0f} s with "
+            f"{resync:g} s resyncs")
+        m = service.metrics
+        reconciles0 = counter_total(m.reconciles)
+        writes0 = counter_total(m.objects, WRITES), counter_total(m.status_writes)
+        rows: list[tuple[float, float, float, float, float]] = []
+        soak_start = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - soak_start
+            python, node = memory_mb(os.getpid())[0], node_mb()
+            rows.append((elapsed, python, node, counter_total(m.reconciles) - reconciles0,
+                         os.getloadavg()[0]))
+            log(f"t={elapsed:6.0f} s  Python {python:.0f} MB  Node {node:.0f} MB  "
+                f"reconciles {rows[-1][3]:.0f}  load {rows[-1][4]:.1f}")
+            if elapsed >= seconds:
+                break
+            time.sleep(min(sample, max(0.0, seconds - elapsed)))
+        objects = counter_total(m.objects, WRITES) - writes0[0]
+        statuses = counter_total(m.status_writes) - writes0[1]
+        print(f"\n## soak: {n} caches, resync every {resync:g} s, {seconds:.0f} s "
+              f"(converged in {took:.1f} s; Python {base:.0f} MB before the service "
+              f"started)\n")
+        print("| t (s) | Python RSS (MB) | Node RSS (MB) | total (MB) | reconciles since "
+              "t=0 | load (1 min) |\n|---|---|---|---|---|---|")
+        for t, python, node, reconciles, load in rows:
+            print(f"| {t:.0f} | {python:.0f} | {node:.0f} | {python + node:.0f} | "
+                  f"{reconciles:.0f} | {load:.1f} |")
+        totals = [(t, python + node) for t, python, node, _, _ in rows]
+        print(f"\ntotal RSS: first {totals[0][1]:.0f} MB, last {totals[-1][1]:.0f} MB, "
+              f"max {max(v for _, v in totals):.0f} MB; slope "
+              f"{slope_per_hour(totals):+.1f} MB/hour (Python alone "
+              f"{slope_per_hour([(t, p) for t, p, _, _, _ in rows]):+.1f}); "
+              f"{rows[-1][3]:.0f} reconciles ({rows[-1][3] / n:.1f} per cache), "
+              f"child writes +{objects:.0f}, status writes +{statuses:.0f}")
+        service.stop()
+        thread.join(30)
+
+
 def top_sites(snapshot: tracemalloc.Snapshot, top: int) -> None:
     print("\n| allocated at (tracemalloc) | MB |\n|---|---|")
     for stat in snapshot.statistics("lineno")[:top]:
@@ -143,7 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--trace", action="store_true",
                         help="tracemalloc's allocation sites too (slower, inflates RSS)")
+    parser.add_argument("--soak", type=float, metavar="SECONDS",
+                        help="run the converged service this long and sample its RSS "
+                        "(one size: the first of --sizes)")
+    parser.add_argument("--resync", type=float, default=5.0,
+                        help="--soak: the service's resync period (s)")
+    parser.add_argument("--sample", type=float, default=30.0,
+                        help="--soak: seconds between RSS samples")
     args = parser.parse_args(argv)
+    if args.soak is not None:
+        soak(int(args.sizes.split(",")[0]), args.soak, args.resync, args.sample)
+        return 0
     for n in (int(s) for s in args.sizes.split(",")):
         measure(n, args.top, args.trace)
     return 0

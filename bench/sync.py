@@ -1029,8 +1029,8 @@ def size_table(results: list[Results], loads: list[float]) -> str:
     the previous size (what one more cache costs in time and memory)."""
     lines = ["| caches | start-up (children + status) | floor (SSA loop + status + Event) "
              "| ratio | CPU-s ratio to the SSA loop (client + kube-apiserver + etcd) "
-             "| RSS Python + Node (MB) | ms per cache | slope ms/cache | "
-             "slope KB/cache | load (1 min) |", "|" + "---|" * 10]
+             "| RSS Python + Node (MB) | peak RSS (VmHWM) Python + Node (MB) | ms per "
+             "cache | slope ms/cache | slope KB/cache | load (1 min) |", "|" + "---|" * 11]
     prev: tuple[int, float, float] | None = None
     for res, load in zip(results, loads, strict=True):
         svc, base = res.data["service"], res.data["baseline"]
@@ -1044,7 +1044,8 @@ def size_table(results: list[Results], loads: list[float]) -> str:
         cpu = next((r[3] for r in res.rows if r[0].startswith("CPU-s: client")), "?")
         lines.append(f"| {res.n:,} | {svc['total_s']:.1f} s | {floor:.1f} s | "
                      f"{svc['total_s'] / floor:.2f}x | {cpu} | {rss:.0f} ({parts}) | "
-                     f"{svc['total_s'] / res.n * 1000:.2f} | {slope or '- | -'} | {load:.1f} |")
+                     f"{mem['total'][1]:.0f} | {svc['total_s'] / res.n * 1000:.2f} | "
+                     f"{slope or '- | -'} | {load:.1f} |")
         prev = (res.n, svc["total_s"], rss)
     return "\n".join(lines)
 

@@ -55,6 +55,11 @@ DEFAULT_METRICS_PORT = 8080
 CONTAINER_NAME = "sync"
 PORT_NAME = "http"
 RUN_AS_USER = 65532  # "nonroot" in distroless and chainguard images; see sync/Dockerfile
+# The container's memory (Python plus the Node process that jsii runs), request and limit,
+# set from the measured peak at 10,000 caches plus headroom: docs/performance.md, "Memory
+# limits of the install". The revision sources (git, OCI) allow for one render helper too.
+CLUSTER_MEMORY = ("192Mi", "512Mi")
+REVISION_MEMORY = ("192Mi", "512Mi")
 TMP = "/tmp"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 WEBHOOK_NAME = f"{NAME}-webhook"
@@ -618,7 +623,7 @@ class _RevisionServiceConstruct(_ServiceConstruct):
                         [k8s.ContainerPort(name=PORT_NAME, container_port=metrics_port,
                                            protocol="TCP")],
                         env=env, volumes=volumes, mounts=mounts,
-                        fs_group=RUN_AS_USER if secrets else None,
+                        fs_group=RUN_AS_USER if secrets else None, memory=REVISION_MEMORY,
                     ),
                 ),
             ),
@@ -742,6 +747,7 @@ def pod_spec(
     volumes: Sequence[k8s.Volume] = (),
     mounts: Sequence[k8s.VolumeMount] = (),
     fs_group: int | None = None,
+    memory: tuple[str, str] = CLUSTER_MEMORY,
 ) -> k8s.PodSpec:
     """The sync service's Pod (both sources): one container meeting the "restricted" Pod
     Security Standard, probes on the `http` port, a writable emptyDir at /tmp."""
@@ -774,13 +780,13 @@ def pod_spec(
                 ],
                 liveness_probe=_probe("/healthz", period=20),
                 readiness_probe=_probe("/readyz", period=5),
-                # Python plus the Node process that jsii runs.
+                # Python plus the Node process that jsii runs (see CLUSTER_MEMORY).
                 resources=k8s.ResourceRequirements(
                     requests={
                         "cpu": k8s.Quantity.from_string("50m"),
-                        "memory": k8s.Quantity.from_string("128Mi"),
+                        "memory": k8s.Quantity.from_string(memory[0]),
                     },
-                    limits={"memory": k8s.Quantity.from_string("384Mi")},
+                    limits={"memory": k8s.Quantity.from_string(memory[1])},
                 ),
                 # All of the "restricted" Pod Security Standard, in one place.
                 security_context=k8s.SecurityContext(

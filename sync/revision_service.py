@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 
+from sync.cluster_service import limit_malloc_arenas, release_free_memory
 from sync.options import RevisionOptions
 from sync.revision_sync import RevisionSync
 from sync.serve.health import HealthServer
@@ -49,6 +50,7 @@ class RevisionService:
         self._trigger.set()
 
     def run(self) -> int:
+        limit_malloc_arenas()  # before the HTTP and apply threads start
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())
         if self.health:
@@ -63,6 +65,9 @@ class RevisionService:
                     self.sync.sync_once()
                 except Exception:  # a bug in one pass must not end the service
                     log.exception("sync pass failed")
+                # A pass decodes its members and (a new revision) every render: the freed
+                # heap goes back to the kernel, not counted against the Pod's limit.
+                release_free_memory()
                 self._first_done.set()
                 self._trigger.wait(self.options.interval)
         finally:

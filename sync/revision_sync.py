@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sync.apply.applier import AbsentCheck, Applier, ChangeSet, ObjectRef
@@ -37,6 +37,7 @@ from sync.apply.applyset import (
     LAST_MESSAGE,
     LAST_RESULT,
     LAST_TIME,
+    LIST_PAGE,
     SOURCE,
     ApplySet,
     ApplySetError,
@@ -48,7 +49,7 @@ from sync.apply.applyset import (
 from sync.apply.applyset import NAMESPACES_ANNOTATION as NSS
 from sync.apply.kube import RESOURCES, ApiError, Kube, KubeError, Obj, Unreachable
 from sync.options import RevisionOptions
-from sync.render.tree import Desired, RenderMemo, render_tree
+from sync.render.tree import Compact, RenderMemo, render_compact
 from sync.report.events import EventRecorder
 from sync.report.metrics import Metrics, RevisionMetrics
 from sync.report.status import now
@@ -60,7 +61,7 @@ from sync.steps import (
     InvalidSpec,
     PruneFailed,
     StepFailed,
-    apply_all,
+    apply_chunks,
     prune_all,
 )
 
@@ -119,6 +120,26 @@ class Stopwatch:
         self._clock = now
 
 
+@dataclass(frozen=True)
+class Kept:
+    """The objects rendered for the applied commit, for drift passes: compressed chunks
+    (see `Compact`), their kinds and namespaces apart."""
+
+    commit: str
+    chunks: tuple[bytes, ...]
+    gks: frozenset[str]
+    namespaces: frozenset[str]
+    errors: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, commit: str, compact: Compact) -> Kept:
+        return cls(commit, tuple(compact.chunks), frozenset(group_kinds(compact.refs)),
+                   frozenset(namespaces_of(compact.refs)), tuple(compact.errors))
+
+    def objects(self) -> Iterator[list[Obj]]:
+        return Compact(list(self.chunks)).objects()
+
+
 @dataclass
 class RevisionState:
     """What the pipeline remembers between passes."""
@@ -127,7 +148,7 @@ class RevisionState:
     last_good: str | None = None  # the last revision applied
     fetch_error: Result | None = None  # while fetches fail: reported once per outage
     recorded: tuple[str | None, str, str] | None = None  # last result written on the parent
-    rendered: tuple[str, Desired] | None = None  # the applied revision's objects, for drift
+    rendered: Kept | None = None  # the applied revision's objects, for drift
     drift_reported: str | None = None  # one Warning per distinct drift-pass failure
     drift_seen: str = ""  # report mode: one Warning per distinct set of drifted paths
 
@@ -282,7 +303,7 @@ class RevisionSync:
         except (KubeError, ApplySetError) as exc:
             log.warning("cannot record the result: %s", exc)
 
-    def _read_revision(self, commit: str, lap: Callable[[str], None]) -> Desired:
+    def _read_revision(self, commit: str, lap: Callable[[str], None]) -> Compact:
         """Check out, parse and render `commit`; raises InvalidSpec or EmptyRefused.
         Nothing is written before this returns."""
         opts = self.options
@@ -293,12 +314,12 @@ class RevisionSync:
         if not self.source.path_exists(commit, opts.path):
             raise InvalidSpec([f"path {opts.path!r} does not exist in {commit[:12]}"])
         lap("checkout")
-        desired = render_tree(revision.worktree, opts.path, self.applyset, opts.namespace,
-                              self._memo)
+        desired = render_compact(revision.worktree, opts.path, self.applyset, opts.namespace,
+                                 self._memo)
         lap("render")
         if desired.errors:
             raise InvalidSpec(desired.errors)
-        if not desired.objects and not opts.allow_empty:
+        if not desired.refs and not opts.allow_empty:
             raise EmptyRefused([f"no OrasCache under {opts.path!r}: refusing to prune "
                                 "everything (use --allow-empty)"])
         return desired
@@ -311,10 +332,9 @@ class RevisionSync:
         gks, namespaces = split(ann.get(GKS)), split(ann.get(NSS))
         try:
             desired = self._read_revision(commit, watch.lap)
-            refs = [ObjectRef.of(o) for o in desired.objects]
+            refs = desired.refs
             new_gks, new_ns = group_kinds(refs), namespaces_of(refs)
-            members = self.applyset.members(self.kube, parent, new_gks, new_ns)
-            live = {ObjectRef.of(m): m for m in members}
+            live = self.applyset.member_index(self.kube, parent, new_gks, new_ns)
             if not (new_gks <= gks and new_ns - {opts.namespace} <= namespaces) or (
                     parent is None):
                 # KEP-3659: the parent lists a superset of the kinds before members are
@@ -324,13 +344,14 @@ class RevisionSync:
                                                     namespaces | new_ns, status)
             gks, namespaces = gks | new_gks, namespaces | new_ns
             watch.lap("inventory")
-            changes = apply_all(self.applier, self.metrics, desired.objects,
-                                owner_labels=self.applyset.member_labels, live=live.get,
-                                absent=absence_check(self.kube, refs))
+            changes = apply_chunks(self.applier, self.metrics, desired.objects(),
+                                   owner_labels=self.applyset.member_labels, live=live.get,
+                                   absent=absence_check(self.kube, refs))
             watch.lap("apply")
             doomed = set(stale(live, refs))
             pruned = prune_all(self.applier, self.metrics,
-                               [m for ref, m in live.items() if ref in doomed], changes)
+                               [m for ref in live if ref in doomed
+                                if (m := live.get(ref)) is not None], changes)
             watch.lap("prune")
         except StepFailed as failed:
             result = failure_result(commit, failed, f"keeping {self._keeping()}")
@@ -340,7 +361,7 @@ class RevisionSync:
         summary = (f"{desired.caches} cache(s), {len(refs)} object(s): "
                    f"{changes.summary()}; pruned: {pruned.summary()}")
         result = Result(APPLIED, commit, summary, changes, pruned, watch.laps)
-        self.state.rendered = (commit, desired)
+        self.state.rendered = Kept.of(commit, desired)
         self._record(result, parent, new_gks, new_ns)
         watch.lap("record")
         return result
@@ -364,29 +385,27 @@ class RevisionSync:
             self.revision_metrics.drift_checks.labels(result=label).inc()
         return result
 
-    def _desired_of(self, commit: str) -> Desired:
+    def _desired_of(self, commit: str) -> Kept:
         """The objects rendered for the applied `commit`: kept from its revision, or
         rendered once after a restart (the parent said it was applied)."""
-        if self.state.rendered is None or self.state.rendered[0] != commit:
+        if self.state.rendered is None or self.state.rendered.commit != commit:
             revision = self.source.checkout(commit)
-            self.state.rendered = (commit, render_tree(revision.worktree, self.options.path,
-                                                  self.applyset, self.options.namespace,
-                                                  self._memo))
-        desired = self.state.rendered[1]
-        if desired.errors:  # e.g. a newer orascache rejects what an older one applied
-            raise GitSourceError(f"{commit[:12]} no longer renders: "
-                                 + "; ".join(desired.errors))
-        return desired
+            self.state.rendered = Kept.of(commit, render_compact(
+                revision.worktree, self.options.path, self.applyset, self.options.namespace,
+                self._memo))
+        kept = self.state.rendered
+        if kept.errors:  # e.g. a newer orascache rejects what an older one applied
+            raise GitSourceError(f"{commit[:12]} no longer renders: " + "; ".join(kept.errors))
+        return kept
 
     def _drift(self, commit: str) -> Result:
         """Apply the applied commit's objects again: no write unless a member drifted;
         no prune; the parent is only written when it is gone or misses a kind."""
-        desired = self._desired_of(commit)
+        kept = self._desired_of(commit)
         parent = self.applyset.read_parent(self.kube)
         ann = (parent or {}).get("metadata", {}).get("annotations") or {}
         old_gks, old_ns = split(ann.get(GKS)), split(ann.get(NSS))
-        refs = [ObjectRef.of(o) for o in desired.objects]
-        gks, namespaces = group_kinds(refs), namespaces_of(refs)
+        gks, namespaces = set(kept.gks), set(kept.namespaces)
         repaired: list[str] = []
         if parent is None or not (gks <= old_gks
                                   and namespaces - {self.options.namespace} <= old_ns):
@@ -404,12 +423,13 @@ class RevisionSync:
             if parent is not None:
                 repaired.append(f"restored the ApplySet parent {self.applyset.namespace}/"
                                 f"{self.applyset.name}")
-        members = self.applyset.members(self.kube, parent, gks, namespaces)
-        live = {ObjectRef.of(m): m for m in members}
+        live = self.applyset.member_index(self.kube, parent, gks, namespaces)
         # No absence_check: drifted members are few, a GET each is cheaper than LISTs of
-        # every object at every interval.
-        changes = self.applier.apply(desired.objects, owner_labels=self.applyset.member_labels,
-                                     live=live.get)
+        # every object at every interval. One chunk of objects decoded at a time.
+        changes = ChangeSet()
+        for objects in kept.objects():
+            changes.changes += self.applier.apply(
+                objects, owner_labels=self.applyset.member_labels, live=live.get).changes
         self.metrics.record(changes)
         corrected = changes.of("created", "configured")
         self.revision_metrics.drift_corrected.inc(len(corrected))
@@ -460,7 +480,13 @@ def absence_check(kube: Kube, refs: Sequence[ObjectRef]) -> AbsentCheck | None:
     existing: set[ObjectRef] = set()
     for api_version, kind, namespace in scopes:
         res = RESOURCES[(api_version, kind)]
-        listing = kube.list_function(res, namespace or None, metadata_only=True)()
-        existing.update(ObjectRef(api_version, kind, namespace, item["metadata"]["name"])
-                        for item in listing.get("items") or [])
+        list_fn = kube.list_function(res, namespace or None, metadata_only=True)
+        token: str | None = None
+        while True:  # by pages, as the members are listed
+            listing = list_fn(limit=LIST_PAGE, **{"continue": token})
+            existing.update(ObjectRef(api_version, kind, namespace, item["metadata"]["name"])
+                            for item in listing.get("items") or [])
+            token = (listing.get("metadata") or {}).get("continue")
+            if not token:
+                break
     return lambda ref: ref not in existing

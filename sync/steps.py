@@ -71,7 +71,19 @@ def apply_all(applier: Applier, metrics: Metrics, objects: Sequence[Obj], *,
               owner_labels: dict[str, str], live: Callable[[ObjectRef], Obj | None],
               absent: AbsentCheck | None = None) -> ChangeSet:
     """Server-side apply every object; raises Conflict or ApplyFailed (nothing pruned)."""
-    changes = applier.apply(objects, owner_labels=owner_labels, live=live, absent=absent)
+    return apply_chunks(applier, metrics, [objects], owner_labels=owner_labels, live=live,
+                        absent=absent)
+
+
+def apply_chunks(applier: Applier, metrics: Metrics, chunks: Iterable[Sequence[Obj]], *,
+                 owner_labels: dict[str, str], live: Callable[[ObjectRef], Obj | None],
+                 absent: AbsentCheck | None = None) -> ChangeSet:
+    """`apply_all` of every chunk in turn (each decoded only for its turn): every object
+    is tried before a Conflict or ApplyFailed is raised."""
+    changes = ChangeSet()
+    for objects in chunks:
+        changes.changes += applier.apply(objects, owner_labels=owner_labels, live=live,
+                                         absent=absent).changes
     metrics.record(changes)
     if conflicts := changes.of("conflict"):
         raise Conflict([c.message for c in conflicts], changes)

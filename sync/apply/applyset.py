@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from sync.apply.applier import FIELD_MANAGER, ObjectRef
@@ -36,6 +37,9 @@ LAST_MESSAGE = STATUS_PREFIX + "last-message"
 SOURCE = STATUS_PREFIX + "source"
 
 CONFIGMAPS = RESOURCES[("v1", "ConfigMap")]
+# Members per list request, as client-go's pager (and the informers): the list of ten
+# thousand members is never in memory whole, as JSON text and decoded, at once.
+LIST_PAGE = 500
 
 
 class ApplySetError(Exception):
@@ -74,6 +78,36 @@ def join(values: Iterable[str]) -> str:
 
 def split(value: str | None) -> set[str]:
     return {v for v in (value or "").split(",") if v}
+
+
+class MemberIndex:
+    """The live members by ref, each kept as compact JSON without `managedFields` and
+    `status`, decoded on each read: what a pass over thousands of members holds.
+
+    The applier compares only the fields it sets (never status), reports a conflict from
+    a fresh GET (managedFields), and a prune needs the uid.
+    """
+
+    def __init__(self, members: Iterable[Obj] = ()) -> None:
+        self._by_ref: dict[ObjectRef, bytes] = {}
+        for obj in members:
+            slim = {k: v for k, v in obj.items() if k != "status"}
+            slim["metadata"] = {k: v for k, v in obj["metadata"].items()
+                                if k != "managedFields"}
+            self._by_ref[ObjectRef.of(slim)] = json.dumps(slim, separators=(",", ":")).encode()
+
+    def get(self, ref: ObjectRef) -> Obj | None:
+        blob = self._by_ref.get(ref)
+        if blob is None:
+            return None
+        obj: Obj = json.loads(blob)
+        return obj
+
+    def __iter__(self) -> Iterator[ObjectRef]:
+        return iter(self._by_ref)
+
+    def __len__(self) -> int:
+        return len(self._by_ref)
 
 
 def stale(previous: Iterable[ObjectRef], rendered: Iterable[ObjectRef]) -> list[ObjectRef]:
@@ -141,26 +175,40 @@ class ApplySet:
                 extra_namespaces: Iterable[str] = ()) -> list[Obj]:
         """Every live member: objects of the recorded kinds, in the recorded namespaces,
         carrying our part-of label."""
+        return list(self.listed(kube, parent, extra_gks, extra_namespaces))
+
+    def member_index(self, kube: Kube, parent: Obj | None, extra_gks: Iterable[str] = (),
+                     extra_namespaces: Iterable[str] = ()) -> MemberIndex:
+        """`members`, compact (see MemberIndex)."""
+        return MemberIndex(self.listed(kube, parent, extra_gks, extra_namespaces))
+
+    def listed(self, kube: Kube, parent: Obj | None, extra_gks: Iterable[str] = (),
+               extra_namespaces: Iterable[str] = ()) -> Iterator[Obj]:
+        """`members`, one page of LIST_PAGE at a time."""
         annotations = (parent or {}).get("metadata", {}).get("annotations") or {}
         gks = split(annotations.get(GROUP_KINDS_ANNOTATION)) | set(extra_gks)
         namespaces = (split(annotations.get(NAMESPACES_ANNOTATION)) | set(extra_namespaces)
                       | {self.namespace})
         by_gk = {group_kind(r.api_version, r.kind): r for r in RESOURCES.values()}
-        found: list[Obj] = []
         for gk in sorted(gks):
             res = by_gk.get(gk)
             if res is None:
                 raise ApplySetError(f"unsupported kind {gk} in the ApplySet parent")
             scopes: list[str | None] = [*sorted(namespaces)] if res.namespaced else [None]
             for ns in scopes:
-                try:
-                    listed = kube.list(res, ns, label_selector=f"{PART_OF_LABEL}={self.id}")
-                except ApiError as err:
-                    if err.status == 404:  # namespace or kind gone
-                        continue
-                    raise
-                for item in listed.get("items", []):
-                    item.setdefault("apiVersion", res.api_version)
-                    item.setdefault("kind", res.kind)
-                    found.append(item)
-        return found
+                token: str | None = None
+                while True:
+                    try:
+                        listed = kube.list(res, ns, label_selector=f"{PART_OF_LABEL}={self.id}",
+                                           limit=LIST_PAGE, **{"continue": token})
+                    except ApiError as err:
+                        if err.status == 404:  # namespace or kind gone
+                            break
+                        raise
+                    for item in listed.get("items", []):
+                        item.setdefault("apiVersion", res.api_version)
+                        item.setdefault("kind", res.kind)
+                        yield item
+                    token = listed.get("metadata", {}).get("continue")
+                    if not token:
+                        break

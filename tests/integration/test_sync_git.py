@@ -18,6 +18,8 @@ from urllib.parse import quote
 import pytest
 import yaml
 
+from sync import revision_sync
+from sync.apply import applyset
 from sync.apply.applyset import (
     LAST_ATTEMPT,
     LAST_COMMIT,
@@ -27,6 +29,10 @@ from sync.apply.applyset import (
     applyset_id,
 )
 from sync.apply.kube import Kube
+from sync.options import RevisionOptions
+from sync.render import tree
+from sync.revision_sync import RevisionSync
+from sync.sources.git import GitSource
 from tests.harness import LocalCluster
 from tests.integration import syncproc
 from tests.integration.gitserver import GitHttpServer, WorkRepo
@@ -915,3 +921,58 @@ def test_remote_unreachable_for_three_intervals_prunes_nothing_and_recovers(
             "waiting commit", took, "0 to members while down (the parent: 1 record)", 0)
     finally:
         server.stop()
+
+
+def test_members_by_pages_and_drift_by_chunks_find_every_member(
+    repo: WorkRepo, kube: Kube, namespace: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At thousands of caches the members are listed by pages and the objects rendered,
+    applied and kept in compressed chunks (issue 24): with pages of 2, renders of 2
+    caches and chunks of 3 objects, every member is still applied, compared, restored and
+    pruned exactly once (RevisionSync in this process)."""
+    monkeypatch.setattr(applyset, "LIST_PAGE", 2)
+    monkeypatch.setattr(revision_sync, "LIST_PAGE", 2)
+    monkeypatch.setattr(tree, "RENDER_CHUNK", 2)
+    monkeypatch.setattr(tree, "OBJECT_CHUNK", 3)
+    for i in range(5):
+        repo.write(f"caches/c{i}.yaml", cache_yaml(f"c{i}"))
+    repo.commit()
+    sync = RevisionSync(kube, GitSource(repo.url, "main", tmp_path / "clone"),
+                        RevisionOptions(path="caches", namespace=namespace, http_addr=None))
+    try:
+        first = sync.sync_once()
+        assert (first.outcome, first.changes.writes) == ("Applied", 10), first.message
+        kept = sync.state.rendered
+        assert kept is not None and len(kept.chunks) == 5  # 4 + 4 + 2 objects, by 3
+        assert kept.gks == {"Service", "StatefulSet.apps"}
+        assert sum(len(chunk) for chunk in kept.objects()) == 10
+
+        clean = sync.sync_once()  # 10 members over 5 pages, 5 chunks: nothing to do
+        assert (clean.outcome, clean.changes.writes) == ("UpToDate", 0), clean.message
+        assert len(clean.changes.of("unchanged")) == 10
+
+        # Drifted members in the first and the last chunk, restored and nothing else.
+        kube.request("DELETE", f"/api/v1/namespaces/{namespace}/services/c0")
+        kube.request("PATCH", f"/apis/apps/v1/namespaces/{namespace}/statefulsets/c4",
+                     body={"spec": {"replicas": 3}},
+                     content_type="application/merge-patch+json")
+        drift = sync.sync_once()
+        assert drift.outcome == "DriftCorrected", drift.message
+        assert sorted(str(c.ref) for c in drift.changes.of("created", "configured")) == [
+            f"Service/{namespace}/c0", f"StatefulSet/{namespace}/c4"]
+        assert (sts(kube, namespace, "c4") or {})["spec"]["replicas"] == 1
+
+        # A removed cache: its two members found among the pages and pruned, only those.
+        repo.remove("caches/c2.yaml").commit("remove c2")
+        gone = sync.sync_once()
+        assert gone.outcome == "Applied", gone.message
+        assert sorted(str(c.ref) for c in gone.pruned.of("deleted")) == [
+            f"Service/{namespace}/c2", f"StatefulSet/{namespace}/c2"]
+        assert gone.changes.writes == 0
+        left = kube.request("GET", f"/apis/apps/v1/namespaces/{namespace}/statefulsets")
+        assert sorted(o["metadata"]["name"] for o in left["items"]) == [
+            "c0", "c1", "c3", "c4"]
+    finally:
+        sync.applier.close()
+        sync.source.close()

@@ -210,9 +210,11 @@ def test_deployment(default: list[Obj]) -> None:
                           {"name": "webhook", "containerPort": 8443, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # From the measurements at 10,000 caches (docs/performance.md, "Memory limits of the
+    # install"): change them together with that section.
     assert c["resources"] == {
-        "requests": {"cpu": "50m", "memory": "128Mi"},
-        "limits": {"memory": "384Mi"},
+        "requests": {"cpu": "50m", "memory": "192Mi"},
+        "limits": {"memory": "512Mi"},
     }
     assert c["securityContext"] == {
         "runAsNonRoot": True,
@@ -438,6 +440,12 @@ def test_git_deployment(git_default: list[Obj]) -> None:
     assert env["ORASCACHE_GIT_REPO"] == "https://git.example.com/your-org/your-caches.git"
     assert (env["ORASCACHE_GIT_REF"], env["ORASCACHE_GIT_PATH"]) == ("main", ".")
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    # The peak at 10,000 caches plus one render helper, with headroom (docs/performance.md,
+    # "Memory limits of the install").
+    assert c["resources"] == {
+        "requests": {"cpu": "50m", "memory": "192Mi"},
+        "limits": {"memory": "512Mi"},
+    }
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["volumeMounts"] == [
         {"name": "tmp", "mountPath": "/tmp"},
