@@ -55,10 +55,10 @@ from tests.harness.build import (
     _go_env,
     _header,
     _log,
-    _progress,
     _tools_go,
     build_command,
     cache_root,
+    go_build_to,
 )
 from tests.harness.ports import HOST, free_ports
 from tests.harness.procs import Component, log_tail, spawn, terminate
@@ -230,16 +230,8 @@ def _build(controller: Controller) -> float:
         path.chmod(0o644)  # the module cache is read-only
     shutil.rmtree(controller.crds, ignore_errors=True)
     os.replace(staging, controller.crds)
-    bindir = controller.path.parent
-    bindir.mkdir(parents=True, exist_ok=True)
-    tmp = bindir / f".{controller.name}.tmp.{os.getpid()}"
-    try:
-        with _progress(f"building {controller.name} {controller.version}"):
-            _run(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp), controller.module],
-                 workdir)
-        os.replace(tmp, controller.path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    go_build_to(controller.path, controller.module, workdir, env=_flux_env(),
+                what=f"{controller.name} {controller.version}")
     if not _verified(controller):
         raise BuildError(f"{controller.path} was built but its build information does not "
                          f"name {controller.module} {controller.version}")

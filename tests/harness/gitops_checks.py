@@ -38,12 +38,11 @@ import yaml
 from tests.harness.build import (
     BuildError,
     _build_lock,
-    _go,
     _go_env,
     _log,
-    _progress,
     build_command,
     cache_root,
+    go_build_to,
 )
 
 SOURCE = Path(__file__).resolve().parent / "gitops"
@@ -101,22 +100,8 @@ def _verified(path: Path, program: str) -> bool:
 
 def _build(program: str, target: Path) -> float:
     start = time.monotonic()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{program}.tmp.{os.getpid()}"
-    try:
-        with _progress(f"building {program}"):
-            proc = subprocess.run(
-                [_go(), "build", "-trimpath", "-mod=readonly", "-ldflags", "-s -w",
-                 "-o", str(tmp), f"./cmd/{program}"],
-                cwd=SOURCE, env=_go_env(module_mode=False), capture_output=True, text=True,
-                check=False,
-            )
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-            raise BuildError(f"go build ./cmd/{program} failed in {SOURCE}:\n{tail}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    go_build_to(target, f"./cmd/{program}", SOURCE, flags=["-mod=readonly"],
+                env=_go_env(module_mode=False))
     if not _verified(target, program):
         raise BuildError(f"{target} was built but `-version` does not name "
                          f"{_expected(program)}")

@@ -30,9 +30,9 @@ from tests.harness.build import (
     _go,
     _go_env,
     _log,
-    _progress,
     build_command,
     cache_root,
+    go_build_to,
 )
 
 SOURCE = Path(__file__).resolve().parent / "helm"
@@ -89,24 +89,9 @@ def isolated_env(home: Path) -> dict[str, str]:
 
 def _build(target: Path) -> float:
     start = time.monotonic()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".helm.tmp.{os.getpid()}"
-    ldflags = f"-s -w -X {MODULE}/internal/version.version={pinned_version()}"
-    try:
-        with _progress("building helm"):
-            proc = subprocess.run(
-                # nice: a shared 2-core machine (the build takes minutes when cold).
-                ["nice", "-n", "10", _go(), "build", "-trimpath", "-mod=readonly",
-                 "-ldflags", ldflags, "-o", str(tmp), PACKAGE],
-                cwd=SOURCE, env=_go_env(module_mode=False), capture_output=True, text=True,
-                check=False,
-            )
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-            raise BuildError(f"go build {PACKAGE} failed in {SOURCE}:\n{tail}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    go_build_to(target, PACKAGE, SOURCE, flags=["-mod=readonly"], env=_go_env(module_mode=False),
+                ldflags=f"-s -w -X {MODULE}/internal/version.version={pinned_version()}",
+                nice=True)
     if not _verified(target):
         raise BuildError(f"{target} was built but does not report {MODULE} {pinned_version()}")
     return time.monotonic() - start

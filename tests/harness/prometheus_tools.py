@@ -43,9 +43,9 @@ from tests.harness.build import (
     _go,
     _go_env,
     _log,
-    _progress,
     build_command,
     cache_root,
+    go_build_to,
 )
 
 SOURCE = Path(__file__).resolve().parent / "prometheus"
@@ -115,26 +115,12 @@ def _verified(path: Path) -> bool:
 
 def _build(program: str, target: Path) -> float:
     start = time.monotonic()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{program}.tmp.{os.getpid()}"
     # promtool prints this as its version (`promtool --version`); it is not set otherwise
     # when built from a module other than Prometheus's own.
     version = release_of(pinned_version())
     ldflags = f"-s -w -X github.com/prometheus/common/version.Version={version}"
-    try:
-        with _progress(f"building {program}"):
-            proc = subprocess.run(
-                [_go(), "build", "-trimpath", "-mod=readonly", "-ldflags", ldflags,
-                 "-o", str(tmp), PACKAGES[program]],
-                cwd=SOURCE, env=_go_env(module_mode=False), capture_output=True, text=True,
-                check=False,
-            )
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-            raise BuildError(f"go build {PACKAGES[program]} failed in {SOURCE}:\n{tail}")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    go_build_to(target, PACKAGES[program], SOURCE, flags=["-mod=readonly"],
+                env=_go_env(module_mode=False), ldflags=ldflags)
     if not _verified(target):
         raise BuildError(f"{target} was built but its build information does not name "
                          f"{MODULE} {pinned_version()}")
