@@ -55,6 +55,7 @@ from tests.harness.build import (
     _go_env,
     _header,
     _log,
+    _run_go,
     _tools_go,
     build_command,
     cache_root,
@@ -118,12 +119,7 @@ def _flux_env() -> dict[str, str]:
 
 
 def _run(args: list[str], cwd: Path) -> str:
-    proc = subprocess.run([_go(), *args], cwd=cwd, env=_flux_env(), capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        raise BuildError(f"go {' '.join(args)} failed in {cwd} (exit {proc.returncode}):\n{tail}")
-    return proc.stdout
+    return _run_go(args, cwd, env=_flux_env())
 
 
 def _download(controller: Controller) -> tuple[str, Path]:
