@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -114,6 +115,16 @@ def cache_root() -> Path:
     """``$XDG_CACHE_HOME/oras-cache`` (default ``~/.cache/oras-cache``): outside the repo."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "oras-cache"
+
+
+def module_dir(name: str, source: Path) -> Path:
+    """``cache_root()/NAME-DIGEST``, the digest over a committed wrapper module's go.mod,
+    go.sum and Go files: editing any of them builds into a new directory."""
+    digest = hashlib.sha256()
+    for path in sorted([source / "go.mod", source / "go.sum", *source.rglob("*.go")]):
+        digest.update(path.relative_to(source).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return cache_root() / f"{name}-{digest.hexdigest()[:16]}"
 
 
 def k8s_dir(version: K8sVersion | None = None) -> Path:

@@ -20,7 +20,6 @@ used once its ``-version`` output names the pinned modules.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,8 +40,8 @@ from tests.harness.build import (
     _go_env,
     _log,
     build_command,
-    cache_root,
     go_build_to,
+    module_dir,
 )
 
 SOURCE = Path(__file__).resolve().parent / "gitops"
@@ -69,16 +68,8 @@ def pinned_versions() -> dict[str, str]:
     return dict(_REQUIRE.findall((SOURCE / "go.mod").read_text()))
 
 
-def _sources() -> list[Path]:
-    return sorted([SOURCE / "go.mod", SOURCE / "go.sum", *SOURCE.rglob("*.go")])
-
-
 def workdir() -> Path:
-    digest = hashlib.sha256()
-    for path in _sources():
-        digest.update(path.relative_to(SOURCE).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return cache_root() / f"gitops-checks-{digest.hexdigest()[:16]}"
+    return module_dir("gitops-checks", SOURCE)
 
 
 def _expected(program: str) -> list[str]:

@@ -25,7 +25,6 @@ API server that validates them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -44,8 +43,8 @@ from tests.harness.build import (
     _go_env,
     _log,
     build_command,
-    cache_root,
     go_build_to,
+    module_dir,
 )
 
 SOURCE = Path(__file__).resolve().parent / "prometheus"
@@ -86,16 +85,8 @@ def pinned_version() -> str:
     return dict(_REQUIRE.findall((SOURCE / "go.mod").read_text()))[MODULE]
 
 
-def _sources() -> list[Path]:
-    return sorted([SOURCE / "go.mod", SOURCE / "go.sum", *SOURCE.rglob("*.go")])
-
-
 def workdir() -> Path:
-    digest = hashlib.sha256()
-    for path in _sources():
-        digest.update(path.relative_to(SOURCE).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return cache_root() / f"prometheus-tools-{digest.hexdigest()[:16]}"
+    return module_dir("prometheus-tools", SOURCE)
 
 
 def _verified(path: Path) -> bool:
