@@ -99,6 +99,16 @@ def converged(service: SyncService) -> int:
                == o["metadata"].get("generation"))
 
 
+def run_until_converged(service: SyncService, n: int) -> tuple[threading.Thread, float]:
+    """`service` started in a thread, and the seconds until `n` caches converged."""
+    thread = threading.Thread(target=service.run, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    while converged(service) < n:
+        time.sleep(0.5)
+    return thread, time.monotonic() - started
+
+
 def measure(n: int, top: int, trace: bool) -> None:
     with LocalCluster(crds=[CRD]) as cluster:
         kube = Kube(cluster.api_client())
@@ -111,12 +121,7 @@ def measure(n: int, top: int, trace: bool) -> None:
         if trace:
             tracemalloc.start(1)
         service = SyncService(kube, Options(namespaces=[NS], http_addr=None))
-        thread = threading.Thread(target=service.run, daemon=True)
-        started = time.monotonic()
-        thread.start()
-        while converged(service) < n:
-            time.sleep(0.5)
-        took = time.monotonic() - started
+        thread, took = run_until_converged(service, n)
         time.sleep(2.0)  # echoes and controller-manager's status updates settle
         gc.collect()
         rss, hwm = memory_mb(os.getpid())
@@ -171,12 +176,7 @@ def soak(n: int, seconds: float, resync: float, sample: float) -> None:
         base = memory_mb(os.getpid())[0]
         service = SyncService(kube, Options(namespaces=[NS], http_addr=None,
                                             resync_period=resync))
-        thread = threading.Thread(target=service.run, daemon=True)
-        started = time.monotonic()
-        thread.start()
-        while converged(service) < n:
-            time.sleep(0.5)
-        took = time.monotonic() - started
+        thread, took = run_until_converged(service, n)
         log(f"{n} caches converged in {took:.1f} s; soaking {seconds:.0f} s with "
             f"{resync:g} s resyncs")
         m = service.metrics
