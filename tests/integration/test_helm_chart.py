@@ -15,8 +15,10 @@ import yaml
 
 from constructs_lib.helm_chart import CHART_LABEL, CHART_NAME, CHART_VERSION, values_tree
 from constructs_lib.install import (
+    CLUSTER_MEMORY,
     DEFAULT_IMAGE,
     NAME,
+    REVISION_MEMORY,
     WEBHOOK_NAME,
     render_git_install,
     render_install,
@@ -213,12 +215,12 @@ def test_digest_resources_and_metrics(helm: Helm, home: Path) -> None:
     digest = "sha256:" + "ab" * 32
     objs = objects(template(
         helm, home, "--set", f"image.digest={digest}", "--set", "metrics.enabled=false",
-        "--set", "resources.limits.memory=512Mi", "--set", "git.enabled=true"))
+        "--set", "resources.limits.memory=768Mi", "--set", "git.enabled=true"))
     repository = DEFAULT_IMAGE.rsplit(":", 1)[0]
-    for name in (NAME, "oras-cache-git-sync"):
+    for name, (request, _) in ((NAME, CLUSTER_MEMORY), ("oras-cache-git-sync", REVISION_MEMORY)):
         assert container(objs, name)["image"] == f"{repository}@{digest}"
         assert container(objs, name)["resources"] == {
-            "limits": {"memory": "512Mi"}, "requests": {"cpu": "50m", "memory": "128Mi"}}
+            "limits": {"memory": "768Mi"}, "requests": {"cpu": "50m", "memory": request}}
     assert not [o for o in objs if o["metadata"]["name"].endswith("-metrics")]
 
 
