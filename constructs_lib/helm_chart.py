@@ -57,10 +57,12 @@ class Value:
 
 def values() -> list[Value]:
     from constructs_lib.install import (  # noqa: PLC0415 - cdk8s-plus, as sync.render.synth
-        DEFAULT_GIT_CREDENTIALS_SECRET,
-        DEFAULT_GIT_REPO,
         DEFAULT_IMAGE,
         DEFAULT_NAMESPACE,
+    )
+    from constructs_lib.install_git import (  # noqa: PLC0415
+        DEFAULT_GIT_CREDENTIALS_SECRET,
+        DEFAULT_GIT_REPO,
     )
 
     repository, tag = DEFAULT_IMAGE.rsplit(":", 1)
@@ -477,9 +479,9 @@ def cluster_templates() -> list[_Template]:
 
 
 def git_templates() -> list[_Template]:
-    from constructs_lib.install import (  # noqa: PLC0415
+    from constructs_lib.install import DEFAULT_NAMESPACE  # noqa: PLC0415
+    from constructs_lib.install_git import (  # noqa: PLC0415
         DEFAULT_GIT_CREDENTIALS_SECRET,
-        DEFAULT_NAMESPACE,
         GIT_APPLYSET_ROLE,
         GIT_ENV,
         GIT_METRICS_SERVICE,

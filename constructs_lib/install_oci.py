@@ -1,7 +1,7 @@
 """`OciSyncService`: the sync service following an OCI artifact (`orascache sync --source
 oci`), rendered to `dist/install-oci/` (`sync.render.synth.install_oci_files`).
 
-The git install's sibling (`constructs_lib.install.GitSyncService`) with the same shape and
+The git install's sibling (`constructs_lib.install_git.GitSyncService`) with the same shape and
 the same least-privilege RBAC (`GIT_MEMBER_RULES` where the caches live, the ApplySet
 parent's ConfigMap and Events in `target_namespace`): the OCI source runs the git source's
 pipeline. What differs: the artifact reference and path come from the environment
@@ -24,9 +24,11 @@ from constructs_lib.install import (
     DEFAULT_IMAGE,
     DEFAULT_METRICS_PORT,
     DEFAULT_NAMESPACE,
+    sync_labels,
+)
+from constructs_lib.install_git import (
     _RevisionServiceConstruct,
     secret_volume,
-    sync_labels,
     trigger_token_volume,
 )
 from constructs_lib.mounts import REGISTRY_CREDENTIALS_MOUNT

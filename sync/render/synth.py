@@ -92,7 +92,7 @@ def install_git_files() -> dict[str, str]:
     """The git source's install (`GitSyncService` with its defaults: placeholders for the
     repository, overridden by a kustomize patch of the container's env), with a
     kustomization.yaml so that an overlay can use the directory as its base."""
-    from constructs_lib.install import render_git_install  # noqa: PLC0415 - see dist_files
+    from constructs_lib.install_git import render_git_install  # noqa: PLC0415 - see dist_files
 
     service = render_git_install()
     return with_kustomization({"git-sync-service.yaml": HEADER + GIT_INSTALL_NOTE

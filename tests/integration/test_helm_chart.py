@@ -20,9 +20,9 @@ from constructs_lib.install import (
     NAME,
     REVISION_MEMORY,
     WEBHOOK_NAME,
-    render_git_install,
     render_install,
 )
+from constructs_lib.install_git import render_git_install
 from sync.render.synth import HEADER, REPO_ROOT
 from tests.harness import LocalCluster
 from tests.harness.helm_tool import Helm, ensure_helm, run

@@ -22,7 +22,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from constructs_lib import schema, to_yaml
-from constructs_lib.install import GIT_NAME, render_git_install, render_install
+from constructs_lib.install import render_install
+from constructs_lib.install_git import GIT_NAME, render_git_install
 from sync.apply.applyset import LAST_COMMIT, LAST_RESULT
 from sync.apply.kube import Kube
 from sync.render.synth import REPO_ROOT

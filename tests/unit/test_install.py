@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from constructs_lib import schema
-from constructs_lib.install import render_git_install, render_install
+from constructs_lib.install import render_install
+from constructs_lib.install_git import render_git_install
 from sync.render.synth import HEADER, REPO_ROOT, install_files, install_git_files
 
 Obj = dict[str, Any]

@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from constructs_lib.install import render_git_install
+from constructs_lib.install_git import render_git_install
 from constructs_lib.install_oci import render_oci_install
 from constructs_lib.mounts import REGISTRY_CREDENTIALS_MOUNT, TRIGGER_MOUNT
 from sync.render.synth import REPO_ROOT, install_oci_files
