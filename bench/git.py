@@ -19,6 +19,11 @@ before each timed phase until the machine is quiet (at most 15% of its CPUs busy
 uses them: kube-controller-manager may keep working after a phase's Pods exist and land in
 the next phase; the apply stage's spread across runs, 0.8x-1.3x the loop, stayed anyway).
 
+`--pause-controllers` (with `--sizes`) stops kube-controller-manager (SIGSTOP) from the
+loop to the end of the git phase and resumes it after: neither phase then shares the
+machine with the Pods and claims it makes (10,000 Pods take it over 15 minutes here), so
+the ratio compares the two apply paths alone. Nothing either phase does reads a Pod.
+
 Usage: JSII_NODE=... .venv/bin/python -m bench.git [N] [--sizes 1000,5000,10000]
 """
 
@@ -29,10 +34,12 @@ import contextlib
 import gc
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +81,7 @@ NS_BASE, NS_GIT, NS_BASE2 = "bench-git-baseline", "bench-git", "bench-git-baseli
 NS_WARM = "bench-git-warm-up"
 QUIET = [QUIET_TIMEOUT]  # --quiet-timeout: how long each phase waits for an idle machine
 POD_WAIT = [True]  # --no-pod-wait: do not wait for the loop's Pods before the next phase
+PAUSE = [False]  # --pause-controllers: kube-controller-manager stopped during phases 1-2
 WRITE_VERBS = frozenset({"APPLY", "PATCH", "POST", "PUT", "DELETE", "DELETECOLLECTION"})
 # The git source writes members and the parent with server-side apply and DELETE only (its
 # Events are counted by listing them). A POST of a PersistentVolumeClaim is
@@ -175,7 +183,7 @@ def raw_loop(kube: Kube, tmp: Path, namespace: str, limit: int | None = None,
         f"{cpu:.1f} CPU-s (client + kube-apiserver + etcd), load "
         f"{os.getloadavg()[0]:.1f}")
     pods = sum(1 for o in objects if o["kind"] == "StatefulSet")
-    if POD_WAIT[0]:
+    if POD_WAIT[0] and not PAUSE[0]:
         wait_pods(kube, namespace, pods)
     return took, pods, cpu
 
@@ -252,6 +260,13 @@ def first_sync(kube: Kube, tmp: str, n: int, distinct: bool,
     # 0. warm-up: the API server's first applies of each kind are slow.
     raw_loop(kube, Path(tmp), NS_WARM, limit=60)
 
+    paused = controllers_paused(cluster) if PAUSE[0] and cluster else contextlib.nullcontext()
+    with paused:
+        return _timed_phases(kube, tmp, n, cluster, source_repo)
+
+
+def _timed_phases(kube: Kube, tmp: str, n: int, cluster: LocalCluster | None,
+                  source_repo: git.Repo) -> FirstSync:
     # 1. baseline: raw SSA loop of the same objects.
     baseline, pods, baseline_cpu = raw_loop(kube, Path(tmp), NS_BASE, cluster=cluster)
 
@@ -274,6 +289,18 @@ def first_sync(kube: Kube, tmp: str, n: int, distinct: bool,
         f"{cpu:.1f} CPU-s, {cpu / baseline_cpu if baseline_cpu else 0:.2f}x the loop's; "
         f"load {os.getloadavg()[0]:.1f}; peak RSS Python + Node {peak:.0f} MB")
     return FirstSync(source_repo, sync, result, baseline, took, pods, baseline_cpu, cpu, peak)
+
+
+@contextlib.contextmanager
+def controllers_paused(cluster: LocalCluster) -> Iterator[None]:
+    pid = cluster.components["kube-controller-manager"].pid
+    os.kill(pid, signal.SIGSTOP)
+    log("kube-controller-manager paused")
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        log("kube-controller-manager resumed")
 
 
 def node_pids() -> list[int]:
@@ -377,9 +404,13 @@ def main() -> int:
                         help="do not wait for kube-controller-manager to make the loop's "
                         "Pods (10,000 took over 900 s here): its work then lands in the "
                         "git phase, a pessimistic ratio")
+    parser.add_argument("--pause-controllers", action="store_true",
+                        help="with --sizes: stop kube-controller-manager during the loop "
+                        "and the git phase (no Pods made meanwhile)")
     args = parser.parse_args()
     QUIET[0] = args.quiet_timeout
     POD_WAIT[0] = args.pod_wait
+    PAUSE[0] = args.pause_controllers
     if args.sizes:
         return by_size(args.sizes, args.distinct_specs)
     n = args.n
