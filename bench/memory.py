@@ -11,10 +11,11 @@ until every cache has its status. Printed:
 - this process's RSS and jsii's Node kernel's RSS.
 
 `--soak SECONDS`: instead, N caches of the benchmark's mix (`bench.sync.spec_for`), the
-service converged, then left running with `--resync` (default 5 s) for SECONDS while
-RSS (Python and Node) is sampled every `--sample` seconds: is memory flat over many
-resync rounds? Printed: the samples, first / last / max and the least-squares slope,
-with the reconciles and writes made meanwhile (resyncs of converged caches write nothing).
+service (`orascache sync`, its own process) converged, then left running with `--resync`
+(default 5 s) for SECONDS while its RSS (Python and Node) is sampled every `--sample`
+seconds: is memory flat over many resync rounds? Printed: the samples, first / last / max
+and the least-squares slope, with the reconciles and writes made meanwhile (resyncs of
+converged caches write nothing).
 A benchmark, never a test: 10,000 caches for 30 minutes.
 
 Usage: JSII_NODE=... .venv/bin/python -m bench.memory [--sizes 1000,5000]
@@ -27,14 +28,19 @@ import argparse
 import gc
 import os
 import sys
+import tempfile
 import threading
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from bench.sync import (
     CRD,
+    NS_SYNC,
+    Service,
     cache_doc,
     comm,
     create_caches,
@@ -44,8 +50,10 @@ from bench.sync import (
     spec_for,
 )
 from sync.apply.kube import Kube
+from sync.cluster_reconcile import CACHES
 from sync.cluster_service import SyncService
 from sync.options import Options
+from sync.sources.informer import Informer
 from tests.harness import LocalCluster
 
 NS = "bench-memory"
@@ -142,14 +150,6 @@ def measure(n: int, top: int, trace: bool) -> None:
         thread.join(30)
 
 
-def counter_total(counter: Any, actions: frozenset[str] | None = None) -> float:
-    """The sum of a prometheus_client Counter's `_total` samples over every label (or
-    only those whose `action` label is one of `actions`)."""
-    return sum(s.value for m in counter.collect() for s in m.samples
-               if s.name.endswith("_total")
-               and (actions is None or s.labels.get("action") in actions))
-
-
 WRITES = frozenset({"created", "configured", "deleted"})
 
 
@@ -164,41 +164,41 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
     return 0.0 if var == 0 else sum((t - mt) * (v - mv) for t, v in points) / var * 3600
 
 
+def converged_in(informer: Informer) -> int:
+    """As `converged`, from this process's own informer on the service's namespace."""
+    return sum(1 for o in informer.items()
+               if (o.get("status") or {}).get("observedGeneration")
+               == o["metadata"].get("generation"))
+
+
 def soak(n: int, seconds: float, resync: float, sample: float) -> None:
-    """N caches converged, then `seconds` of `resync` s resyncs with RSS sampled."""
-    with LocalCluster(crds=[CRD]) as cluster:
+    """N caches converged, then `seconds` of `resync` s resyncs with RSS sampled. The
+    service runs as its own process (`orascache sync`, as `bench.sync` starts it), so its
+    RSS is what a container's limit sees, with none of this process's objects in it."""
+    with LocalCluster(crds=[CRD]) as cluster, tempfile.TemporaryDirectory(
+            prefix="bench-memory-") as logdir:
         kube = Kube(cluster.api_client())
-        kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NS}})
+        kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NS_SYNC}})
         log(f"creating {n} caches (the benchmark's mix)")
-        create_caches(kube, NS, [cache_doc(NS, f"c{i:05d}", spec_for(i)) for i in range(n)],
-                      8)
-        gc.collect()
-        base = memory_mb(os.getpid())[0]
-        service = SyncService(kube, Options(namespaces=[NS], http_addr=None,
-                                            resync_period=resync))
-        thread, took = run_until_converged(service, n)
-        log(f"{n} caches converged in {took:.1f} s; soaking {seconds:.0f} s with "
-            f"{resync:g} s resyncs")
-        m = service.metrics
-        reconciles0 = counter_total(m.reconciles)
-        writes0 = counter_total(m.objects, WRITES), counter_total(m.status_writes)
-        rows: list[tuple[float, float, float, float, float]] = []
-        soak_start = time.monotonic()
-        while True:
-            elapsed = time.monotonic() - soak_start
-            python, node = memory_mb(os.getpid())[0], node_mb()
-            rows.append((elapsed, python, node, counter_total(m.reconciles) - reconciles0,
-                         os.getloadavg()[0]))
-            log(f"t={elapsed:6.0f} s  Python {python:.0f} MB  Node {node:.0f} MB  "
-                f"reconciles {rows[-1][3]:.0f}  load {rows[-1][4]:.1f}")
-            if elapsed >= seconds:
-                break
-            time.sleep(min(sample, max(0.0, seconds - elapsed)))
-        objects = counter_total(m.objects, WRITES) - writes0[0]
-        statuses = counter_total(m.status_writes) - writes0[1]
+        create_caches(kube, NS_SYNC,
+                      [cache_doc(NS_SYNC, f"c{i:05d}", spec_for(i)) for i in range(n)], 8)
+        caches = Informer(kube, CACHES, namespace=NS_SYNC, compact=True)
+        caches.start()
+        svc = Service(cluster, workers=Options().workers, resync=resync, logdir=Path(logdir),
+                      tag="soak")
+        try:
+            while converged_in(caches) < n:
+                svc.check()
+                time.sleep(0.5)
+            took = time.monotonic() - svc.started
+            caches.stop()
+            log(f"{n} caches converged in {took:.1f} s; soaking {seconds:.0f} s with "
+                f"{resync:g} s resyncs")
+            rows, writes = sample_rss(svc, seconds, sample)
+        finally:
+            svc.stop()
         print(f"\n## soak: {n} caches, resync every {resync:g} s, {seconds:.0f} s "
-              f"(converged in {took:.1f} s; Python {base:.0f} MB before the service "
-              f"started)\n")
+              f"(converged in {took:.1f} s; `orascache sync` in its own process)\n")
         print("| t (s) | Python RSS (MB) | Node RSS (MB) | total (MB) | reconciles since "
               "t=0 | load (1 min) |\n|---|---|---|---|---|---|")
         for t, python, node, reconciles, load in rows:
@@ -210,9 +210,31 @@ def soak(n: int, seconds: float, resync: float, sample: float) -> None:
               f"{slope_per_hour(totals):+.1f} MB/hour (Python alone "
               f"{slope_per_hour([(t, p) for t, p, _, _, _ in rows]):+.1f}); "
               f"{rows[-1][3]:.0f} reconciles ({rows[-1][3] / n:.1f} per cache), "
-              f"child writes +{objects:.0f}, status writes +{statuses:.0f}")
-        service.stop()
-        thread.join(30)
+              f"child writes +{writes[0]:.0f}, status writes +{writes[1]:.0f}")
+
+
+def sample_rss(svc: Service, seconds: float, sample: float,
+               ) -> tuple[list[tuple[float, float, float, float, float]], tuple[float, float]]:
+    """(t, Python MB, Node MB, reconciles since t=0, load) every `sample` s, and the child
+    and status writes made meanwhile (none expected: the caches are converged)."""
+    def counts(m: Counter[str]) -> tuple[float, float, float]:
+        return (m["reconciles:ok"] + m["reconciles:error"],
+                sum(m[f"objects:{a}"] for a in WRITES), m["status_writes"])
+
+    first = counts(svc.metrics())
+    rows: list[tuple[float, float, float, float, float]] = []
+    start = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - start
+        memory, now = svc.memory(), counts(svc.metrics())
+        python = memory.get("python", (0.0, 0.0))[0]
+        rows.append((elapsed, python, memory["total"][0] - python, now[0] - first[0],
+                     os.getloadavg()[0]))
+        log(f"t={elapsed:6.0f} s  Python {python:.0f} MB  Node {rows[-1][2]:.0f} MB  "
+            f"reconciles {rows[-1][3]:.0f}  load {rows[-1][4]:.1f}")
+        if elapsed >= seconds:
+            return rows, (now[1] - first[1], now[2] - first[2])
+        time.sleep(min(sample, max(0.0, seconds - elapsed)))
 
 
 def top_sites(snapshot: tracemalloc.Snapshot, top: int) -> None:

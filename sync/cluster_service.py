@@ -99,7 +99,7 @@ def release_free_memory() -> None:
     libc.malloc_trim(0)
 
 
-# After a burst of work (the queue drained), release free memory at most this often.
+# While there is work, release free heap memory at most this often.
 TRIM_EVERY = 60.0
 
 
@@ -248,12 +248,14 @@ class SyncService:
                 if not self.synced():
                     time.sleep(0.05)
                     continue
+                # Not only when the queue drains: with thousands of caches and a short
+                # resync it never does, and the freed pages would stay resident for good.
+                if busy and time.monotonic() - trimmed >= TRIM_EVERY:
+                    release_free_memory()
+                    busy, trimmed = False, time.monotonic()
                 keys = self.queue.get_batch(self.options.batch, timeout=0.5)
                 self.metrics.queue_depth.set(self.queue.depth())
                 if not keys:
-                    if busy and time.monotonic() - trimmed >= TRIM_EVERY:
-                        release_free_memory()
-                        busy, trimmed = False, time.monotonic()
                     continue
                 busy = True
                 works = self.reconciler.prepare(keys)
