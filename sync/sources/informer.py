@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import zlib
 from collections.abc import Callable, Collection
 
 from kubernetes import watch
@@ -27,6 +28,9 @@ WATCH_TIMEOUT = 300
 # Objects per list request, as client-go's pager: a list of thousands of objects is
 # never in memory whole, as JSON text and decoded, at once.
 LIST_PAGE = 500
+# The fastest level already takes a child's compact JSON to less than half (keys repeat),
+# for about 10 microseconds more per read; a higher level would cost each event more.
+ZLIB_LEVEL = 1
 
 OnEvent = Callable[[str, Obj], None]  # (event type, object)
 Transform = Callable[[Obj], Obj]  # what the store keeps of each object (client-go's)
@@ -65,8 +69,8 @@ class Informer:
         compact: bool = False,
     ) -> None:
         """`transform` shapes each object before it is stored and announced; `compact`
-        stores each as compact JSON, decoded on every read: a fifth of the memory of the
-        dictionaries, for a few tens of microseconds per read."""
+        stores each as zlib-compressed compact JSON, decoded on every read: about a tenth of the
+        memory of the dictionaries, for a few tens of microseconds per read."""
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
@@ -113,7 +117,9 @@ class Informer:
         return None if value is None else f"{obj['metadata'].get('namespace', '')}/{value}"
 
     def _stored(self, obj: Obj) -> Obj | bytes:
-        return json.dumps(obj, separators=(",", ":")).encode() if self.compact else obj
+        if not self.compact:
+            return obj
+        return zlib.compress(json.dumps(obj, separators=(",", ":")).encode(), ZLIB_LEVEL)
 
     def _put(self, key: str, obj: Obj | None) -> None:
         """Replace (or, with None, remove) one stored object and its index entry."""
@@ -235,7 +241,7 @@ class Informer:
 
 def _decoded(stored: Obj | bytes) -> Obj:
     if isinstance(stored, bytes):
-        obj: Obj = json.loads(stored)
+        obj: Obj = json.loads(zlib.decompress(stored))
         return obj
     return stored
 
