@@ -21,8 +21,8 @@ the next phase; the apply stage's spread across runs, 0.8x-1.3x the loop, stayed
 
 `--pause-controllers` (with `--sizes`) stops kube-controller-manager (SIGSTOP) from the
 loop to the end of the git phase and resumes it after: neither phase then shares the
-machine with the Pods and claims it makes (10,000 Pods take it over 15 minutes here), so
-the ratio compares the two apply paths alone. Nothing either phase does reads a Pod.
+machine with the Pods and claims it makes (at its 20 QPS, thousands of them take
+minutes), so the ratio compares the two apply paths alone. Neither phase reads a Pod.
 
 Usage: JSII_NODE=... .venv/bin/python -m bench.git [N] [--sizes 1000,5000,10000]
 """
