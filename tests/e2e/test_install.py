@@ -221,8 +221,12 @@ def test_leader_pod_deleted_the_other_leads_and_reconciles(
     assert leader and len(others) == 1, (leader, others)
     began = time.monotonic()
     client.CoreV1Api(admin).delete_namespaced_pod(leader, SYSTEM)
-    wait_for(lambda: lease_holder(admin) == others[0], timeout=LEASE_DURATION_S,
-             interval=0.1, what=f"{others[0]} leading")
+    try:
+        wait_for(lambda: lease_holder(admin) == others[0], timeout=LEASE_DURATION_S,
+                 interval=0.1, what=f"{others[0]} leading")
+    except AssertionError as err:  # the standby's own account of why
+        log = pod_log(admin, SYSTEM, others[0], "sync")
+        raise AssertionError(f"{err}\n{others[0]}'s log:\n{log[-4000:]}") from None
     took = time.monotonic() - began
     print(f"\nnew leader after {took:.1f} s")
     body = yaml.safe_load(HELLO_WORLD_CACHE)
