@@ -43,7 +43,9 @@ class _LeaseApi(client.CoordinationV1Api):
     def __init__(self, api: client.ApiClient, timeout: float) -> None:
         config = copy.deepcopy(api.configuration)
         config.retries = False
-        super().__init__(client.ApiClient(config))
+        own = client.ApiClient(config)
+        own.user_agent = api.user_agent  # the audit log names the service, as for its other calls
+        super().__init__(own)
         self.timeout = timeout
 
     def read_namespaced_lease(self, *args: Any, **kwargs: Any) -> Any:
