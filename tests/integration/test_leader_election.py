@@ -142,7 +142,7 @@ def test_a_standby_cut_off_from_the_api_server_still_takes_over(
             time.sleep(LEASE.retry_period * 3)  # b's attempts are refused
             forwarder.restore()
             leader.elector.release()
-            wait_for(standby.elector.leading.is_set, timeout=LEASE.retry_period * 4,
+            wait_for(standby.elector.leading.is_set, timeout=LEASE.duration * 2,
                      what="b leading once it reaches the API server again")
             assert holder(api_client, namespace) == "b"
 
@@ -158,8 +158,8 @@ def test_a_leader_cut_off_from_the_api_server_stops_leading(
         else:
             forwarder.stalled.set()
         began = time.monotonic()
-        # Within the renew deadline, plus one bounded request in flight when it passed.
-        wait_for(leader.stopped.is_set, timeout=LEASE.renew_deadline * 2 + LEASE.retry_period,
+        # The renew deadline, one bounded request in flight when it passed, and slack for load.
+        wait_for(leader.stopped.is_set, timeout=LEASE.renew_deadline * 3,
                  what="on_stopped after the renew deadline")
         assert not leader.elector.leading.is_set()
         print(f"\nleadership given up {time.monotonic() - began:.1f} s into the outage")
