@@ -1,10 +1,9 @@
 """Leader election when the API server cannot be reached: the elector's thread must live on.
 
 The kubernetes client's lock catches only ApiException, so a refused connection used to end
-the election thread: a standby then never led (the e2e failover test timed out waiting for
-it) and a leader kept working without renewing. Each elector here talks to the real API
-server through a TCP forwarder the test can cut (connections refused) or stall (bytes
-dropped, as on a dead route).
+the election thread: a standby then never led, and a leader kept working without renewing.
+Each elector here talks to the real API server through a TCP forwarder the test can cut
+(connections refused) or stall (bytes dropped, as on a dead route).
 """
 
 from __future__ import annotations
